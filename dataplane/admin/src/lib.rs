@@ -1,0 +1,1 @@
+//! mosn-admin (in progress)

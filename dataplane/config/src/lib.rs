@@ -1,0 +1,1 @@
+//! mosn-config (in progress)

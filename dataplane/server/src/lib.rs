@@ -1,0 +1,1 @@
+//! mosn-server (in progress)
