@@ -19,7 +19,7 @@ pub fn clamp_weight(w: u32) -> u32 {
 }
 
 /// What a cluster is told about one host.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HostSpec {
     /// Resolved address.
     pub address: SocketAddr,

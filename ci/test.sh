@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, the layer check and every test. Installs what it
+# needs first (ci/setup.sh). Run from anywhere: `ci/test.sh`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "setup"
+bash ci/setup.sh
+
+step "rustfmt"
+cargo fmt --all --check
+
+step "layer check"
+python3 ci/check-layers.py --self-test
+python3 ci/check-layers.py
+
+step "clippy (warnings denied)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee target/test-output.txt
+# One plain summary line over every test binary.
+awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\nall tests: %d passed, %d failed, %d ignored\n", p, f, i; if (p == 0) exit 1 }' target/test-output.txt

@@ -1,0 +1,481 @@
+//! The control side of the process: binds every listener before any worker starts (so a bad
+//! address fails start-up), starts the workers, serves the admin API, refreshes DNS, applies
+//! reloads and runs the graceful drain.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use mosn_admin::{Admin, AdminHandler, ServerState};
+use mosn_metrics::Registry;
+use mosn_net::kernel::bind_for_workers;
+use mosn_net::ListenSpec;
+use mosn_proxy::cluster::{ClusterManager, ClusterSpec, SystemResolver};
+use mosn_proxy::tcp_proxy::{ListenerCtx, TcpProxySpec};
+use tokio::sync::watch;
+
+use crate::logging::{LogHandle, LogTarget};
+use crate::worker::{spawn_kernel_worker, BoundListener, ListenerRuntime, ListenerStats, NetworkFilter, Shared, Snapshot, Worker};
+
+// === the plan: what to run, derived from a validated config ===
+
+/// Everything the server needs to start, with no reference to the config crate's types.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Worker threads.
+    pub workers: usize,
+    /// How long a drain waits for open connections.
+    pub graceful_timeout: Duration,
+    /// Listeners.
+    pub listeners: Vec<ListenerPlan>,
+    /// Clusters.
+    pub clusters: Vec<ClusterSpec>,
+    /// Admin API address (`None`: no admin API).
+    pub admin: Option<SocketAddr>,
+    /// Where to record the pid.
+    pub pid_file: Option<PathBuf>,
+    /// Log destination.
+    pub log_target: LogTarget,
+    /// Log level name.
+    pub log_level: String,
+    /// The running config as `/api/v1/config_dump` shows it (secrets already removed).
+    pub config_dump: serde_json::Value,
+}
+
+/// One listener.
+#[derive(Debug, Clone)]
+pub struct ListenerPlan {
+    /// Unique name.
+    pub name: Arc<str>,
+    /// What to bind.
+    pub listen: ListenSpec,
+    /// `bind_port: false` listeners are not bound (they receive handed-off connections).
+    pub bind: bool,
+    /// Bytes buffered towards one downstream connection at most.
+    pub buffer_limit: usize,
+    /// `connection_idle_timeout`.
+    pub idle_timeout: Option<Duration>,
+    /// The network filter.
+    pub filter: FilterPlan,
+}
+
+/// Network filters this build runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterPlan {
+    /// `tcp_proxy`.
+    TcpProxy(TcpProxySpec),
+}
+
+/// Version information baked in by the binary's build script.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildInfo {
+    /// Package version.
+    pub version: &'static str,
+    /// Git commit the binary was built from, or `unknown`.
+    pub commit: &'static str,
+}
+
+/// Why the server could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A listener's address could not be bound.
+    #[error("listener {listener}: cannot bind {addr}: {source}")]
+    Bind {
+        /// Listener name.
+        listener: String,
+        /// The address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The admin address could not be bound.
+    #[error("admin: cannot bind {addr}: {source}")]
+    AdminBind {
+        /// The address.
+        addr: SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A cluster could not be built.
+    #[error(transparent)]
+    Cluster(#[from] mosn_proxy::cluster::ClusterError),
+    /// Threads, runtimes, pid file.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+// === admin glue ===
+
+const STATE_INITING: u8 = 0;
+const STATE_RUNNING: u8 = 1;
+const STATE_DRAINING: u8 = 2;
+const STATE_STOPPING: u8 = 3;
+
+struct Control {
+    build: BuildInfo,
+    dump: arc_swap::ArcSwap<serde_json::Value>,
+    state: AtomicU8,
+    log: Option<LogHandle>,
+}
+
+impl AdminHandler for Control {
+    fn version(&self) -> serde_json::Value {
+        serde_json::json!({ "version": self.build.version, "commit": self.build.commit, "name": "mosn-rs" })
+    }
+    fn config_dump(&self) -> serde_json::Value {
+        serde_json::Value::clone(&self.dump.load())
+    }
+    fn state(&self) -> ServerState {
+        match self.state.load(Ordering::Acquire) {
+            STATE_INITING => ServerState::Initing,
+            STATE_RUNNING => ServerState::Running,
+            STATE_DRAINING => ServerState::Draining,
+            _ => ServerState::Stopping,
+        }
+    }
+    fn log_level(&self) -> String {
+        self.log.as_ref().map(|l| l.level()).unwrap_or_else(|| "INFO".into())
+    }
+    fn set_log_level(&self, level: &str) -> Result<(), String> {
+        match &self.log {
+            Some(l) => l.set_level(level),
+            None => crate::logging::filter_for(level).map(|_| ()),
+        }
+    }
+}
+
+// === the running server ===
+
+/// A started server. Dropping it does not stop the workers; call [`Server::drain`].
+pub struct Server {
+    shared: Arc<Shared>,
+    registry: Registry,
+    control: Arc<Control>,
+    drain_tx: watch::Sender<bool>,
+    stop_control: Option<tokio::sync::oneshot::Sender<()>>,
+    control_thread: Option<std::thread::JoinHandle<()>>,
+    listener_addrs: HashMap<Arc<str>, SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    graceful_timeout: Duration,
+    _workers: Vec<Worker>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listeners", &self.listener_addrs)
+            .field("admin", &self.admin_addr)
+            .finish()
+    }
+}
+
+fn listener_runtime(l: &ListenerPlan, stats: &ListenerStats) -> ListenerRuntime {
+    ListenerRuntime {
+        ctx: ListenerCtx {
+            name: l.name.clone(),
+            buffer_limit: l.buffer_limit,
+            idle_timeout: l.idle_timeout,
+            bytes_in: stats.bytes_in.clone(),
+            bytes_out: stats.bytes_out.clone(),
+        },
+        filter: match &l.filter {
+            FilterPlan::TcpProxy(spec) => NetworkFilter::TcpProxy(spec.clone()),
+        },
+    }
+}
+
+fn snapshot_for(plan: &Plan, registry: &Registry) -> Snapshot {
+    Snapshot {
+        listeners: plan
+            .listeners
+            .iter()
+            .map(|l| {
+                let stats = ListenerStats::new(registry, &l.name);
+                (l.name.clone(), Arc::new((listener_runtime(l, &stats), stats)))
+            })
+            .collect(),
+    }
+}
+
+impl Server {
+    /// Binds everything, starts the workers and the control thread (admin API, DNS refresh).
+    pub fn start(plan: Plan, build: BuildInfo, log: Option<LogHandle>) -> Result<Server, RunError> {
+        let registry = Registry::new();
+        let clusters = Arc::new(ClusterManager::new(registry.clone()));
+        for c in &plan.clusters {
+            clusters.add_or_update(c.clone())?;
+        }
+        let shared = Arc::new(Shared::new(clusters.clone()));
+        shared.snapshot.store(Arc::new(snapshot_for(&plan, &registry)));
+
+        // Bind every listener for every worker before starting anything.
+        let workers = plan.workers.max(1);
+        let mut per_worker: Vec<Vec<BoundListener>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut listener_addrs = HashMap::new();
+        for l in &plan.listeners {
+            if !l.bind {
+                tracing::info!(listener = %l.name, addr = %l.listen.addr, "bind_port is false: not bound (receives handed-off connections only)");
+                continue;
+            }
+            let socks = bind_for_workers(&l.listen, workers).map_err(|source| RunError::Bind {
+                listener: l.name.to_string(),
+                addr: l.listen.addr,
+                source,
+            })?;
+            if let Some(addr) = socks.first().and_then(|s| s.local_addr().ok()) {
+                listener_addrs.insert(l.name.clone(), addr);
+            }
+            for (w, socket) in socks.into_iter().enumerate() {
+                per_worker[w].push(BoundListener { name: l.name.clone(), socket });
+            }
+        }
+        let admin_std = match plan.admin {
+            Some(addr) => {
+                let l = std::net::TcpListener::bind(addr).map_err(|source| RunError::AdminBind { addr, source })?;
+                l.set_nonblocking(true).map_err(|source| RunError::AdminBind { addr, source })?;
+                Some(l)
+            }
+            None => None,
+        };
+        let admin_addr = admin_std.as_ref().and_then(|l| l.local_addr().ok());
+
+        let control = Arc::new(Control {
+            build,
+            dump: arc_swap::ArcSwap::from_pointee(plan.config_dump.clone()),
+            state: AtomicU8::new(STATE_INITING),
+            log,
+        });
+
+        // Control thread: admin API and DNS refresh on its own current-thread runtime.
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        let c_registry = registry.clone();
+        let c_control = control.clone();
+        let c_clusters = clusters.clone();
+        let control_thread = std::thread::Builder::new()
+            .name("mosn-control".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                rt.block_on(async move {
+                    // Resolve STRICT_DNS clusters once before traffic starts.
+                    c_clusters.refresh_dns(&SystemResolver).await;
+                    if c_clusters.dns_refresh_period().is_some() {
+                        tokio::spawn(c_clusters.clone().run_dns_refresh(Arc::new(SystemResolver)));
+                    }
+                    if let Some(std_l) = admin_std {
+                        match tokio::net::TcpListener::from_std(std_l) {
+                            Ok(l) => {
+                                let admin = Admin::new(c_registry, c_control);
+                                tokio::spawn(async move {
+                                    if let Err(e) = admin.serve(l, async { let _ = stop_rx.await; }).await {
+                                        tracing::error!(error = %e, "admin server failed");
+                                    }
+                                });
+                            }
+                            Err(e) => {
+                                let _ = ready_tx.send(Err(e.to_string()));
+                                return;
+                            }
+                        }
+                    }
+                    let _ = ready_tx.send(Ok(()));
+                    std::future::pending::<()>().await;
+                });
+            })
+            .map_err(|source| RunError::Io { what: "cannot start the control thread".into(), source })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(RunError::Io { what: "control thread".into(), source: std::io::Error::other(e) }),
+            Err(_) => return Err(RunError::Io { what: "control thread".into(), source: std::io::Error::other("exited during start-up") }),
+        }
+
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let mut worker_handles = Vec::with_capacity(workers);
+        for (id, listeners) in per_worker.into_iter().enumerate() {
+            worker_handles.push(
+                spawn_kernel_worker(id, listeners, shared.clone(), drain_rx.clone())
+                    .map_err(|source| RunError::Io { what: format!("cannot start worker {id}"), source })?,
+            );
+        }
+        if let Some(path) = &plan.pid_file {
+            write_pid_file(path)?;
+        }
+        control.state.store(STATE_RUNNING, Ordering::Release);
+        for l in &plan.listeners {
+            if let Some(addr) = listener_addrs.get(&l.name) {
+                tracing::info!(listener = %l.name, address = %addr, "listening");
+            }
+        }
+        if let Some(addr) = admin_addr {
+            tracing::info!(listener = "admin", address = %addr, "admin API listening");
+        }
+        tracing::info!(workers, version = build.version, commit = build.commit, "mosn started");
+        Ok(Server {
+            shared,
+            registry,
+            control,
+            drain_tx,
+            stop_control: Some(stop_tx),
+            control_thread: Some(control_thread),
+            listener_addrs,
+            admin_addr,
+            graceful_timeout: plan.graceful_timeout,
+            _workers: worker_handles,
+        })
+    }
+
+    /// The bound address of a listener.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.listener_addrs.get(name).copied()
+    }
+
+    /// The admin API's address.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The metric registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The cluster manager.
+    pub fn clusters(&self) -> &Arc<ClusterManager> {
+        &self.shared.clusters
+    }
+
+    /// Downstream connections open now.
+    pub fn active_connections(&self) -> usize {
+        self.shared.active_connections.load(Ordering::Acquire)
+    }
+
+    /// Applies a new plan without closing connections: clusters are added, replaced or
+    /// removed; listeners that still exist take their new filter settings for new
+    /// connections. Listeners added or removed, or whose address changed, need a restart
+    /// (logged).
+    pub fn reload(&self, plan: &Plan) -> Result<(), RunError> {
+        let cm = &self.shared.clusters;
+        for c in &plan.clusters {
+            cm.add_or_update(c.clone())?;
+        }
+        let keep: std::collections::HashSet<&str> = plan.clusters.iter().map(|c| c.name.as_str()).collect();
+        for name in cm.snapshot().keys() {
+            if !keep.contains(name.as_str()) {
+                cm.remove(name);
+            }
+        }
+        let old = self.shared.snapshot.load_full();
+        let mut next = Snapshot::default();
+        for l in &plan.listeners {
+            match old.listeners.get(&l.name) {
+                Some(prev) => {
+                    let stats = prev.1.clone();
+                    next.listeners.insert(l.name.clone(), Arc::new((listener_runtime(l, &stats), stats)));
+                    if l.bind && self.listener_addrs.get(&l.name).is_some_and(|a| a.ip() != l.listen.addr.ip() || (l.listen.addr.port() != 0 && a.port() != l.listen.addr.port())) {
+                        tracing::warn!(listener = %l.name, "listener address changed: takes effect after a restart");
+                    }
+                }
+                None => tracing::warn!(listener = %l.name, "new listener: takes effect after a restart"),
+            }
+        }
+        for name in old.listeners.keys() {
+            if !next.listeners.contains_key(name) {
+                tracing::warn!(listener = %name, "listener removed from config: it stops serving new connections");
+            }
+        }
+        self.shared.snapshot.store(Arc::new(next));
+        self.control.dump.store(Arc::new(plan.config_dump.clone()));
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// Stops accepting, waits up to the graceful timeout for open connections to finish, and
+    /// stops the control thread. Returns the number of connections still open at the end.
+    pub fn drain(mut self) -> usize {
+        self.control.state.store(STATE_DRAINING, Ordering::Release);
+        let _ = self.drain_tx.send(true);
+        let start = Instant::now();
+        let mut last_log = Instant::now();
+        tracing::info!(active = self.active_connections(), timeout = ?self.graceful_timeout, "draining: stopped accepting");
+        loop {
+            let active = self.active_connections();
+            if active == 0 || start.elapsed() >= self.graceful_timeout {
+                break;
+            }
+            if last_log.elapsed() >= Duration::from_secs(5) {
+                tracing::info!(active, "draining: waiting for connections");
+                last_log = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let left = self.active_connections();
+        self.control.state.store(STATE_STOPPING, Ordering::Release);
+        if left > 0 {
+            tracing::warn!(left, "graceful timeout reached; closing remaining connections");
+        } else {
+            tracing::info!(took = ?start.elapsed(), "drained");
+        }
+        if let Some(tx) = self.stop_control.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.control_thread.take() {
+            drop(t); // the control thread ends with the process
+        }
+        left
+    }
+}
+
+fn write_pid_file(path: &std::path::Path) -> Result<(), RunError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| RunError::Io {
+            what: format!("cannot create pid directory {}", dir.display()),
+            source,
+        })?;
+    }
+    std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| RunError::Io {
+        what: format!("cannot write pid file {}", path.display()),
+        source,
+    })
+}
+
+/// What the process was told by a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGTERM or SIGINT: drain and exit.
+    Terminate,
+    /// SIGHUP: reload the config file.
+    Reload,
+}
+
+/// Blocks the calling thread until SIGTERM/SIGINT (returns `Terminate`) or SIGHUP (`Reload`).
+pub fn wait_for_signal() -> std::io::Result<Signal> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        Ok(tokio::select! {
+            _ = term.recv() => Signal::Terminate,
+            _ = int.recv() => Signal::Terminate,
+            _ = hup.recv() => Signal::Reload,
+        })
+    })
+}

@@ -1,0 +1,219 @@
+//! Workers: one thread each, a tokio `current_thread` runtime with a `LocalSet`, owning its
+//! listener sockets and every connection accepted on them. Nothing on the per-connection path
+//! takes a lock: configuration is read from an `ArcSwap` snapshot at accept time.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use mosn_metrics::{Counter, Gauge, GaugeGuard, Registry};
+use mosn_net::kernel::{KernelListener, KernelTransport};
+use mosn_net::{Listener, Transport};
+use mosn_proxy::cluster::ClusterManager;
+use mosn_proxy::tcp_proxy::{self, ListenerCtx, TcpProxySpec};
+use tokio::sync::watch;
+
+// === shared state ===
+
+/// What a listener does with its connections, as of one config snapshot.
+#[derive(Debug)]
+pub struct ListenerRuntime {
+    /// Context handed to each session (name, limits, byte counters).
+    pub ctx: ListenerCtx,
+    /// The network filter.
+    pub filter: NetworkFilter,
+}
+
+/// The network filters this build runs.
+#[derive(Debug)]
+pub enum NetworkFilter {
+    /// L4 forwarding.
+    TcpProxy(TcpProxySpec),
+}
+
+/// Per-listener connection counters, stable across snapshots.
+#[derive(Debug, Clone)]
+pub struct ListenerStats {
+    /// Connections accepted.
+    pub cx_total: Arc<Counter>,
+    /// Connections open.
+    pub cx_active: Arc<Gauge>,
+    /// Bytes read from downstream.
+    pub bytes_in: Arc<Counter>,
+    /// Bytes written to downstream.
+    pub bytes_out: Arc<Counter>,
+}
+
+impl ListenerStats {
+    /// Counters for listener `name` in `registry`.
+    pub fn new(registry: &Registry, name: &str) -> Self {
+        let s = registry.scope("listener", &[("listener", name)]);
+        ListenerStats {
+            cx_total: s.counter("downstream_connection_total"),
+            cx_active: s.gauge("downstream_connection_active"),
+            bytes_in: s.counter("downstream_bytes_read_total"),
+            bytes_out: s.counter("downstream_bytes_write_total"),
+        }
+    }
+}
+
+/// The immutable per-snapshot view workers read.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Listener behaviour by listener name.
+    pub listeners: std::collections::HashMap<Arc<str>, Arc<(ListenerRuntime, ListenerStats)>>,
+}
+
+/// State shared by the control thread and every worker.
+#[derive(Debug)]
+pub struct Shared {
+    /// Current listener behaviour, swapped atomically on reload.
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Clusters, swapped atomically per cluster.
+    pub clusters: Arc<ClusterManager>,
+    /// Downstream connections open in the whole process (graceful drain waits for 0).
+    pub active_connections: AtomicUsize,
+}
+
+impl Shared {
+    /// Shared state with an empty snapshot.
+    pub fn new(clusters: Arc<ClusterManager>) -> Self {
+        Shared {
+            snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            clusters,
+            active_connections: AtomicUsize::new(0),
+        }
+    }
+}
+
+struct ActiveConn(Arc<Shared>);
+
+impl ActiveConn {
+    fn new(shared: &Arc<Shared>) -> Self {
+        shared.active_connections.fetch_add(1, Ordering::AcqRel);
+        ActiveConn(shared.clone())
+    }
+}
+
+impl Drop for ActiveConn {
+    fn drop(&mut self) {
+        self.0.active_connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+// === accept loop (any transport) ===
+
+/// Accepts on `listener` until `drain` turns true, serving each connection in its own local
+/// task with the filter of the snapshot current at accept time. Dropping the listener on drain
+/// stops accepting; sessions already running are not touched.
+pub async fn serve_listener<T: Transport>(
+    transport: T,
+    mut listener: T::Listener,
+    name: Arc<str>,
+    shared: Arc<Shared>,
+    mut drain: watch::Receiver<bool>,
+) {
+    let transport = Rc::new(transport);
+    loop {
+        if *drain.borrow() {
+            break;
+        }
+        let accepted = tokio::select! {
+            _ = drain.changed() => continue,
+            r = listener.accept() => r,
+        };
+        let accepted = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE/ENFILE/ECONNABORTED: log, back off briefly, keep the listener.
+                tracing::warn!(listener = %name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let snap = shared.snapshot.load();
+        let Some(rt) = snap.listeners.get(&name).cloned() else {
+            tracing::warn!(listener = %name, "listener removed from config; closing new connection");
+            continue;
+        };
+        let stats = &rt.1;
+        stats.cx_total.inc();
+        let guard = (GaugeGuard::new(stats.cx_active.clone()), ActiveConn::new(&shared));
+        let transport = transport.clone();
+        let shared = shared.clone();
+        tokio::task::spawn_local(async move {
+            let _guard = guard;
+            let (runtime, _) = &*rt;
+            match &runtime.filter {
+                NetworkFilter::TcpProxy(spec) => {
+                    tcp_proxy::serve(&*transport, spec, &shared.clusters, &runtime.ctx, accepted).await;
+                }
+            }
+        });
+    }
+    tracing::debug!(listener = %name, "stopped accepting");
+}
+
+// === worker threads ===
+
+/// A listener socket bound by the control thread for one worker.
+#[derive(Debug)]
+pub struct BoundListener {
+    /// Listener name.
+    pub name: Arc<str>,
+    /// The socket.
+    pub socket: std::net::TcpListener,
+}
+
+/// A running worker thread.
+#[derive(Debug)]
+pub struct Worker {
+    /// The thread.
+    pub thread: std::thread::JoinHandle<()>,
+}
+
+/// Starts worker `id` on its own thread with kernel sockets.
+pub fn spawn_kernel_worker(
+    id: usize,
+    listeners: Vec<BoundListener>,
+    shared: Arc<Shared>,
+    drain: watch::Receiver<bool>,
+) -> std::io::Result<Worker> {
+    let thread = std::thread::Builder::new()
+        .name(format!("mosn-worker-{id}"))
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(worker = id, error = %e, "cannot build the worker runtime");
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let mut tasks = Vec::new();
+                for l in listeners {
+                    let addr: Option<SocketAddr> = l.socket.local_addr().ok();
+                    match KernelListener::from_std(l.socket) {
+                        Ok(kl) => tasks.push(tokio::task::spawn_local(serve_listener(
+                            KernelTransport,
+                            kl,
+                            l.name.clone(),
+                            shared.clone(),
+                            drain.clone(),
+                        ))),
+                        Err(e) => tracing::error!(worker = id, listener = %l.name, ?addr, error = %e, "cannot adopt listener socket"),
+                    }
+                }
+                for t in tasks {
+                    let _ = t.await;
+                }
+                // Keep serving the sessions of this worker until the process exits.
+                std::future::pending::<()>().await;
+            });
+        })?;
+    Ok(Worker { thread })
+}
