@@ -5,7 +5,7 @@ set -euo pipefail
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in iproute2 python3 ca-certificates; do
+for pkg in iproute2 iptables python3 ca-certificates; do
     have "$pkg" || need+=("$pkg")
 done
 if ((${#need[@]})); then

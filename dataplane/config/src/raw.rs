@@ -1,5 +1,5 @@
 //! The raw serde model: every key MOSN accepts in either shape, with Go zero-value
-//! defaults (`#[serde(default)]` everywhere). Nothing here is validated; [`crate::build`]
+//! defaults (`#[serde(default)]` everywhere). Nothing here is validated; the `validate` module
 //! turns it into the typed [`crate::Config`].
 //!
 //! Key names are MOSN's JSON tags (`pkg/config/v2/*.go`, `pkg/api/v2` at old tags). Keys are

@@ -241,6 +241,8 @@ struct Core<D: Device> {
     ports: Ports,
     conns: HashMap<u64, ConnEntry>,
     listeners: HashMap<u64, ListenEntry>,
+    /// Connections whose FIN waits for their transmit buffer to drain (see `close_conn`).
+    deferred_fin: Vec<u64>,
     next_id: u64,
     rounds: u64,
     rx_packets: u64,
@@ -346,29 +348,79 @@ impl<D: Device> Core<D> {
         }
     }
 
+    /// Sends our FIN (`shutdown(SHUT_WR)`) for connection `id`.
+    ///
+    /// Works around smoltcp 0.14 (`process`, LAST-ACK arm): in LAST-ACK a pure ACK that
+    /// acknowledges nothing new returns before the peer's window is read, so a window update
+    /// that reopens a zero window is lost and the rest of the data waits for the zero-window
+    /// probe (one RTO, at least 1 s). In CLOSE-WAIT the FIN is therefore held back until the
+    /// transmit buffer has been acknowledged; the driver sends it from `flush_deferred_fins`.
+    /// Costs one round trip before the FIN, only when the peer closed first.
+    fn close_conn(&mut self, id: u64) {
+        let Some(entry) = self.conns.get(&id) else {
+            return;
+        };
+        let socket = match &entry.slot {
+            Slot::Set(handle) => self.sockets.get_mut::<tcp::Socket>(*handle),
+            Slot::Detached(_) => return,
+        };
+        if socket.state() == tcp::State::CloseWait && socket.send_queue() > 0 {
+            if !self.deferred_fin.contains(&id) {
+                self.deferred_fin.push(id);
+            }
+        } else {
+            socket.close();
+        }
+    }
+
+    /// Sends the FINs held back by `close_conn` whose data has been acknowledged.
+    fn flush_deferred_fins(
+        sockets: &mut SocketSet<'static>,
+        conns: &HashMap<u64, ConnEntry>,
+        deferred_fin: &mut Vec<u64>,
+    ) {
+        deferred_fin.retain(|id| {
+            let Some(Slot::Set(handle)) = conns.get(id).map(|e| &e.slot) else {
+                return false;
+            };
+            let socket = sockets.get_mut::<tcp::Socket>(*handle);
+            if socket.state() != tcp::State::CloseWait {
+                // Reset or timed out meanwhile: nothing left to close.
+                return false;
+            }
+            if socket.send_queue() > 0 {
+                return true;
+            }
+            socket.close();
+            false
+        });
+    }
+
     /// The owner of connection `id` is gone: close or abort it and let the reaper finish.
     fn orphan(&mut self, id: u64) {
         let deadline = self.now() + to_smol(ORPHAN_TIMEOUT);
-        let Some(entry) = self.conns.get_mut(&id) else {
+        let Some(entry) = self.conns.get(&id) else {
             return;
         };
-        match entry.slot {
+        let handle = match entry.slot {
             Slot::Detached(_) => {
                 self.conns.remove(&id);
+                return;
             }
-            Slot::Set(handle) => {
-                let socket = self.sockets.get_mut::<tcp::Socket>(handle);
-                if socket.recv_queue() > 0 {
-                    // Unread data would be lost: tell the peer, as Linux does on close(2).
-                    socket.abort();
-                } else {
-                    socket.close();
-                }
-                // Nobody reads any more: acknowledge at once, so that the last ACK is out
-                // before the reaper takes the socket out of the set.
-                socket.set_ack_delay(None);
-                entry.orphan_deadline = Some(deadline);
-            }
+            Slot::Set(handle) => handle,
+        };
+        let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+        // Nobody reads any more: acknowledge at once, so that the last ACK is out before
+        // the reaper takes the socket out of the set.
+        socket.set_ack_delay(None);
+        if socket.recv_queue() > 0 {
+            // Unread data would be lost: tell the peer, as Linux does on close(2).
+            socket.abort();
+        } else {
+            self.close_conn(id);
+        }
+        if let Some(entry) = self.conns.get_mut(&id) {
+            entry.orphan_deadline = Some(deadline);
         }
     }
 
@@ -454,6 +506,9 @@ impl<D: Device> Core<D> {
             }
             budget -= 1;
         }
+        if !self.deferred_fin.is_empty() {
+            Self::flush_deferred_fins(&mut self.sockets, &self.conns, &mut self.deferred_fin);
+        }
         for _ in 0..EGRESS_PASSES {
             if self.iface.poll_egress(now, &mut meter, &mut self.sockets) == PollResult::None {
                 break;
@@ -462,10 +517,6 @@ impl<D: Device> Core<D> {
         let (rx, tx) = (meter.rx(), meter.tx());
         self.rx_packets += rx;
         self.tx_packets += tx;
-        if std::env::var("PROBE").is_ok() {
-            let v: Vec<String> = self.sockets.iter().filter_map(|(h, s)| match s { Socket::Tcp(t) => Some(format!("{h:?}:{} sq{} rq{} ", t.state(), t.send_queue(), t.recv_queue())), #[allow(unreachable_patterns)] _ => None }).collect();
-            eprintln!("t={now} rx{rx} tx{tx} {}", v.join(" "));
-        }
         let next_orphan = self.reap(now);
         let mut delay = self.iface.poll_delay(now, &self.sockets).map(to_std);
         if let Some(at) = next_orphan {
@@ -585,6 +636,7 @@ impl<D: Device + 'static> UserspaceStack<D> {
             ports: Ports::new(seed >> 16),
             conns: HashMap::new(),
             listeners: HashMap::new(),
+            deferred_fin: Vec::new(),
             next_id: 0,
             rounds: 0,
             rx_packets: 0,
@@ -773,7 +825,6 @@ async fn drive<D: Device + 'static>(shared: &Rc<Shared<D>>) {
                 continue;
             }
             Some(d) => {
-                if std::env::var("PROBE").is_ok() { eprintln!("sleep {d:?}"); }
                 tokio::select! {
                     () = tokio::time::sleep(d) => {}
                     () = poll_fn(|cx| shared.signal.poll_wait(cx)) => {}

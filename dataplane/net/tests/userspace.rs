@@ -506,7 +506,7 @@ fn zz_probe() {
 }
 
 struct Tap(Loopback);
-struct TapTx<'a>(smoltcp::phy::TxToken<'a>);
+struct TapTx<'a>(<Loopback as Device>::TxToken<'a>);
 impl smoltcp::phy::TxToken for TapTx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         self.0.consume(len, |buf| {

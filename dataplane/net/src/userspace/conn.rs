@@ -154,7 +154,12 @@ impl<D: Device + 'static> AsyncWrite for UserspaceConn<D> {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let write_shut = this.write_shut;
+        if this.write_shut {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "write after shutdown (userspace stack)",
+            )));
+        }
         let polled = this.with_socket(|socket| match socket.send_slice(buf) {
             Ok(0) => {
                 // Transmit buffer full: wait for the peer to acknowledge (back-pressure).
@@ -163,12 +168,6 @@ impl<D: Device + 'static> AsyncWrite for UserspaceConn<D> {
             }
             Ok(n) => Poll::Ready(Ok(n)),
             Err(tcp::SendError::InvalidState) => {
-                if write_shut {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "write after shutdown (userspace stack)",
-                    )));
-                }
                 match socket.state() {
                     tcp::State::SynSent | tcp::State::SynReceived => {
                         socket.register_send_waker(cx.waker());
@@ -197,7 +196,12 @@ impl<D: Device + 'static> AsyncWrite for UserspaceConn<D> {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if !this.write_shut {
-            this.with_socket(|socket| socket.close())?;
+            let mut core = this.stack.shared.core.borrow_mut();
+            if core.conn_socket(this.id).is_none() {
+                return Poll::Ready(Err(gone()));
+            }
+            core.close_conn(this.id);
+            drop(core);
             this.write_shut = true;
             this.notify();
         }

@@ -1,0 +1,188 @@
+//! ORIGINAL_DST end to end, privileged: in a network namespace made by the test, an iptables
+//! `REDIRECT` sends an application's outbound connection to mosn's listener, mosn reads
+//! `SO_ORIGINAL_DST` and connects to the address the application meant. CI runs as root, so
+//! this test runs there; elsewhere it skips with a loud message when it lacks the privileges.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn tool(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn privileged_or_skip(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    let tools = tool("ip") && tool("iptables") && tool("python3");
+    if root && tools {
+        return true;
+    }
+    let why = format!("{test}: needs root, ip, iptables and python3 (root={root}, tools={tools})");
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}: CI runs as root and must run this test (ci/setup.sh installs the tools)");
+    }
+    eprintln!("\n!!! SKIPPED {why}\n");
+    false
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("mosn-odst-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        run(&["ip", "netns", "add", &name]);
+        let ns = Netns(name);
+        ns.exec(&["ip", "link", "set", "lo", "up"]);
+        // The application's addresses, on the namespace's own loopback device.
+        ns.exec(&["ip", "addr", "add", "198.18.0.10/32", "dev", "lo"]);
+        ns.exec(&["ip", "addr", "add", "198.18.0.11/32", "dev", "lo"]);
+        ns
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0]).args(args);
+        c
+    }
+    fn exec(&self, args: &[&str]) {
+        let out = self.cmd(args).output().expect("spawn");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
+}
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The upstream: answers every connection with the peer address it saw, then echoes.
+const UPSTREAM: &str = r#"
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("198.18.0.10", 8080)); s.listen(16); print("ready", flush=True)
+def serve(c, peer):
+    c.sendall(("peer=%s\n" % peer[0]).encode())
+    while True:
+        b = c.recv(65536)
+        if not b: break
+        c.sendall(b)
+    c.close()
+while True:
+    c, peer = s.accept(); threading.Thread(target=serve, args=(c, peer), daemon=True).start()
+"#;
+
+/// The application: connects from 198.18.0.11 to 198.18.0.10:8080 (the address it means),
+/// sends a payload, half-closes, prints what came back.
+const CLIENT: &str = r#"
+import socket, sys
+c = socket.socket(); c.bind(("198.18.0.11", 0)); c.settimeout(5)
+c.connect(("198.18.0.10", 8080))
+c.sendall(b"x" * 100000); c.shutdown(socket.SHUT_WR)
+out = b""
+while True:
+    b = c.recv(65536)
+    if not b: break
+    out += b
+head, _, body = out.partition(b"\n")
+print(head.decode(), len(body), body == b"x" * 100000)
+"#;
+
+#[test]
+fn redirected_connections_reach_their_original_destination() {
+    if !privileged_or_skip("original_dst") {
+        return;
+    }
+    let ns = Netns::new();
+    let port = 15001 + (std::process::id() % 1000) as u16;
+    ns.exec(&[
+        "iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-s", "198.18.0.11", "-d",
+        "198.18.0.10", "--dport", "8080", "-j", "REDIRECT", "--to-ports", &port.to_string(),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("odst.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"servers":[{{"default_log_path":"stderr","processor":1,"graceful_timeout":"1s",
+              "listeners":[{{"name":"outbound","address":"0.0.0.0:{port}","bind_port":true,
+                "filter_chains":[{{"filters":[{{"type":"tcp_proxy","config":{{"cluster":"passthrough"}}}}]}}]}}]}}],
+              "cluster_manager":{{"clusters":[{{"name":"passthrough","type":"ORIGINAL_DST","lb_type":"LB_ORIGINAL_DST"}}]}},
+              "admin":{{"address":{{"socket_address":{{"address":"127.0.0.1","port_value":0}}}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let mut upstream = ns
+        .cmd(&["python3", "-c", UPSTREAM])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = [0u8; 5];
+    std::io::Read::read_exact(upstream.stdout.as_mut().unwrap(), &mut ready).unwrap();
+    let _upstream = Kill(upstream);
+
+    // Direct, without the rule's source address: the upstream sees the client itself.
+    let direct = ns
+        .cmd(&["python3", "-c", &CLIENT.replace("198.18.0.11\", 0", "198.18.0.10\", 0")])
+        .output()
+        .unwrap();
+    let direct = String::from_utf8_lossy(&direct.stdout).to_string();
+    assert!(direct.starts_with("peer=198.18.0.10 100000 True"), "{direct}");
+
+    // Redirected without mosn running: the connection is refused (the rule is in force).
+    let refused = ns.cmd(&["python3", "-c", CLIENT]).output().unwrap();
+    assert!(!refused.status.success(), "the REDIRECT rule is not in force");
+
+    let mosn = ns
+        .cmd(&[mosn_bin().to_str().unwrap(), "start", "-c", cfg.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let _mosn = Kill(mosn);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let out = loop {
+        let out = ns.cmd(&["python3", "-c", CLIENT]).output().unwrap();
+        if out.status.success() || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    // Through mosn, the upstream sees mosn's own connection (source 198.18.0.10, not .11) and
+    // every byte arrives at the original destination and comes back.
+    assert!(
+        text.starts_with("peer=198.18.0.10 100000 True"),
+        "stdout {text:?}, stderr {:?}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
