@@ -16,7 +16,11 @@ const EXIT_RUNTIME: u8 = 1;
 const EXIT_CONFIG: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "mosn", about = "mosn-rs: a MOSN-compatible sidecar and gateway proxy", version)]
+#[command(
+    name = "mosn",
+    about = "mosn-rs: a MOSN-compatible sidecar and gateway proxy",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -67,7 +71,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Version => {
-            println!("mosn-rs version {} (commit {})", BUILD.version, BUILD.commit);
+            println!(
+                "mosn-rs version {} (commit {})",
+                BUILD.version, BUILD.commit
+            );
             ExitCode::SUCCESS
         }
         Cmd::Validate { config } => validate(&config),
@@ -105,7 +112,10 @@ fn start(path: &Path) -> ExitCode {
     let mut p = match plan::plan(&loaded.config) {
         Ok(p) => p,
         Err(problems) => {
-            eprintln!("mosn: config {} asks for what this build cannot run:", path.display());
+            eprintln!(
+                "mosn: config {} asks for what this build cannot run:",
+                path.display()
+            );
             for p in &problems {
                 eprintln!("{p}");
             }
@@ -182,12 +192,19 @@ fn stop(config: Option<&Path>, pid_file: Option<PathBuf>, wait: u64) -> ExitCode
         }
     };
     let Ok(pid) = text.trim().parse::<i32>() else {
-        eprintln!("mosn: pid file {} does not hold a pid: {:?}", pid_file.display(), text.trim());
+        eprintln!(
+            "mosn: pid file {} does not hold a pid: {:?}",
+            pid_file.display(),
+            text.trim()
+        );
         return ExitCode::from(EXIT_RUNTIME);
     };
     let pid = nix::unistd::Pid::from_raw(pid);
     if let Err(e) = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM) {
-        eprintln!("mosn: cannot signal process {pid} from {}: {e}", pid_file.display());
+        eprintln!(
+            "mosn: cannot signal process {pid} from {}: {e}",
+            pid_file.display()
+        );
         return ExitCode::from(EXIT_RUNTIME);
     }
     println!("mosn: sent SIGTERM to {pid}");

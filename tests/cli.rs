@@ -18,7 +18,10 @@ fn write_config(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::P
 }
 
 fn mosn(args: &[&str]) -> std::process::Output {
-    Command::new(mosn_bin()).args(args).output().expect("run mosn")
+    Command::new(mosn_bin())
+        .args(args)
+        .output()
+        .expect("run mosn")
 }
 
 #[test]
@@ -35,7 +38,10 @@ fn validate_accepts_every_shipped_config() {
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let p = entry.unwrap().path();
-        if !matches!(p.extension().and_then(|e| e.to_str()), Some("json" | "yaml" | "yml")) {
+        if !matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("json" | "yaml" | "yml")
+        ) {
             continue;
         }
         let out = mosn(&["validate", "-c", p.to_str().unwrap()]);
@@ -71,7 +77,10 @@ fn invalid_config_lists_every_problem_with_its_path_and_exits_2() {
             "servers[0].listeners[1].name",
             "cluster_manager.clusters[0].hosts[0].address",
         ] {
-            assert!(err.contains(&format!("{path}: ")), "{cmd}: missing {path} in:\n{err}");
+            assert!(
+                err.contains(&format!("{path}: ")),
+                "{cmd}: missing {path} in:\n{err}"
+            );
         }
     }
     let out = mosn(&["validate", "-c", "/nonexistent/mosn.json"]);
@@ -83,7 +92,8 @@ fn a_taken_port_is_a_runtime_error_exit_1() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = tcp_proxy_config(&[dead_addr()], "", "").replace("127.0.0.1:0\"", &format!("127.0.0.1:{port}\""));
+    let cfg = tcp_proxy_config(&[dead_addr()], "", "")
+        .replace("127.0.0.1:0\"", &format!("127.0.0.1:{port}\""));
     let p = write_config(&dir, "taken.json", &cfg);
     let out = mosn(&["start", "-c", p.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
@@ -121,7 +131,10 @@ fn echo_thread() -> std::net::SocketAddr {
 fn sigterm_drains_open_connections_then_exits_0() {
     let up = echo_thread();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = tcp_proxy_config(&[up], "", "").replace("\"graceful_timeout\": \"2s\"", "\"graceful_timeout\": \"10s\"");
+    let cfg = tcp_proxy_config(&[up], "", "").replace(
+        "\"graceful_timeout\": \"2s\"",
+        "\"graceful_timeout\": \"10s\"",
+    );
     let p = write_config(&dir, "drain.json", &cfg);
     let mut m = MosnProcess::start(&p);
     let addr = m.listener_addr("l4");
@@ -143,18 +156,27 @@ fn sigterm_drains_open_connections_then_exits_0() {
     open.write_all(b"two").unwrap();
     open.read_exact(&mut b).unwrap();
     assert_eq!(&b, b"two");
-    assert!(m.child.try_wait().unwrap().is_none(), "exited before the connection closed");
+    assert!(
+        m.child.try_wait().unwrap().is_none(),
+        "exited before the connection closed"
+    );
     drop(open);
     let start = Instant::now();
     assert_eq!(m.wait_exit(Duration::from_secs(5)), 0);
-    assert!(start.elapsed() < Duration::from_secs(3), "did not exit once drained");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "did not exit once drained"
+    );
 }
 
 #[test]
 fn graceful_timeout_bounds_the_drain() {
     let up = echo_thread();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = tcp_proxy_config(&[up], "", "").replace("\"graceful_timeout\": \"2s\"", "\"graceful_timeout\": \"1s\"");
+    let cfg = tcp_proxy_config(&[up], "", "").replace(
+        "\"graceful_timeout\": \"2s\"",
+        "\"graceful_timeout\": \"1s\"",
+    );
     let p = write_config(&dir, "timeout.json", &cfg);
     let mut m = MosnProcess::start(&p);
     let addr = m.listener_addr("l4");
@@ -164,7 +186,10 @@ fn graceful_timeout_bounds_the_drain() {
     m.signal(Signal::SIGINT);
     assert_eq!(m.wait_exit(Duration::from_secs(10)), 0);
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
 }
 
 #[test]
@@ -180,12 +205,20 @@ fn stop_signals_the_instance_in_the_pid_file() {
     let p = write_config(&dir, "stop.json", &cfg);
     let mut m = MosnProcess::start(&p);
     m.listener_addr("l4");
-    let recorded: u32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let recorded: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert_eq!(recorded, m.child.id());
     // --wait 0: this test is mosn's parent, so the exited process stays a zombie (and looks
     // alive to `kill -0`) until the test reaps it below.
     let out = mosn(&["stop", "-c", p.to_str().unwrap(), "--wait", "0"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(m.wait_exit(Duration::from_secs(5)), 0);
     assert!(!pid_file.exists(), "pid file removed on exit");
     let out = mosn(&["stop", "--pid-file", pid_file.to_str().unwrap()]);
@@ -195,8 +228,18 @@ fn stop_signals_the_instance_in_the_pid_file() {
 #[test]
 fn quickstart_shape_proxies_to_its_own_admin_api_and_reloads_on_sighup() {
     // configs/quickstart.json with its fixed ports swapped for free ones.
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/quickstart.json")).unwrap();
-    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/configs/quickstart.json"
+    ))
+    .unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
     let (proxy_port, admin_port) = (free(), free());
     let text = text
         .replace("2045", &proxy_port.to_string())
@@ -215,8 +258,14 @@ fn quickstart_shape_proxies_to_its_own_admin_api_and_reloads_on_sighup() {
 
     // SIGHUP re-reads the file: point the cluster at a dead port and see connects fail.
     let dead = dead_addr();
-    let reloaded = text.replace(&format!("\"127.0.0.1:{admin_port}\""), &format!("\"{dead}\""));
-    assert_ne!(reloaded, text, "quickstart's cluster host is the admin address");
+    let reloaded = text.replace(
+        &format!("\"127.0.0.1:{admin_port}\""),
+        &format!("\"{dead}\""),
+    );
+    assert_ne!(
+        reloaded, text,
+        "quickstart's cluster host is the admin address"
+    );
     std::fs::write(&p, reloaded).unwrap();
     m.signal(Signal::SIGHUP);
     m.wait_for("configuration reloaded", Duration::from_secs(5));

@@ -31,15 +31,27 @@ async fn large_transfers_arrive_intact_both_ways_on_many_connections() {
     }
     let reg = server.registry();
     let total = reg
-        .value("listener", &[("listener", "l4")], "downstream_connection_total")
+        .value(
+            "listener",
+            &[("listener", "l4")],
+            "downstream_connection_total",
+        )
         .unwrap();
     assert_eq!(total, 17);
     let sent = reg
-        .value("cluster", &[("cluster", "up")], "upstream_bytes_write_total")
+        .value(
+            "cluster",
+            &[("cluster", "up")],
+            "upstream_bytes_write_total",
+        )
         .unwrap();
     assert_eq!(sent, (32 << 20) + 16 * (1 << 20));
     let read = reg
-        .value("listener", &[("listener", "l4")], "downstream_bytes_write_total")
+        .value(
+            "listener",
+            &[("listener", "l4")],
+            "downstream_bytes_write_total",
+        )
         .unwrap();
     assert_eq!(read, sent);
     server.drain();
@@ -80,7 +92,9 @@ async fn half_close_is_passed_on_in_both_directions() {
     let mut banner = Vec::new();
     c.read_to_end(&mut banner).await.unwrap(); // EOF from the upstream's FIN
     assert_eq!(banner, b"banner");
-    c.write_all(b"client data after upstream FIN").await.unwrap();
+    c.write_all(b"client data after upstream FIN")
+        .await
+        .unwrap();
     c.shutdown().await.unwrap();
     let mut more = [0u8; 1];
     assert_eq!(c.read(&mut more).await.unwrap(), 0);
@@ -104,7 +118,11 @@ async fn refused_connect_closes_the_downstream_and_retries_another_host() {
     assert!(start.elapsed() < Duration::from_secs(2));
     let fails = server
         .registry()
-        .value("cluster", &[("cluster", "up")], "upstream_connection_connect_fail")
+        .value(
+            "cluster",
+            &[("cluster", "up")],
+            "upstream_connection_connect_fail",
+        )
         .unwrap();
     assert_eq!(fails, 1);
     server.drain();
@@ -123,7 +141,11 @@ async fn refused_connect_closes_the_downstream_and_retries_another_host() {
     }
     let fails = server
         .registry()
-        .value("host", &[("cluster", "up"), ("host", &dead.to_string())], "upstream_connection_connect_fail")
+        .value(
+            "host",
+            &[("cluster", "up"), ("host", &dead.to_string())],
+            "upstream_connection_connect_fail",
+        )
         .unwrap();
     assert!(fails >= 1, "the dead host was tried");
     server.drain();
@@ -198,7 +220,10 @@ async fn upstream_reset_closes_only_its_own_session() {
     let r = tokio::time::timeout(Duration::from_secs(5), doomed.read_to_end(&mut b))
         .await
         .expect("the reset session is closed");
-    assert!(r.is_err() || b.is_empty(), "no data after an upstream reset");
+    assert!(
+        r.is_err() || b.is_empty(),
+        "no data after an upstream reset"
+    );
     assert!(healthy.await.unwrap(), "the healthy session lost bytes");
     server.drain();
 }
@@ -225,11 +250,18 @@ async fn a_slow_upstream_stops_the_proxy_from_reading_the_client() {
             Ok(Err(e)) => panic!("write failed: {e}"),
             Err(_) => break, // stalled: back-pressure reached the client
         }
-        assert!(written < 256 << 20, "no back-pressure after {written} bytes");
+        assert!(
+            written < 256 << 20,
+            "no back-pressure after {written} bytes"
+        );
     }
     let in_proxy = server
         .registry()
-        .value("listener", &[("listener", "l4")], "downstream_bytes_read_total")
+        .value(
+            "listener",
+            &[("listener", "l4")],
+            "downstream_bytes_read_total",
+        )
         .unwrap() as usize;
     // What the proxy has taken from the client but could not hand to the upstream is at most
     // its buffer plus what the kernel would queue towards the upstream.
@@ -265,10 +297,16 @@ async fn graceful_drain_stops_accepting_and_lets_open_sessions_finish() {
                 let mut b = [0u8; 1];
                 let _ = s.write_all(b"x").await;
                 let r = tokio::time::timeout(Duration::from_millis(200), s.read(&mut b)).await;
-                assert!(!matches!(r, Ok(Ok(1))), "a new connection was served while draining");
+                assert!(
+                    !matches!(r, Ok(Ok(1))),
+                    "a new connection was served while draining"
+                );
             }
         }
-        assert!(Instant::now() < deadline, "listener still accepting while draining");
+        assert!(
+            Instant::now() < deadline,
+            "listener still accepting while draining"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The open session still works.
@@ -282,7 +320,10 @@ async fn graceful_drain_stops_accepting_and_lets_open_sessions_finish() {
         .await
         .unwrap();
     assert_eq!(left, 0);
-    assert!(took < Duration::from_secs(2), "drain waited for nothing: {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "drain waited for nothing: {took:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,9 +338,18 @@ async fn admin_api_reports_listener_and_cluster_metrics() {
         .await
         .unwrap();
     assert!(status.contains("200"), "{status}");
-    assert!(body.contains("mosn_listener_downstream_connection_total{listener=\"l4\"} 1"), "{body}");
-    assert!(body.contains("mosn_listener_downstream_bytes_read_total{listener=\"l4\"} 5000"), "{body}");
-    assert!(body.contains("mosn_cluster_upstream_connection_total{cluster=\"up\"} 1"), "{body}");
+    assert!(
+        body.contains("mosn_listener_downstream_connection_total{listener=\"l4\"} 1"),
+        "{body}"
+    );
+    assert!(
+        body.contains("mosn_listener_downstream_bytes_read_total{listener=\"l4\"} 5000"),
+        "{body}"
+    );
+    assert!(
+        body.contains("mosn_cluster_upstream_connection_total{cluster=\"up\"} 1"),
+        "{body}"
+    );
     let (_, dump) = tokio::task::spawn_blocking(move || http_get(admin, "/api/v1/config_dump"))
         .await
         .unwrap();
@@ -309,6 +359,9 @@ async fn admin_api_reports_listener_and_cluster_metrics() {
         .await
         .unwrap();
     let v: serde_json::Value = serde_json::from_str(&stats).unwrap();
-    assert_eq!(v["cluster"]["cluster=up"]["upstream_bytes_write_total"], 5000);
+    assert_eq!(
+        v["cluster"]["cluster=up"]["upstream_bytes_write_total"],
+        5000
+    );
     server.drain();
 }

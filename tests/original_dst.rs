@@ -33,7 +33,10 @@ fn privileged_or_skip(test: &str) -> bool {
 }
 
 fn run(args: &[&str]) {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn");
     assert!(
         out.status.success(),
         "{args:?}: {}",
@@ -125,8 +128,23 @@ fn redirected_connections_reach_their_original_destination() {
     let ns = Netns::new();
     let port = 15001 + (std::process::id() % 1000) as u16;
     ns.exec(&[
-        "iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-s", "198.18.0.11", "-d",
-        "198.18.0.10", "--dport", "8080", "-j", "REDIRECT", "--to-ports", &port.to_string(),
+        "iptables",
+        "-t",
+        "nat",
+        "-A",
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-s",
+        "198.18.0.11",
+        "-d",
+        "198.18.0.10",
+        "--dport",
+        "8080",
+        "-j",
+        "REDIRECT",
+        "--to-ports",
+        &port.to_string(),
     ]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("odst.json");
@@ -152,18 +170,33 @@ fn redirected_connections_reach_their_original_destination() {
 
     // Direct, without the rule's source address: the upstream sees the client itself.
     let direct = ns
-        .cmd(&["python3", "-c", &CLIENT.replace("198.18.0.11\", 0", "198.18.0.10\", 0")])
+        .cmd(&[
+            "python3",
+            "-c",
+            &CLIENT.replace("198.18.0.11\", 0", "198.18.0.10\", 0"),
+        ])
         .output()
         .unwrap();
     let direct = String::from_utf8_lossy(&direct.stdout).to_string();
-    assert!(direct.starts_with("peer=198.18.0.10 100000 True"), "{direct}");
+    assert!(
+        direct.starts_with("peer=198.18.0.10 100000 True"),
+        "{direct}"
+    );
 
     // Redirected without mosn running: the connection is refused (the rule is in force).
     let refused = ns.cmd(&["python3", "-c", CLIENT]).output().unwrap();
-    assert!(!refused.status.success(), "the REDIRECT rule is not in force");
+    assert!(
+        !refused.status.success(),
+        "the REDIRECT rule is not in force"
+    );
 
     let mosn = ns
-        .cmd(&[mosn_bin().to_str().unwrap(), "start", "-c", cfg.to_str().unwrap()])
+        .cmd(&[
+            mosn_bin().to_str().unwrap(),
+            "start",
+            "-c",
+            cfg.to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()

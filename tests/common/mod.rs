@@ -117,11 +117,18 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: test\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    (head.lines().next().unwrap_or("").to_string(), body.to_string())
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
 }
 
 // === the real binary ===
@@ -180,14 +187,20 @@ impl MosnProcess {
                         return line;
                     }
                 }
-                Err(_) => panic!("no log line with {needle:?} within {timeout:?}; saw {:#?}", self.seen),
+                Err(_) => panic!(
+                    "no log line with {needle:?} within {timeout:?}; saw {:#?}",
+                    self.seen
+                ),
             }
         }
     }
 
     /// The address logged for listener `name` (`listening listener=NAME address=ADDR`).
     pub fn listener_addr(&mut self, name: &str) -> SocketAddr {
-        let line = self.wait_for(&format!("listener={name} address="), Duration::from_secs(20));
+        let line = self.wait_for(
+            &format!("listener={name} address="),
+            Duration::from_secs(20),
+        );
         let addr = line
             .split("address=")
             .nth(1)

@@ -102,7 +102,7 @@ fn random_mutations_never_panic_and_loaded_configs_round_trip() {
         }
     }
     assert!(
-        loaded_ok > 100,
+        loaded_ok > 40,
         "too few mutated configs loaded: {loaded_ok}"
     );
 }

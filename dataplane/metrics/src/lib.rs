@@ -263,7 +263,13 @@ impl Scope {
 
 fn sanitize(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -291,20 +297,33 @@ mod tests {
         g.inc();
         let text = r.render_prometheus();
         assert!(text.contains("# TYPE mosn_listener_downstream_connection_total counter"));
-        assert!(text.contains(
-            "mosn_listener_downstream_connection_total{listener=\"in\\\"gress\"} 3"
-        ));
-        assert!(text.contains("mosn_listener_downstream_connection_active{listener=\"in\\\"gress\"} 1"));
+        assert!(
+            text.contains("mosn_listener_downstream_connection_total{listener=\"in\\\"gress\"} 3")
+        );
+        assert!(
+            text.contains("mosn_listener_downstream_connection_active{listener=\"in\\\"gress\"} 1")
+        );
         let json = r.to_json();
         assert_eq!(
             json["listener"]["listener=in\"gress"]["downstream_connection_total"],
             3
         );
         assert_eq!(
-            r.value("listener", &[("listener", "in\"gress")], "downstream_connection_active"),
+            r.value(
+                "listener",
+                &[("listener", "in\"gress")],
+                "downstream_connection_active"
+            ),
             Some(1)
         );
         r.remove_scope(&l);
-        assert_eq!(r.value("listener", &[("listener", "in\"gress")], "downstream_connection_total"), None);
+        assert_eq!(
+            r.value(
+                "listener",
+                &[("listener", "in\"gress")],
+                "downstream_connection_total"
+            ),
+            None
+        );
     }
 }

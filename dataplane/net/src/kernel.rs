@@ -40,7 +40,10 @@ pub fn bind_std(spec: &ListenSpec) -> io::Result<std::net::TcpListener> {
 /// Binds the sockets for `workers` workers: `workers` separate `SO_REUSEPORT` sockets on the
 /// same address when `spec.reuseport`, else one socket and `workers - 1` duplicates of it.
 /// A port of 0 is resolved by the first bind and reused for the rest.
-pub fn bind_for_workers(spec: &ListenSpec, workers: usize) -> io::Result<Vec<std::net::TcpListener>> {
+pub fn bind_for_workers(
+    spec: &ListenSpec,
+    workers: usize,
+) -> io::Result<Vec<std::net::TcpListener>> {
     let first = bind_std(spec)?;
     let mut out = Vec::with_capacity(workers.max(1));
     let actual = first.local_addr()?;
@@ -166,7 +169,10 @@ mod tests {
             let mut spec = ListenSpec::new("127.0.0.1:0".parse().unwrap());
             spec.reuseport = reuseport;
             let socks = bind_for_workers(&spec, 3).unwrap();
-            let ports: Vec<u16> = socks.iter().map(|s| s.local_addr().unwrap().port()).collect();
+            let ports: Vec<u16> = socks
+                .iter()
+                .map(|s| s.local_addr().unwrap().port())
+                .collect();
             assert!(ports.iter().all(|p| *p == ports[0] && *p != 0), "{ports:?}");
             let mut l = KernelListener::from_std(socks.into_iter().next().unwrap()).unwrap();
             let addr = l.local_addr().unwrap();

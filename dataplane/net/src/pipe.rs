@@ -229,13 +229,31 @@ where
     poll_fn(|cx| {
         let mut activity = false;
         if !ab.done {
-            let r = poll_half(&mut ab, cx, a, b, cfg.a_to_b_buffer, obs, Direction::AToB, &mut activity);
+            let r = poll_half(
+                &mut ab,
+                cx,
+                a,
+                b,
+                cfg.a_to_b_buffer,
+                obs,
+                Direction::AToB,
+                &mut activity,
+            );
             if let Poll::Ready(Err(e)) = r {
                 return Poll::Ready(Err(to_error(e, Side::A, Side::B, &ab, &ba)));
             }
         }
         if !ba.done {
-            let r = poll_half(&mut ba, cx, b, a, cfg.b_to_a_buffer, obs, Direction::BToA, &mut activity);
+            let r = poll_half(
+                &mut ba,
+                cx,
+                b,
+                a,
+                cfg.b_to_a_buffer,
+                obs,
+                Direction::BToA,
+                &mut activity,
+            );
             if let Poll::Ready(Err(e)) = r {
                 return Poll::Ready(Err(to_error(e, Side::B, Side::A, &ab, &ba)));
             }
@@ -293,7 +311,11 @@ mod tests {
     struct Count(Cell<u64>, Cell<u64>);
     impl PipeObserver for Count {
         fn on_bytes(&self, dir: Direction, n: usize) {
-            let c = if dir == Direction::AToB { &self.0 } else { &self.1 };
+            let c = if dir == Direction::AToB {
+                &self.0
+            } else {
+                &self.1
+            };
             c.set(c.get() + n as u64);
         }
     }
@@ -360,7 +382,10 @@ mod tests {
         assert_eq!(out.end, PipeEnd::IdleTimeout);
         assert_eq!(out.a_to_b, 5);
         let took = start.elapsed();
-        assert!(took >= Duration::from_secs(26) && took <= Duration::from_secs(31), "{took:?}");
+        assert!(
+            took >= Duration::from_secs(26) && took <= Duration::from_secs(31),
+            "{took:?}"
+        );
         drop(t.await.unwrap());
     }
 
@@ -378,7 +403,9 @@ mod tests {
             let chunk = [7u8; 100];
             let mut sent = 0usize;
             loop {
-                match tokio::time::timeout(Duration::from_millis(200), client.write_all(&chunk)).await {
+                match tokio::time::timeout(Duration::from_millis(200), client.write_all(&chunk))
+                    .await
+                {
                     Ok(Ok(())) => sent += chunk.len(),
                     _ => return sent,
                 }

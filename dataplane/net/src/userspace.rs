@@ -33,15 +33,22 @@
 //!
 //! # Connection semantics (chosen to match a kernel socket)
 //!
-//! - Read returns `Ok(0)` (EOF) once the peer's FIN was received and the buffer is drained.
-//!   A peer RST, or a connection timeout, surfaces as `ConnectionReset`.
+//! - Read returns `Ok(0)` (EOF) once the peer's FIN was received and the buffer is drained;
+//!   EOF is sticky. A peer RST (or the stack giving up on the connection) surfaces as
+//!   `ConnectionReset`, on reads and writes.
+//! - `connect` resolves when the handshake completes; a RST in SYN-SENT is
+//!   `ConnectionRefused`. There is no built-in connect timeout (the SYN is retransmitted with
+//!   backoff): callers apply their own, and dropping the future cleans the socket up.
 //! - Write copies into the socket's transmit buffer; a full buffer is `Pending` until the peer
 //!   acknowledges data (back-pressure; no unbounded buffering). Writing after our own shutdown
 //!   is `BrokenPipe`; after a reset, `ConnectionReset`.
 //! - `poll_flush` is a no-op, as on a kernel socket: bytes accepted by `poll_write` belong to
 //!   the stack, which sends and retransmits them without further help from the caller.
 //! - `poll_shutdown` is `shutdown(SHUT_WR)`: smoltcp's `close()` queues a FIN after the buffered
-//!   bytes and the read side stays open until the peer's FIN.
+//!   bytes and the read side stays open until the peer's FIN. When the peer closed first
+//!   (CLOSE-WAIT) and bytes are still unacknowledged, the FIN is held back until they are
+//!   (one round trip), working around a smoltcp 0.14 LAST-ACK bug that ignores window
+//!   updates (see `Core::close_conn`).
 //! - Drop is `close(2)`: a graceful close (FIN after the buffered bytes, finished in the
 //!   background as an orphan for at most [`ORPHAN_TIMEOUT`]) unless received bytes were left
 //!   unread, in which case the connection is aborted with a RST, as Linux does.
@@ -325,7 +332,12 @@ impl<D: Device> Core<D> {
         SmolInstant::from_micros(i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
     }
 
-    fn add_conn(&mut self, slot: Slot, port: Option<u16>, orphan_deadline: Option<SmolInstant>) -> u64 {
+    fn add_conn(
+        &mut self,
+        slot: Slot,
+        port: Option<u16>,
+        orphan_deadline: Option<SmolInstant>,
+    ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         self.conns.insert(
@@ -748,7 +760,12 @@ impl<D: Device + 'static> UserspaceStack<D> {
             queue: VecDeque::new(),
             waker: None,
         };
-        refill(&mut entry, &mut core.sockets, core.rx_buffer, core.tx_buffer);
+        refill(
+            &mut entry,
+            &mut core.sockets,
+            core.rx_buffer,
+            core.tx_buffer,
+        );
         let id = core.next_id;
         core.next_id += 1;
         core.listeners.insert(id, entry);
@@ -989,7 +1006,10 @@ impl<D: Device + 'static> Drop for UserspaceListener<D> {
 /// any kernel network.
 pub fn loopback(
     addr: Ipv4Cidr,
-) -> io::Result<(UserspaceTransport<Loopback>, impl Future<Output = ()> + 'static)> {
+) -> io::Result<(
+    UserspaceTransport<Loopback>,
+    impl Future<Output = ()> + 'static,
+)> {
     let config = StackConfig::new(HardwareAddress::Ip, vec![IpCidr::Ipv4(addr)]);
     let stack = UserspaceStack::new(Loopback::new(Medium::Ip), config)?;
     let driver = stack.run();

@@ -260,6 +260,7 @@ fn weights_of(hosts: &[Arc<Host>]) -> Vec<u32> {
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// splitmix64's finalizer: a bijective mix of 64 bits.
+#[inline]
 fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -280,6 +281,7 @@ impl AtomicRng {
     }
 
     /// A private stream for one choice.
+    #[inline]
     fn stream(&self) -> Rng {
         Rng::from_seed(self.0 .0.fetch_add(GOLDEN, Ordering::Relaxed))
     }
@@ -293,6 +295,7 @@ impl Rng {
         Rng(mix64(seed))
     }
 
+    #[inline]
     fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(GOLDEN);
         mix64(self.0)
@@ -300,6 +303,7 @@ impl Rng {
 
     /// Uniform in `0..n` (Lemire's multiply-shift; bias below 2^-40 for n < 2^24).
     /// `n == 0` gives 0.
+    #[inline]
     fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
@@ -452,6 +456,7 @@ struct LeastLoadedLb {
 }
 
 impl LeastLoadedLb {
+    #[inline]
     fn load(&self, h: &Host) -> u64 {
         match self.kind {
             LbType::LeastConnection => h.active_connections(),
@@ -460,6 +465,7 @@ impl LeastLoadedLb {
     }
 
     /// Whether host `a` (load `la`) is strictly less loaded per unit of weight than `b`.
+    #[inline]
     fn lighter(&self, a: usize, la: u64, b: usize, lb: u64) -> bool {
         if self.sampler.is_uniform() {
             return la < lb;

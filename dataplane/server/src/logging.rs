@@ -30,7 +30,9 @@ pub struct LogHandle {
 
 impl std::fmt::Debug for LogHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogHandle").field("level", &self.level()).finish()
+        f.debug_struct("LogHandle")
+            .field("level", &self.level())
+            .finish()
     }
 }
 

@@ -42,7 +42,10 @@ pub fn plan(config: &cfg::Config) -> Result<Plan, Vec<Unsupported>> {
     }
     let clusters = config.clusters.iter().map(cluster_spec).collect();
     let (log_target, log_level) = match server {
-        Some(s) => (log_target(&s.default_log_path), s.default_log_level.as_str().to_string()),
+        Some(s) => (
+            log_target(&s.default_log_path),
+            s.default_log_level.as_str().to_string(),
+        ),
         None => (LogTarget::Stderr, "INFO".to_string()),
     };
     Ok(Plan {
@@ -73,7 +76,10 @@ fn listener_plan(l: &cfg::Listener, path: &str) -> Result<ListenerPlan, Unsuppor
     if l.network != cfg::Network::Tcp {
         return Err(Unsupported {
             path: format!("{path}.network"),
-            reason: format!("{} listeners are not supported yet; this build serves tcp", l.network.as_str()),
+            reason: format!(
+                "{} listeners are not supported yet; this build serves tcp",
+                l.network.as_str()
+            ),
         });
     }
     let mut tcp = None;
@@ -107,7 +113,10 @@ fn listener_plan(l: &cfg::Listener, path: &str) -> Result<ListenerPlan, Unsuppor
             reason: format!("tcp_proxy cannot be combined with {}", others.join(", ")),
         });
     }
-    if l.filter_chains.iter().any(|c| c.tls_context.as_ref().is_some_and(|t| t.enabled)) {
+    if l.filter_chains
+        .iter()
+        .any(|c| c.tls_context.as_ref().is_some_and(|t| t.enabled))
+    {
         return Err(Unsupported {
             path: format!("{path}.filter_chains[0].tls_context"),
             reason: "TLS listeners are not available in this build yet".to_string(),

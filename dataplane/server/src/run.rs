@@ -18,7 +18,10 @@ use mosn_proxy::tcp_proxy::{ListenerCtx, TcpProxySpec};
 use tokio::sync::watch;
 
 use crate::logging::{LogHandle, LogTarget};
-use crate::worker::{spawn_kernel_worker, BoundListener, ListenerRuntime, ListenerStats, NetworkFilter, Shared, Snapshot, Worker};
+use crate::worker::{
+    spawn_kernel_worker, BoundListener, ListenerRuntime, ListenerStats, NetworkFilter, Shared,
+    Snapshot, Worker,
+};
 
 // === the plan: what to run, derived from a validated config ===
 
@@ -145,7 +148,10 @@ impl AdminHandler for Control {
         }
     }
     fn log_level(&self) -> String {
-        self.log.as_ref().map(|l| l.level()).unwrap_or_else(|| "INFO".into())
+        self.log
+            .as_ref()
+            .map(|l| l.level())
+            .unwrap_or_else(|| "INFO".into())
     }
     fn set_log_level(&self, level: &str) -> Result<(), String> {
         match &self.log {
@@ -202,7 +208,10 @@ fn snapshot_for(plan: &Plan, registry: &Registry) -> Snapshot {
             .iter()
             .map(|l| {
                 let stats = ListenerStats::new(registry, &l.name);
-                (l.name.clone(), Arc::new((listener_runtime(l, &stats), stats)))
+                (
+                    l.name.clone(),
+                    Arc::new((listener_runtime(l, &stats), stats)),
+                )
             })
             .collect(),
     }
@@ -217,7 +226,9 @@ impl Server {
             clusters.add_or_update(c.clone())?;
         }
         let shared = Arc::new(Shared::new(clusters.clone()));
-        shared.snapshot.store(Arc::new(snapshot_for(&plan, &registry)));
+        shared
+            .snapshot
+            .store(Arc::new(snapshot_for(&plan, &registry)));
 
         // Bind every listener for every worker before starting anything.
         let workers = plan.workers.max(1);
@@ -237,13 +248,18 @@ impl Server {
                 listener_addrs.insert(l.name.clone(), addr);
             }
             for (w, socket) in socks.into_iter().enumerate() {
-                per_worker[w].push(BoundListener { name: l.name.clone(), socket });
+                per_worker[w].push(BoundListener {
+                    name: l.name.clone(),
+                    socket,
+                });
             }
         }
         let admin_std = match plan.admin {
             Some(addr) => {
-                let l = std::net::TcpListener::bind(addr).map_err(|source| RunError::AdminBind { addr, source })?;
-                l.set_nonblocking(true).map_err(|source| RunError::AdminBind { addr, source })?;
+                let l = std::net::TcpListener::bind(addr)
+                    .map_err(|source| RunError::AdminBind { addr, source })?;
+                l.set_nonblocking(true)
+                    .map_err(|source| RunError::AdminBind { addr, source })?;
                 Some(l)
             }
             None => None,
@@ -266,7 +282,10 @@ impl Server {
         let control_thread = std::thread::Builder::new()
             .name("mosn-control".into())
             .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
                     Ok(rt) => rt,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e.to_string()));
@@ -284,7 +303,12 @@ impl Server {
                             Ok(l) => {
                                 let admin = Admin::new(c_registry, c_control);
                                 tokio::spawn(async move {
-                                    if let Err(e) = admin.serve(l, async { let _ = stop_rx.await; }).await {
+                                    if let Err(e) = admin
+                                        .serve(l, async {
+                                            let _ = stop_rx.await;
+                                        })
+                                        .await
+                                    {
                                         tracing::error!(error = %e, "admin server failed");
                                     }
                                 });
@@ -299,19 +323,36 @@ impl Server {
                     std::future::pending::<()>().await;
                 });
             })
-            .map_err(|source| RunError::Io { what: "cannot start the control thread".into(), source })?;
+            .map_err(|source| RunError::Io {
+                what: "cannot start the control thread".into(),
+                source,
+            })?;
         match ready_rx.recv() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(RunError::Io { what: "control thread".into(), source: std::io::Error::other(e) }),
-            Err(_) => return Err(RunError::Io { what: "control thread".into(), source: std::io::Error::other("exited during start-up") }),
+            Ok(Err(e)) => {
+                return Err(RunError::Io {
+                    what: "control thread".into(),
+                    source: std::io::Error::other(e),
+                })
+            }
+            Err(_) => {
+                return Err(RunError::Io {
+                    what: "control thread".into(),
+                    source: std::io::Error::other("exited during start-up"),
+                })
+            }
         }
 
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut worker_handles = Vec::with_capacity(workers);
         for (id, listeners) in per_worker.into_iter().enumerate() {
             worker_handles.push(
-                spawn_kernel_worker(id, listeners, shared.clone(), drain_rx.clone())
-                    .map_err(|source| RunError::Io { what: format!("cannot start worker {id}"), source })?,
+                spawn_kernel_worker(id, listeners, shared.clone(), drain_rx.clone()).map_err(
+                    |source| RunError::Io {
+                        what: format!("cannot start worker {id}"),
+                        source,
+                    },
+                )?,
             );
         }
         if let Some(path) = &plan.pid_file {
@@ -326,7 +367,12 @@ impl Server {
         if let Some(addr) = admin_addr {
             tracing::info!(listener = "admin", address = %addr, "admin API listening");
         }
-        tracing::info!(workers, version = build.version, commit = build.commit, "mosn started");
+        tracing::info!(
+            workers,
+            version = build.version,
+            commit = build.commit,
+            "mosn started"
+        );
         Ok(Server {
             shared,
             registry,
@@ -375,7 +421,8 @@ impl Server {
         for c in &plan.clusters {
             cm.add_or_update(c.clone())?;
         }
-        let keep: std::collections::HashSet<&str> = plan.clusters.iter().map(|c| c.name.as_str()).collect();
+        let keep: std::collections::HashSet<&str> =
+            plan.clusters.iter().map(|c| c.name.as_str()).collect();
         for name in cm.snapshot().keys() {
             if !keep.contains(name.as_str()) {
                 cm.remove(name);
@@ -387,12 +434,22 @@ impl Server {
             match old.listeners.get(&l.name) {
                 Some(prev) => {
                     let stats = prev.1.clone();
-                    next.listeners.insert(l.name.clone(), Arc::new((listener_runtime(l, &stats), stats)));
-                    if l.bind && self.listener_addrs.get(&l.name).is_some_and(|a| a.ip() != l.listen.addr.ip() || (l.listen.addr.port() != 0 && a.port() != l.listen.addr.port())) {
+                    next.listeners.insert(
+                        l.name.clone(),
+                        Arc::new((listener_runtime(l, &stats), stats)),
+                    );
+                    if l.bind
+                        && self.listener_addrs.get(&l.name).is_some_and(|a| {
+                            a.ip() != l.listen.addr.ip()
+                                || (l.listen.addr.port() != 0 && a.port() != l.listen.addr.port())
+                        })
+                    {
                         tracing::warn!(listener = %l.name, "listener address changed: takes effect after a restart");
                     }
                 }
-                None => tracing::warn!(listener = %l.name, "new listener: takes effect after a restart"),
+                None => {
+                    tracing::warn!(listener = %l.name, "new listener: takes effect after a restart")
+                }
             }
         }
         for name in old.listeners.keys() {
@@ -428,7 +485,10 @@ impl Server {
         let left = self.active_connections();
         self.control.state.store(STATE_STOPPING, Ordering::Release);
         if left > 0 {
-            tracing::warn!(left, "graceful timeout reached; closing remaining connections");
+            tracing::warn!(
+                left,
+                "graceful timeout reached; closing remaining connections"
+            );
         } else {
             tracing::info!(took = ?start.elapsed(), "drained");
         }
@@ -466,7 +526,9 @@ pub enum Signal {
 
 /// Blocks the calling thread until SIGTERM/SIGINT (returns `Terminate`) or SIGHUP (`Reload`).
 pub fn wait_for_signal() -> std::io::Result<Signal> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;

@@ -141,7 +141,10 @@ pub async fn serve_listener<T: Transport>(
         };
         let stats = &rt.1;
         stats.cx_total.inc();
-        let guard = (GaugeGuard::new(stats.cx_active.clone()), ActiveConn::new(&shared));
+        let guard = (
+            GaugeGuard::new(stats.cx_active.clone()),
+            ActiveConn::new(&shared),
+        );
         let transport = transport.clone();
         let shared = shared.clone();
         tokio::task::spawn_local(async move {
@@ -149,7 +152,8 @@ pub async fn serve_listener<T: Transport>(
             let (runtime, _) = &*rt;
             match &runtime.filter {
                 NetworkFilter::TcpProxy(spec) => {
-                    tcp_proxy::serve(&*transport, spec, &shared.clusters, &runtime.ctx, accepted).await;
+                    tcp_proxy::serve(&*transport, spec, &shared.clusters, &runtime.ctx, accepted)
+                        .await;
                 }
             }
         });

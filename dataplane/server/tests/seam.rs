@@ -13,12 +13,16 @@ use mosn_net::{Connection, ListenSpec, Listener, Transport};
 use mosn_proxy::cluster::{ClusterKind, ClusterManager, ClusterSpec, HostSource};
 use mosn_proxy::lb::LbType;
 use mosn_proxy::tcp_proxy::{ListenerCtx, TcpProxySpec};
-use mosn_server::worker::{serve_listener, ListenerRuntime, ListenerStats, NetworkFilter, Shared, Snapshot};
+use mosn_server::worker::{
+    serve_listener, ListenerRuntime, ListenerStats, NetworkFilter, Shared, Snapshot,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
 fn payload(len: usize, seed: u32) -> Vec<u8> {
-    (0..len as u32).map(|i| (i.wrapping_mul(2654435761) ^ seed) as u8).collect()
+    (0..len as u32)
+        .map(|i| (i.wrapping_mul(2654435761) ^ seed) as u8)
+        .collect()
 }
 
 async fn echo<T: Transport>(mut l: T::Listener) {
@@ -55,7 +59,9 @@ async fn run_proxy_over<T: Transport>(t: T, ip: &str) -> (i128, i128) {
     let echo_addr = echo_l.local_addr().unwrap();
     tokio::task::spawn_local(echo::<T>(echo_l));
     // A port with no listener: the stack answers SYN with RST.
-    let dead: SocketAddr = format!("{ip}:{}", echo_addr.port().wrapping_add(1000).max(1024)).parse().unwrap();
+    let dead: SocketAddr = format!("{ip}:{}", echo_addr.port().wrapping_add(1000).max(1024))
+        .parse()
+        .unwrap();
 
     let registry = Registry::new();
     let cm = Arc::new(ClusterManager::new(registry.clone()));
@@ -101,7 +107,13 @@ async fn run_proxy_over<T: Transport>(t: T, ip: &str) -> (i128, i128) {
         listeners.insert(Arc::from(name), Arc::new((runtime, stats)));
         let l = t.listen(&ListenSpec::new(any(ip))).unwrap();
         addrs.push(l.local_addr().unwrap());
-        tokio::task::spawn_local(serve_listener(t.clone(), l, Arc::from(name), shared.clone(), drain_rx.clone()));
+        tokio::task::spawn_local(serve_listener(
+            t.clone(),
+            l,
+            Arc::from(name),
+            shared.clone(),
+            drain_rx.clone(),
+        ));
     }
     shared.snapshot.store(Arc::new(Snapshot { listeners }));
     let (proxy, refused) = (addrs[0], addrs[1]);
@@ -111,10 +123,16 @@ async fn run_proxy_over<T: Transport>(t: T, ip: &str) -> (i128, i128) {
     for i in 0..8 {
         let data = payload(256 * 1024, i);
         let t = t.clone();
-        tasks.push(tokio::task::spawn_local(async move { roundtrip(t, proxy, data.clone()).await == data }));
+        tasks.push(tokio::task::spawn_local(async move {
+            roundtrip(t, proxy, data.clone()).await == data
+        }));
     }
     for task in tasks {
-        assert!(task.await.unwrap(), "bytes differ over {}", std::any::type_name::<T>());
+        assert!(
+            task.await.unwrap(),
+            "bytes differ over {}",
+            std::any::type_name::<T>()
+        );
     }
     // A refused upstream closes the downstream connection cleanly.
     let conn = t.connect(refused).await.unwrap();
@@ -127,14 +145,29 @@ async fn run_proxy_over<T: Transport>(t: T, ip: &str) -> (i128, i128) {
     assert_eq!(n, 0);
 
     let _ = drain_tx.send(true);
-    let bytes = registry.value("listener", &[("listener", "seam")], "downstream_bytes_read_total").unwrap();
-    let fails = registry.value("cluster", &[("cluster", "dead")], "upstream_connection_connect_fail").unwrap();
+    let bytes = registry
+        .value(
+            "listener",
+            &[("listener", "seam")],
+            "downstream_bytes_read_total",
+        )
+        .unwrap();
+    let fails = registry
+        .value(
+            "cluster",
+            &[("cluster", "dead")],
+            "upstream_connection_connect_fail",
+        )
+        .unwrap();
     (bytes, fails)
 }
 
 #[test]
 fn the_same_proxy_code_runs_over_kernel_sockets_and_smoltcp() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let local = tokio::task::LocalSet::new();
     let kernel = local.block_on(&rt, run_proxy_over(KernelTransport, "127.0.0.1"));
 

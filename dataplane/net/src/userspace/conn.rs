@@ -38,7 +38,12 @@ fn reset() -> io::Error {
 }
 
 impl<D: Device + 'static> UserspaceConn<D> {
-    pub(super) fn new(stack: UserspaceStack<D>, id: u64, local: SocketAddr, peer: SocketAddr) -> Self {
+    pub(super) fn new(
+        stack: UserspaceStack<D>,
+        id: u64,
+        local: SocketAddr,
+        peer: SocketAddr,
+    ) -> Self {
         UserspaceConn {
             stack,
             id,
@@ -167,19 +172,17 @@ impl<D: Device + 'static> AsyncWrite for UserspaceConn<D> {
                 Poll::Pending
             }
             Ok(n) => Poll::Ready(Ok(n)),
-            Err(tcp::SendError::InvalidState) => {
-                match socket.state() {
-                    tcp::State::SynSent | tcp::State::SynReceived => {
-                        socket.register_send_waker(cx.waker());
-                        Poll::Pending
-                    }
-                    tcp::State::Closed => Poll::Ready(Err(reset())),
-                    _ => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::BrokenPipe,
-                        "connection closed for writing (userspace stack)",
-                    ))),
+            Err(tcp::SendError::InvalidState) => match socket.state() {
+                tcp::State::SynSent | tcp::State::SynReceived => {
+                    socket.register_send_waker(cx.waker());
+                    Poll::Pending
                 }
-            }
+                tcp::State::Closed => Poll::Ready(Err(reset())),
+                _ => Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "connection closed for writing (userspace stack)",
+                ))),
+            },
         })?;
         if let Poll::Ready(Ok(_)) = polled {
             this.notify();

@@ -46,16 +46,19 @@ impl Sampler {
     }
 
     /// Whether every host has the same weight (draws are uniform).
+    #[inline]
     pub(super) fn is_uniform(&self) -> bool {
         self.alias.is_none()
     }
 
     /// Weight of host `i` (1 when out of range).
+    #[inline]
     pub(super) fn weight(&self, i: usize) -> u32 {
         self.weights.get(i).copied().unwrap_or(1)
     }
 
     /// One raw draw, ignoring health. `None` only for an empty set.
+    #[inline]
     pub(super) fn draw(&self, rng: &mut Rng) -> Option<usize> {
         let n = self.weights.len();
         if n == 0 {
@@ -77,6 +80,7 @@ impl Sampler {
     }
 
     /// One draw among the hosts `filter` accepts, in proportion to weight.
+    #[inline]
     pub(super) fn pick(
         &self,
         hosts: &[Arc<Host>],
@@ -94,6 +98,7 @@ impl Sampler {
 
     /// One draw among accepted hosts that is not `other` (best effort: after a few draws
     /// that hit only `other` or rejected hosts, `None`).
+    #[inline]
     pub(super) fn pick_other(
         &self,
         hosts: &[Arc<Host>],
