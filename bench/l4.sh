@@ -25,6 +25,9 @@ usage: bench/l4.sh [options]
                      round is reported (default 2)
   --no-build         do not run cargo build; use the existing binary
                      (env MOSN_BIN overrides target/release/mosn)
+  --quiet-wait S     before each measurement wait up to S seconds for the machine
+                     to be idle (other processes < 25 % of all CPUs); default 90,
+                     0 disables
   -h, --help         this text
 EOF
 }
@@ -33,6 +36,7 @@ QUICK=0
 WORKERS=1
 ROUNDS=2
 BUILD=1
+QUIET_WAIT=90
 ONLY="${L4_ONLY:-direct,mosn,nginx,haproxy}"
 ARGS_TEXT="$*"
 
@@ -46,6 +50,8 @@ while (($#)); do
     --rounds) ROUNDS="${2:?--rounds needs a value}"; shift ;;
     --rounds=*) ROUNDS="${1#*=}" ;;
     --no-build) BUILD=0 ;;
+    --quiet-wait) QUIET_WAIT="${2:?--quiet-wait needs a value}"; shift ;;
+    --quiet-wait=*) QUIET_WAIT="${1#*=}" ;;
     -h | --help) usage; exit 0 ;;
     *) echo "l4.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -57,6 +63,7 @@ die() { printf '[l4] ERROR: %s\n' "$*" >&2; exit 1; }
 
 [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer"
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
+[[ "$QUIET_WAIT" =~ ^[0-9]+$ ]] || die "--quiet-wait must be a number of seconds"
 
 ALL_PATHS=(direct mosn nginx haproxy)
 PATHS=()
@@ -107,6 +114,7 @@ fi
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 if has_path nginx; then [[ -f "$STREAM_MODULE" ]] || die "nginx stream module not found at $STREAM_MODULE"; fi
 CLK_TCK="$(getconf CLK_TCK)"
+NCPU="$(nproc)"
 
 # ---------------------------------------------------------------- ports, temp dir, cleanup
 BASE=$((20000 + ($$ % 2000) * 10))
@@ -193,6 +201,60 @@ cpu_ticks() {
 }
 
 now() { date +%s.%N; }
+
+# sys_busy: busy clock ticks of the whole machine so far (user+nice+system from /proc/stat;
+# irq/softirq left out because loopback traffic is processed there on our behalf)
+sys_busy() { awk '$1 == "cpu" { print $2 + $3 + $4; exit }' /proc/stat; }
+
+# self_child_ticks: CPU ticks of this script's reaped children (wrk, iperf3 client, curl, ...)
+self_child_ticks() {
+    local line rest
+    local -a f
+    line="$(cat "/proc/$$/stat")"
+    rest="${line##*) }"
+    read -r -a f <<<"$rest"
+    echo $((f[13] + f[14]))
+}
+
+# our_ticks: CPU ticks of everything this benchmark runs: upstreams, the proxy, our children
+our_ticks() {
+    local t
+    t=$(($(cpu_ticks "$UP_HTTP_PID") + $(cpu_ticks "$UP_IPERF_PID") + $(self_child_ticks)))
+    if [[ -n "${PROXY_PID:-}" ]]; then t=$((t + $(cpu_ticks "$PROXY_PID"))); fi
+    echo "$t"
+}
+
+# bg_begin / bg_end: CPU share (% of all CPUs) used by processes outside the benchmark
+# during a measurement, a direct measure of how disturbed that measurement was
+bg_begin() { BG_T0="$(now)"; BG_S0="$(sys_busy)"; BG_O0="$(our_ticks)"; }
+bg_end() {
+    local s1 o1 t1
+    t1="$(now)"; s1="$(sys_busy)"; o1="$(our_ticks)"
+    awk -v s=$((s1 - BG_S0)) -v o=$((o1 - BG_O0)) -v hz="$CLK_TCK" -v w="$(awk -v a="$BG_T0" -v b="$t1" 'BEGIN { print b - a }')" -v n="$NCPU" \
+        'BEGIN { v = (s - o) / hz / w / n * 100; if (v < 0) v = 0; printf "%.0f\n", v }'
+}
+
+# wait_quiet: wait (at most QUIET_WAIT s) until other processes use < 25 % of all CPUs
+# over one second; proceeds anyway afterwards (the report shows the background CPU)
+wait_quiet() {
+    ((QUIET_WAIT > 0)) || return 0
+    local start=$SECONDS bg said=0
+    while :; do
+        bg_begin
+        sleep 1
+        bg="$(bg_end)"
+        ((bg < 25)) && return 0
+        if ((SECONDS - start >= QUIET_WAIT)); then
+            log "  machine still busy (${bg} % CPU used by other processes) after ${QUIET_WAIT} s; measuring anyway"
+            return 0
+        fi
+        if ((!said)); then
+            log "  waiting for the machine to be quiet (${bg} % CPU used by other processes)"
+            said=1
+        fi
+        sleep 2
+    done
+}
 fdiv() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN { if (b == 0 || a == "" || b == "") print "n/a"; else printf f "\n", a / b }'; }
 
 # ---------------------------------------------------------------- build
@@ -339,7 +401,7 @@ check_http() {
 }
 
 # ---------------------------------------------------------------- measurements
-declare -A RPS P50 P99 CPUREQ CPUPCT ERRS GBPS CPUGB
+declare -A RPS P50 P99 CPUREQ CPUPCT ERRS GBPS CPUGB BGR BGB
 
 # to_ms "381.00us" -> 0.381
 to_ms() {
@@ -353,7 +415,9 @@ run_wrk() { # run_wrk PATH ROUND
     local path="$1" round="$2" out="$TMP/wrk-$1-$2.txt" t0 t1 c0=0 c1=0 reqs rps p50 p99 errs secs
     start_proxy "$path" "$P_HTTP"
     check_http "$path" "$FRONT_PORT"
+    wait_quiet
     wrk -t1 -c"$CONNS" -d"${WARMUP}s" "http://127.0.0.1:$FRONT_PORT/" >/dev/null 2>&1 || die "$path: wrk warm-up failed"
+    bg_begin
     [[ -n "$PROXY_PID" ]] && c0="$(cpu_ticks "$PROXY_PID")"
     t0="$(now)"
     wrk -t1 -c"$CONNS" -d"${DUR}s" --latency "http://127.0.0.1:$FRONT_PORT/" >"$out" 2>&1 || {
@@ -362,6 +426,7 @@ run_wrk() { # run_wrk PATH ROUND
     }
     t1="$(now)"
     [[ -n "$PROXY_PID" ]] && c1="$(cpu_ticks "$PROXY_PID")"
+    BGR[$path,$round]="$(bg_end)"
     stop_proxy
 
     reqs="$(awk '/requests in/ { print $1; exit }' "$out")"
@@ -385,7 +450,7 @@ run_wrk() { # run_wrk PATH ROUND
         CPUREQ[$path,$round]="$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n="$reqs" 'BEGIN { printf "%.2f\n", t / hz * 1e6 / n }')"
         CPUPCT[$path,$round]="$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v s="$secs" 'BEGIN { printf "%.0f\n", t / hz / s * 100 }')"
     fi
-    log "  $path round $round: $rps req/s, p50 ${P50[$path,$round]} ms, p99 ${P99[$path,$round]} ms, CPU ${CPUREQ[$path,$round]} µs/req (${CPUPCT[$path,$round]} %), errors $errs"
+    log "  $path round $round: $rps req/s, p50 ${P50[$path,$round]} ms, p99 ${P99[$path,$round]} ms, CPU ${CPUREQ[$path,$round]} µs/req (${CPUPCT[$path,$round]} %), errors $errs, background CPU ${BGR[$path,$round]} %"
 }
 
 # iperf_once PORT STREAMS OUT: one iperf3 client run, retrying once if the server is still busy
@@ -406,12 +471,15 @@ run_iperf() { # run_iperf PATH ROUND  (1 stream, then 4 streams, through one pro
     for streams in 1 4; do
         out="$TMP/iperf-$path-$round-$streams.json"
         c0=0 c1=0
+        wait_quiet
+        bg_begin
         [[ -n "$PROXY_PID" ]] && c0="$(cpu_ticks "$PROXY_PID")"
         iperf_once "$FRONT_PORT" "$streams" "$out" || {
             jq -r '.error // empty' "$out" >&2 2>/dev/null || cat "$out" >&2
             die "$path: iperf3 -P $streams failed"
         }
         [[ -n "$PROXY_PID" ]] && c1="$(cpu_ticks "$PROXY_PID")"
+        BGB[$path,$round,$streams]="$(bg_end)"
         bytes="$(jq -r '.end.sum_received.bytes // 0' "$out")"
         bps="$(jq -r '.end.sum_received.bits_per_second // 0' "$out")"
         [[ "$bytes" != 0 ]] || die "$path: iperf3 -P $streams moved no data"
@@ -421,7 +489,7 @@ run_iperf() { # run_iperf PATH ROUND  (1 stream, then 4 streams, through one pro
         else
             CPUGB[$path,$round,$streams]="$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v by="$bytes" 'BEGIN { printf "%.3f\n", (t / hz) / (by / 1e9) }')"
         fi
-        log "  $path round $round, $streams stream(s): ${GBPS[$path,$round,$streams]} Gbit/s, CPU ${CPUGB[$path,$round,$streams]} s/GB"
+        log "  $path round $round, $streams stream(s): ${GBPS[$path,$round,$streams]} Gbit/s, CPU ${CPUGB[$path,$round,$streams]} s/GB, background CPU ${BGB[$path,$round,$streams]} %"
         sleep 0.5
     done
     stop_proxy
@@ -478,6 +546,9 @@ metric() {
     cpureq) echo "${CPUREQ[$p,${BEST_R[$p]}]}" ;;
     cpupct) echo "${CPUPCT[$p,${BEST_R[$p]}]}" ;;
     errs) echo "${ERRS[$p,${BEST_R[$p]}]}" ;;
+    bgr) echo "${BGR[$p,${BEST_R[$p]}]}" ;;
+    bg1) echo "${BGB[$p,${BEST_B[$p,1]},1]}" ;;
+    bg4) echo "${BGB[$p,${BEST_B[$p,4]},4]}" ;;
     g1) echo "${GBPS[$p,${BEST_B[$p,1]},1]}" ;;
     g4) echo "${GBPS[$p,${BEST_B[$p,4]},4]}" ;;
     gb1) echo "${CPUGB[$p,${BEST_B[$p,1]},1]}" ;;
@@ -521,24 +592,24 @@ CMD="bench/l4.sh${ARGS_TEXT:+ $ARGS_TEXT}"
     echo "- command: \`$CMD\` (git $GIT_REV)"
     echo "- machine: $(nproc) CPU(s), ${CPU_MODEL:-unknown CPU}, Linux $(uname -r)"
     echo "- peers: $(nginx -v 2>&1 | sed 's/^nginx version: //')$(has_path haproxy && echo ", $(haproxy -v | awk 'NR == 1 { print "HAProxy " $3 }')"), $(wrk -v 2>&1 | awk 'NR == 1 { print $1 " " $2 }'), $(iperf3 -v | awk 'NR == 1 { print $1 " " $2 }')"
-    echo "- settings: $WORKERS worker(s) per proxy, ${DUR} s per run (+${WARMUP} s wrk warm-up), wrk -t1 -c$CONNS, $ROUNDS round(s) alternating forward/reverse order, best round reported"
+    echo "- settings: $WORKERS worker(s) per proxy, ${DUR} s per run (+${WARMUP} s wrk warm-up), wrk -t1 -c$CONNS, $ROUNDS round(s) alternating forward/reverse order, best round reported, quiet wait up to ${QUIET_WAIT} s before each measurement"
     echo "- load average at start / end: $LOAD_AT_START / $LOAD_AT_END; rustc processes at start / end: $RUSTC_AT_START / $RUSTC_AT_END"
     echo "- absolute figures depend on this shared 2-core machine; compare the ratios, which come from one run"
     echo
     echo "## Small request/response rate (wrk, HTTP 'hello' upstream, keep-alive)"
     echo
-    echo "| path | req/s | p50 ms | p99 ms | proxy CPU µs/req | proxy CPU % | errors |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| path | req/s | p50 ms | p99 ms | proxy CPU µs/req | proxy CPU % | errors | background CPU % |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for p in "${PATHS[@]}"; do
-        echo "| $p | $(metric "$p" rps) | $(metric "$p" p50) | $(metric "$p" p99) | $(metric "$p" cpureq) | $(metric "$p" cpupct) | $(metric "$p" errs) |"
+        echo "| $p | $(metric "$p" rps) | $(metric "$p" p50) | $(metric "$p" p99) | $(metric "$p" cpureq) | $(metric "$p" cpupct) | $(metric "$p" errs) | $(metric "$p" bgr) |"
     done
     echo
     echo "## Bulk throughput (iperf3 client -> server, ${DUR} s)"
     echo
-    echo "| path | 1 stream Gbit/s | 1 stream proxy CPU s/GB | 4 streams Gbit/s | 4 streams proxy CPU s/GB |"
-    echo "| --- | ---: | ---: | ---: | ---: |"
+    echo "| path | 1 stream Gbit/s | 1 stream proxy CPU s/GB | 4 streams Gbit/s | 4 streams proxy CPU s/GB | background CPU % (1 / 4) |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: |"
     for p in "${PATHS[@]}"; do
-        echo "| $p | $(metric "$p" g1) | $(metric "$p" gb1) | $(metric "$p" g4) | $(metric "$p" gb4) |"
+        echo "| $p | $(metric "$p" g1) | $(metric "$p" gb1) | $(metric "$p" g4) | $(metric "$p" gb4) | $(metric "$p" bg1) / $(metric "$p" bg4) |"
     done
     echo
     echo "## Ratios (same run)"
@@ -564,11 +635,13 @@ CMD="bench/l4.sh${ARGS_TEXT:+ $ARGS_TEXT}"
     echo
     echo "## All rounds"
     echo
-    echo "| round | path | req/s | p50 ms | p99 ms | CPU µs/req | 1 stream Gbit/s | CPU s/GB | 4 streams Gbit/s | CPU s/GB |"
-    echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "Background CPU % (bg) is the share of all CPUs used by processes outside the benchmark during that measurement."
+    echo
+    echo "| round | path | req/s | p50 ms | p99 ms | CPU µs/req | bg % | 1 stream Gbit/s | CPU s/GB | bg % | 4 streams Gbit/s | CPU s/GB | bg % |"
+    echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for ((r = 1; r <= ROUNDS; r++)); do
         for p in "${PATHS[@]}"; do
-            echo "| $r | $p | ${RPS[$p,$r]} | ${P50[$p,$r]} | ${P99[$p,$r]} | ${CPUREQ[$p,$r]} | ${GBPS[$p,$r,1]} | ${CPUGB[$p,$r,1]} | ${GBPS[$p,$r,4]} | ${CPUGB[$p,$r,4]} |"
+            echo "| $r | $p | ${RPS[$p,$r]} | ${P50[$p,$r]} | ${P99[$p,$r]} | ${CPUREQ[$p,$r]} | ${BGR[$p,$r]} | ${GBPS[$p,$r,1]} | ${CPUGB[$p,$r,1]} | ${BGB[$p,$r,1]} | ${GBPS[$p,$r,4]} | ${CPUGB[$p,$r,4]} | ${BGB[$p,$r,4]} |"
         done
     done
 } | tee "$REPORT"

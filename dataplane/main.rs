@@ -122,6 +122,14 @@ fn start(path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // Handlers first: a SIGTERM during start-up must drain, not kill.
+    let mut signals = match mosn_server::run::Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mosn: cannot install signal handlers: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
     let pid_file = p.pid_file.clone().unwrap_or_else(default_pid_file);
     p.pid_file = Some(pid_file.clone());
     let log = match logging::init(&p.log_target, &p.log_level) {
@@ -143,8 +151,8 @@ fn start(path: &Path) -> ExitCode {
         }
     };
     loop {
-        match mosn_server::run::wait_for_signal() {
-            Ok(Signal::Reload) => {
+        match signals.wait() {
+            Signal::Reload => {
                 tracing::info!(config = %path.display(), "SIGHUP: reloading");
                 match mosn_config::load(path) {
                     Ok(l) => match plan::plan(&l.config) {
@@ -162,11 +170,7 @@ fn start(path: &Path) -> ExitCode {
                     Err(e) => tracing::error!("reload refused, keeping the running config:\n{e}"),
                 }
             }
-            Ok(Signal::Terminate) => break,
-            Err(e) => {
-                tracing::error!("cannot wait for signals: {e}");
-                return ExitCode::from(EXIT_RUNTIME);
-            }
+            Signal::Terminate => break,
         }
     }
     let left = server.drain();

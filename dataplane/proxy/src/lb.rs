@@ -214,15 +214,8 @@ pub fn new_lb_with(
             hosts,
             rng,
         }),
-        LbType::RoundRobin => Box::new(RotationLb::new(
-            kind,
-            hosts,
-            Schedule::Rotation { n: 0 },
-            rng,
-        )),
-        LbType::WeightedRoundRobin => {
-            let weights = weights_of(&hosts);
-            Box::new(RotationLb::new(kind, hosts, Schedule::new(&weights), rng))
+        LbType::RoundRobin | LbType::WeightedRoundRobin => {
+            Box::new(RotationLb::new(kind, hosts, rng))
         }
         LbType::LeastRequest | LbType::LeastConnection => Box::new(LeastLoadedLb {
             kind,
@@ -385,15 +378,14 @@ struct RotationLb {
 }
 
 impl RotationLb {
-    /// `schedule` is ignored for [`LbType::RoundRobin`] (always a rotation).
-    fn new(kind: LbType, hosts: Arc<[Arc<Host>]>, schedule: Schedule, rng: AtomicRng) -> Self {
-        let (schedule, weights): (Schedule, Box<[u32]>) = match schedule {
-            Schedule::Rotation { .. } => (
-                Schedule::Rotation { n: hosts.len() },
-                vec![1; hosts.len()].into(),
-            ),
-            s => (s, weights_of(&hosts).into()),
+    /// Plain rotation for [`LbType::RoundRobin`], the weighted schedule otherwise.
+    fn new(kind: LbType, hosts: Arc<[Arc<Host>]>, rng: AtomicRng) -> Self {
+        let weights: Box<[u32]> = if kind == LbType::RoundRobin {
+            vec![1; hosts.len()].into()
+        } else {
+            weights_of(&hosts).into()
         };
+        let schedule = Schedule::new(&weights);
         // Start at a seed-chosen point of the period.
         let start = rng.stream().below(schedule.period());
         RotationLb {

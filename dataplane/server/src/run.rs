@@ -524,20 +524,49 @@ pub enum Signal {
     Reload,
 }
 
-/// Blocks the calling thread until SIGTERM/SIGINT (returns `Terminate`) or SIGHUP (`Reload`).
-pub fn wait_for_signal() -> std::io::Result<Signal> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+/// The process's signal handlers. Create it before anything else starts, so that a SIGTERM
+/// that arrives during start-up is queued for [`Signals::wait`] instead of killing the process
+/// with the default action.
+pub struct Signals {
+    rt: tokio::runtime::Runtime,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl std::fmt::Debug for Signals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Signals")
+    }
+}
+
+impl Signals {
+    /// Installs handlers for SIGTERM, SIGINT and SIGHUP.
+    pub fn install() -> std::io::Result<Signals> {
         use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
-        Ok(tokio::select! {
-            _ = term.recv() => Signal::Terminate,
-            _ = int.recv() => Signal::Terminate,
-            _ = hup.recv() => Signal::Reload,
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (term, int, hup) = rt.block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
+            ))
+        })?;
+        Ok(Signals { rt, term, int, hup })
+    }
+
+    /// Blocks until SIGTERM/SIGINT (`Terminate`) or SIGHUP (`Reload`), including one that
+    /// arrived since the handlers were installed.
+    pub fn wait(&mut self) -> Signal {
+        let Signals { rt, term, int, hup } = self;
+        rt.block_on(async {
+            tokio::select! {
+                _ = term.recv() => Signal::Terminate,
+                _ = int.recv() => Signal::Terminate,
+                _ = hup.recv() => Signal::Reload,
+            }
         })
-    })
+    }
 }
