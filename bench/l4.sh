@@ -26,7 +26,7 @@ usage: bench/l4.sh [options]
   --no-build         do not run cargo build; use the existing binary
                      (env MOSN_BIN overrides target/release/mosn)
   --quiet-wait S     before each measurement wait up to S seconds for the machine
-                     to be idle (other processes < 25 % of all CPUs); default 90,
+                     to be idle (other processes < 25 % of all CPUs); default 60,
                      0 disables
   -h, --help         this text
 EOF
@@ -36,7 +36,7 @@ QUICK=0
 WORKERS=1
 ROUNDS=2
 BUILD=1
-QUIET_WAIT=90
+QUIET_WAIT=60
 ONLY="${L4_ONLY:-direct,mosn,nginx,haproxy}"
 ARGS_TEXT="$*"
 

@@ -117,5 +117,17 @@ fn retry(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, choose, build, retry);
+/// An original destination that is not a host of the snapshot: a detached host is made.
+fn original_dst_miss(c: &mut Criterion) {
+    let lb = new_lb(LbType::OriginalDst, Arc::new([]), 42);
+    let dst: SocketAddr = "192.0.2.1:443".parse().expect("address");
+    c.bench_function("lb_choose_original_dst_detached", |b| {
+        b.iter(|| {
+            let ctx = LbContext::new().with_original_dst(dst);
+            black_box(lb.choose(black_box(&ctx)))
+        })
+    });
+}
+
+criterion_group!(benches, choose, build, retry, original_dst_miss);
 criterion_main!(benches);

@@ -74,7 +74,8 @@ pub enum LbType {
     /// 65537 slots (655373 from 30000 hosts), weighted as Envoy does. Removing a host moves
     /// only (about) the keys it owned. A key whose host is unhealthy or avoided is re-hashed
     /// to another host (deterministically, and without moving any other key); MOSN instead
-    /// walks the host list from the failed host. Without a key: random.
+    /// walks the host list from the failed host. Without a key: random. Building the table
+    /// takes about 3 ms (release), once per snapshot, off the request path.
     Maglev,
     /// `LB_ORIGINAL_DST`: the host is [`LbContext::original_dst`] itself (the address the
     /// client connected to before redirection). A host of the snapshot with that address is

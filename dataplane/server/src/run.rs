@@ -170,7 +170,7 @@ pub struct Server {
     control: Arc<Control>,
     drain_tx: watch::Sender<bool>,
     stop_control: Option<tokio::sync::oneshot::Sender<()>>,
-    control_thread: Option<std::thread::JoinHandle<()>>,
+    _control_thread: std::thread::JoinHandle<()>,
     listener_addrs: HashMap<Arc<str>, SocketAddr>,
     admin_addr: Option<SocketAddr>,
     graceful_timeout: Duration,
@@ -364,9 +364,6 @@ impl Server {
                 tracing::info!(listener = %l.name, address = %addr, "listening");
             }
         }
-        if let Some(addr) = admin_addr {
-            tracing::info!(listener = "admin", address = %addr, "admin API listening");
-        }
         tracing::info!(
             workers,
             version = build.version,
@@ -379,7 +376,7 @@ impl Server {
             control,
             drain_tx,
             stop_control: Some(stop_tx),
-            control_thread: Some(control_thread),
+            _control_thread: control_thread,
             listener_addrs,
             admin_addr,
             graceful_timeout: plan.graceful_timeout,
@@ -492,11 +489,9 @@ impl Server {
         } else {
             tracing::info!(took = ?start.elapsed(), "drained");
         }
+        // Stop the admin API; the control thread itself ends with the process.
         if let Some(tx) = self.stop_control.take() {
             let _ = tx.send(());
-        }
-        if let Some(t) = self.control_thread.take() {
-            drop(t); // the control thread ends with the process
         }
         left
     }
