@@ -150,27 +150,22 @@ fn start(path: &Path) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    loop {
-        match signals.wait() {
-            Signal::Reload => {
-                tracing::info!(config = %path.display(), "SIGHUP: reloading");
-                match mosn_config::load(path) {
-                    Ok(l) => match plan::plan(&l.config) {
-                        Ok(p) => {
-                            if let Err(e) = server.reload(&p) {
-                                tracing::error!("reload failed, keeping the running config: {e}");
-                            }
-                        }
-                        Err(problems) => {
-                            for p in problems {
-                                tracing::error!("reload refused, keeping the running config: {p}");
-                            }
-                        }
-                    },
-                    Err(e) => tracing::error!("reload refused, keeping the running config:\n{e}"),
+    while signals.wait() == Signal::Reload {
+        tracing::info!(config = %path.display(), "SIGHUP: reloading");
+        match mosn_config::load(path) {
+            Ok(l) => match plan::plan(&l.config) {
+                Ok(p) => {
+                    if let Err(e) = server.reload(&p) {
+                        tracing::error!("reload failed, keeping the running config: {e}");
+                    }
                 }
-            }
-            Signal::Terminate => break,
+                Err(problems) => {
+                    for p in problems {
+                        tracing::error!("reload refused, keeping the running config: {p}");
+                    }
+                }
+            },
+            Err(e) => tracing::error!("reload refused, keeping the running config:\n{e}"),
         }
     }
     let left = server.drain();
