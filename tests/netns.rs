@@ -1,7 +1,11 @@
-//! ORIGINAL_DST end to end, privileged: in a network namespace made by the test, an iptables
-//! `REDIRECT` sends an application's outbound connection to mosn's listener, mosn reads
-//! `SO_ORIGINAL_DST` and connects to the address the application meant. CI runs as root, so
-//! this test runs there; elsewhere it skips with a loud message when it lacks the privileges.
+//! Privileged end-to-end tests in network namespaces made by the test (addresses in
+//! 198.18.0.0/15 on the namespace's own loopback):
+//! - ORIGINAL_DST: an iptables `REDIRECT` sends an application's outbound connection to mosn's
+//!   listener; mosn reads `SO_ORIGINAL_DST` and connects to the address the application meant;
+//! - connect timeout: an upstream whose SYNs are dropped times out after `connect_timeout` and
+//!   the next host is tried.
+//!
+//! CI runs as root, so these run there; elsewhere they skip with a loud message.
 
 mod common;
 
@@ -47,8 +51,8 @@ fn run(args: &[&str]) {
 struct Netns(String);
 
 impl Netns {
-    fn new() -> Netns {
-        let name = format!("mosn-odst-{}", std::process::id());
+    fn new(tag: &str) -> Netns {
+        let name = format!("mosn-{tag}-{}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).status();
         run(&["ip", "netns", "add", &name]);
         let ns = Netns(name);
@@ -56,6 +60,7 @@ impl Netns {
         // The application's addresses, on the namespace's own loopback device.
         ns.exec(&["ip", "addr", "add", "198.18.0.10/32", "dev", "lo"]);
         ns.exec(&["ip", "addr", "add", "198.18.0.11/32", "dev", "lo"]);
+        ns.exec(&["ip", "addr", "add", "198.18.0.12/32", "dev", "lo"]);
         ns
     }
     fn cmd(&self, args: &[&str]) -> Command {
@@ -125,7 +130,7 @@ fn redirected_connections_reach_their_original_destination() {
     if !privileged_or_skip("original_dst") {
         return;
     }
-    let ns = Netns::new();
+    let ns = Netns::new("odst");
     let port = 15001 + (std::process::id() % 1000) as u16;
     ns.exec(&[
         "iptables",
@@ -217,5 +222,150 @@ fn redirected_connections_reach_their_original_destination() {
         text.starts_with("peer=198.18.0.10 100000 True"),
         "stdout {text:?}, stderr {:?}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A client through mosn at `addr`: sends a payload, half-closes, prints what came back.
+const PROXY_CLIENT: &str = r#"
+import socket, sys, time
+t = time.time()
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+c.sendall(b"y" * 5000); c.shutdown(socket.SHUT_WR)
+out = b""
+while True:
+    b = c.recv(65536)
+    if not b: break
+    out += b
+head, _, body = out.partition(b"\n")
+print(head.decode(), body == b"y" * 5000, "%.3f" % (time.time() - t))
+"#;
+
+#[test]
+fn a_dropped_syn_times_out_after_connect_timeout_and_the_next_host_serves() {
+    if !privileged_or_skip("connect_timeout") {
+        return;
+    }
+    let ns = Netns::new("ctmo");
+    // SYNs to 198.18.0.12 vanish: a connect there can only time out.
+    ns.exec(&[
+        "iptables",
+        "-A",
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "-d",
+        "198.18.0.12",
+        "-j",
+        "DROP",
+    ]);
+    let port = 16001 + (std::process::id() % 1000) as u16;
+    let admin = port + 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("ctmo.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"servers":[{{"default_log_path":"stderr","processor":1,"graceful_timeout":"1s",
+              "listeners":[{{"name":"l4","address":"127.0.0.1:{port}",
+                "filter_chains":[{{"filters":[{{"type":"tcp_proxy","config":{{"cluster":"up","max_connect_attempts":2}}}}]}}]}}]}}],
+              "cluster_manager":{{"clusters":[{{"name":"up","type":"SIMPLE","lb_type":"LB_ROUNDROBIN","connect_timeout":"500ms",
+                "hosts":[{{"address":"198.18.0.12:8080"}},{{"address":"198.18.0.10:8080"}}]}}]}},
+              "admin":{{"address":{{"socket_address":{{"address":"127.0.0.1","port_value":{admin}}}}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let mut upstream = ns
+        .cmd(&["python3", "-c", UPSTREAM])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = [0u8; 5];
+    std::io::Read::read_exact(upstream.stdout.as_mut().unwrap(), &mut ready).unwrap();
+    let _upstream = Kill(upstream);
+    let mosn = ns
+        .cmd(&[
+            mosn_bin().to_str().unwrap(),
+            "start",
+            "-c",
+            cfg.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let _mosn = Kill(mosn);
+
+    // Sessions that meet the black hole first wait out the 500 ms connect timeout and are
+    // served by the second attempt; the others are served at once. Every one is served.
+    let mut times = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while times.len() < 3 {
+        let out = ns
+            .cmd(&[
+                "python3",
+                "-c",
+                PROXY_CLIENT,
+                "127.0.0.1",
+                &port.to_string(),
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if !out.status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "mosn never served: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let f: Vec<&str> = text.split_whitespace().collect();
+        assert_eq!(&f[..2], ["peer=198.18.0.10", "True"], "{text}");
+        times.push(f[2].parse::<f64>().unwrap());
+    }
+    let slow = times.iter().filter(|t| **t >= 0.45).count() as i64;
+    assert!(slow >= 1, "no session met the black hole: {times:?}");
+    for t in &times {
+        assert!(
+            *t < 0.4 || (0.45..3.0).contains(t),
+            "neither direct nor one timeout: {times:?}"
+        );
+    }
+    let stats = ns
+        .cmd(&["python3", "-c", &format!(
+            "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{admin}/api/v1/stats').read().decode())"
+        )])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("stats JSON");
+    let counter = |scope: &str, key: &str, name: &str| v[scope][key][name].as_i64();
+    let ctx = format!("{times:?} {v}");
+    assert_eq!(
+        counter(
+            "cluster",
+            "cluster=up",
+            "upstream_connection_connect_timeout"
+        ),
+        Some(slow),
+        "{ctx}"
+    );
+    assert_eq!(
+        counter(
+            "host",
+            "cluster=up,host=198.18.0.12:8080",
+            "upstream_connection_connect_fail"
+        ),
+        Some(slow),
+        "{ctx}"
+    );
+    assert_eq!(
+        counter(
+            "host",
+            "cluster=up,host=198.18.0.10:8080",
+            "upstream_connection_total"
+        ),
+        Some(3),
+        "{ctx}"
     );
 }
