@@ -22,7 +22,7 @@ usage: bench/l4.sh [options]
   --only LIST        comma-separated subset of direct,mosn,nginx,haproxy
                      (default: all; env L4_ONLY works too)
   --rounds N         measurement rounds, alternating forward/reverse order; best
-                     round is reported (default 2)
+                     round is reported (default 4; with --quick 2)
   --no-build         do not run cargo build; use the existing binary
                      (env MOSN_BIN overrides target/release/mosn)
   --quiet-wait S     before each measurement wait up to S seconds for the machine
@@ -34,7 +34,7 @@ EOF
 
 QUICK=0
 WORKERS=1
-ROUNDS=2
+ROUNDS=""
 BUILD=1
 QUIET_WAIT=60
 ONLY="${L4_ONLY:-direct,mosn,nginx,haproxy}"
@@ -62,6 +62,7 @@ log() { printf '[l4 %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf '[l4] ERROR: %s\n' "$*" >&2; exit 1; }
 
 [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "--workers must be a positive integer"
+if [[ -z "$ROUNDS" ]]; then if ((QUICK)); then ROUNDS=2; else ROUNDS=4; fi; fi
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
 [[ "$QUIET_WAIT" =~ ^[0-9]+$ ]] || die "--quiet-wait must be a number of seconds"
 
@@ -91,6 +92,10 @@ SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
 RESULTS_DIR="$ROOT/bench/results"
 MOSN_BIN="${MOSN_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/mosn}"
+if [[ "$MOSN_BIN" != */* ]]; then
+    MOSN_BIN="$(command -v "$MOSN_BIN" || echo "$MOSN_BIN")" # a bare name: look it up in PATH
+fi
+[[ "$MOSN_BIN" == /* ]] || MOSN_BIN="$PWD/$MOSN_BIN"               # the proxy runs from a temp dir
 
 # ---------------------------------------------------------------- tools
 need_pkgs=()
@@ -323,7 +328,8 @@ start_proxy() {
     mosn)
         FRONT_PORT="$P_MOSN"
         cat >"$dir/mosn.json" <<EOF
-{"servers":[{"default_log_path":"stderr","default_log_level":"WARN","processor":$WORKERS,
+{"pid":"$dir/mosn.pid",
+ "servers":[{"default_log_path":"stderr","default_log_level":"WARN","processor":$WORKERS,
   "listeners":[{"name":"l4","address":"127.0.0.1:$P_MOSN","bind_port":true,
     "filter_chains":[{"filters":[{"type":"tcp_proxy","config":{"cluster":"up","max_connect_attempts":1}}]}]}]}],
  "cluster_manager":{"clusters":[{"name":"up","type":"SIMPLE","lb_type":"LB_ROUNDROBIN","hosts":[{"address":"127.0.0.1:$up"}]}]},
@@ -556,31 +562,63 @@ metric() {
     esac
 }
 
-ratio() { # ratio METRIC OTHER_PATH
+ratio() { # ratio METRIC OTHER_PATH [PRINTF_FORMAT]
     if has_path mosn && has_path "$2"; then
         local a b
         a="$(metric mosn "$1")"
         b="$(metric "$2" "$1")"
-        if [[ "$a" == "—" || "$b" == "—" ]]; then echo "n/a"; else fdiv "$a" "$b"; fi
+        if [[ "$a" == "—" || "$b" == "—" ]]; then echo "n/a"; else fdiv "$a" "$b" "${3:-%.2f}"; fi
     else
         echo "n/a"
     fi
 }
 
+# metric_r PATH NAME ROUND -> the value measured in that round
+metric_r() {
+    local p="$1" r="$3"
+    case "$2" in
+    rps) echo "${RPS[$p,$r]}" ;;
+    p50) echo "${P50[$p,$r]}" ;;
+    p99) echo "${P99[$p,$r]}" ;;
+    cpureq) echo "${CPUREQ[$p,$r]}" ;;
+    g1) echo "${GBPS[$p,$r,1]}" ;;
+    g4) echo "${GBPS[$p,$r,4]}" ;;
+    gb1) echo "${CPUGB[$p,$r,1]}" ;;
+    gb4) echo "${CPUGB[$p,$r,4]}" ;;
+    esac
+}
+
+# paired_median METRIC OTHER_PATH: median over rounds of mosn/OTHER, each ratio taken
+# within one round (the two measurements are minutes apart, not the whole run)
+paired_median() {
+    if ! { has_path mosn && has_path "$2"; }; then echo "n/a"; return 0; fi
+    local r a b
+    for ((r = 1; r <= ROUNDS; r++)); do
+        a="$(metric_r mosn "$1" "$r")"
+        b="$(metric_r "$2" "$1" "$r")"
+        fdiv "$a" "$b" %.6f
+    done | grep -v n/a | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "n/a"; exit }
+        if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%.2f\n", m }'
+}
+
 target_line() { # target_line LABEL METRIC MIN
-    local r
-    r="$(ratio "$2" nginx)"
+    local r pm
+    r="$(ratio "$2" nginx %.3f)"
+    pm="$(paired_median "$2" nginx)"
     if [[ "$r" == "n/a" ]]; then
-        echo "| $1 | >= $3x | n/a | not measured |"
+        echo "| $1 | >= $3x | n/a | n/a | not measured |"
     elif awk -v r="$r" -v m="$3" 'BEGIN { exit !(r >= m) }'; then
-        echo "| $1 | >= $3x | ${r}x | **PASS** |"
+        echo "| $1 | >= $3x | ${r}x | ${pm}x | **PASS** |"
     else
-        echo "| $1 | >= $3x | ${r}x | **MISS** |"
+        echo "| $1 | >= $3x | ${r}x | ${pm}x | **MISS** |"
     fi
 }
 
 CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if ! git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null; then GIT_REV="$GIT_REV + uncommitted changes"; fi
 STAMP="$(date '+%Y%m%d-%H%M%S')"
 mkdir -p "$RESULTS_DIR"
 REPORT="$RESULTS_DIR/l4-$STAMP.md"
@@ -614,21 +652,25 @@ CMD="bench/l4.sh${ARGS_TEXT:+ $ARGS_TEXT}"
     echo
     echo "## Ratios (same run)"
     echo
-    echo "| figure | better | mosn/nginx | mosn/haproxy |"
-    echo "| --- | --- | ---: | ---: |"
-    echo "| req/s | higher | $(ratio rps nginx) | $(ratio rps haproxy) |"
-    echo "| p50 latency | lower | $(ratio p50 nginx) | $(ratio p50 haproxy) |"
-    echo "| p99 latency | lower | $(ratio p99 nginx) | $(ratio p99 haproxy) |"
-    echo "| CPU µs/req | lower | $(ratio cpureq nginx) | $(ratio cpureq haproxy) |"
-    echo "| 1 stream Gbit/s | higher | $(ratio g1 nginx) | $(ratio g1 haproxy) |"
-    echo "| 1 stream CPU s/GB | lower | $(ratio gb1 nginx) | $(ratio gb1 haproxy) |"
-    echo "| 4 streams Gbit/s | higher | $(ratio g4 nginx) | $(ratio g4 haproxy) |"
-    echo "| 4 streams CPU s/GB | lower | $(ratio gb4 nginx) | $(ratio gb4 haproxy) |"
+    echo "Best: ratio of the best rounds (the figures above). Paired median: median over rounds of the ratio within each round."
+    echo
+    echo "| figure | better | mosn/nginx best | mosn/nginx paired median | mosn/haproxy best | mosn/haproxy paired median |"
+    echo "| --- | --- | ---: | ---: | ---: | ---: |"
+    echo "| req/s | higher | $(ratio rps nginx) | $(paired_median rps nginx) | $(ratio rps haproxy) | $(paired_median rps haproxy) |"
+    echo "| p50 latency | lower | $(ratio p50 nginx) | $(paired_median p50 nginx) | $(ratio p50 haproxy) | $(paired_median p50 haproxy) |"
+    echo "| p99 latency | lower | $(ratio p99 nginx) | $(paired_median p99 nginx) | $(ratio p99 haproxy) | $(paired_median p99 haproxy) |"
+    echo "| CPU µs/req | lower | $(ratio cpureq nginx) | $(paired_median cpureq nginx) | $(ratio cpureq haproxy) | $(paired_median cpureq haproxy) |"
+    echo "| 1 stream Gbit/s | higher | $(ratio g1 nginx) | $(paired_median g1 nginx) | $(ratio g1 haproxy) | $(paired_median g1 haproxy) |"
+    echo "| 1 stream CPU s/GB | lower | $(ratio gb1 nginx) | $(paired_median gb1 nginx) | $(ratio gb1 haproxy) | $(paired_median gb1 haproxy) |"
+    echo "| 4 streams Gbit/s | higher | $(ratio g4 nginx) | $(paired_median g4 nginx) | $(ratio g4 haproxy) | $(paired_median g4 haproxy) |"
+    echo "| 4 streams CPU s/GB | lower | $(ratio gb4 nginx) | $(paired_median gb4 nginx) | $(ratio gb4 haproxy) | $(paired_median gb4 haproxy) |"
     echo
     echo "## Targets (mosn vs nginx stream)"
     echo
-    echo "| target | wanted | measured | result |"
-    echo "| --- | ---: | ---: | --- |"
+    echo "Judged on the best-round ratio; the paired median is shown for context."
+    echo
+    echo "| target | wanted | measured (best) | paired median | result |"
+    echo "| --- | ---: | ---: | ---: | --- |"
     target_line "request rate" rps 1.0
     target_line "throughput, 1 stream" g1 0.9
     target_line "throughput, 4 streams" g4 0.9

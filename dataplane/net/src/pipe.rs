@@ -265,7 +265,7 @@ where
                 end: PipeEnd::Closed,
             }));
         }
-        if activity {
+        if activity && idle.is_some() {
             last_activity = Instant::now();
         }
         if let (Some(sleep), Some(d)) = (idle.as_mut(), cfg.idle_timeout) {

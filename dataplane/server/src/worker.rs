@@ -122,7 +122,13 @@ pub async fn serve_listener<T: Transport>(
             break;
         }
         let accepted = tokio::select! {
-            _ = drain.changed() => continue,
+            changed = drain.changed() => {
+                // A closed channel means the server handle is gone: stop accepting too.
+                if changed.is_err() {
+                    break;
+                }
+                continue;
+            }
             r = listener.accept() => r,
         };
         let accepted = match accepted {
