@@ -282,6 +282,7 @@ async fn graceful_drain_stops_accepting_and_lets_open_sessions_finish() {
     open.read_exact(&mut b).await.unwrap();
     assert_eq!(server.active_connections(), 1);
 
+    server.begin_drain();
     let drained = std::thread::spawn(move || {
         let start = Instant::now();
         let left = server.drain();
@@ -362,6 +363,93 @@ async fn admin_api_reports_listener_and_cluster_metrics() {
     assert_eq!(
         v["cluster"]["cluster=up"]["upstream_bytes_write_total"],
         5000
+    );
+    server.drain();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downstream_reset_closes_its_upstream_and_spares_the_others() {
+    // The upstream reports when its side of a session ends.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = l.local_addr().unwrap();
+    let (ended_tx, mut ended_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = l.accept().await.unwrap();
+            let ended_tx = ended_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut total = 0usize;
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            total += n;
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = ended_tx.send(total);
+            });
+        }
+    });
+    let server = start_server(&tcp_proxy_config(&[up], "", ""));
+    let addr = server.listener_addr("l4").unwrap();
+    let healthy = tokio::spawn(async move {
+        let data = payload(8 << 20, 11);
+        roundtrip(addr, &data).await == data
+    });
+    let doomed = TcpStream::connect(addr).await.unwrap();
+    let (mut r, mut w) = doomed.into_split();
+    w.write_all(&payload(20_000, 12)).await.unwrap();
+    let mut echoed = vec![0u8; 20_000];
+    r.read_exact(&mut echoed).await.unwrap();
+    let doomed = r.reunite(w).unwrap();
+    socket2::SockRef::from(&doomed)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(doomed); // RST towards the proxy
+                  // The proxy closes the upstream side of the reset session.
+    let first = tokio::time::timeout(Duration::from_secs(5), ended_rx.recv())
+        .await
+        .expect("the upstream of the reset session is closed")
+        .unwrap();
+    assert!(first == 20_000 || first == 8 << 20, "{first}");
+    assert!(healthy.await.unwrap(), "the healthy session lost bytes");
+    server.drain();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reuseport_workers_all_serve_one_address() {
+    let up = echo_server().await;
+    let cfg = tcp_proxy_config(&[up], "", "")
+        .replace(
+            "\"bind_port\": true",
+            "\"bind_port\": true, \"reuseport\": true",
+        )
+        .replace("\"processor\": 2", "\"processor\": 4");
+    assert!(cfg.contains("\"reuseport\": true"));
+    let server = start_server(&cfg);
+    let addr = server.listener_addr("l4").unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        tasks.push(tokio::spawn(async move {
+            let data = payload(10_000, 200 + i);
+            roundtrip(addr, &data).await == data
+        }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap());
+    }
+    assert_eq!(
+        server.registry().value(
+            "listener",
+            &[("listener", "l4")],
+            "downstream_connection_total"
+        ),
+        Some(64)
     );
     server.drain();
 }

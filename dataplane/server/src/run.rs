@@ -460,14 +460,22 @@ impl Server {
         Ok(())
     }
 
+    /// Stops accepting: once this returns, no connection accepted from now on is served, and
+    /// the listeners close as each worker notices. Idempotent.
+    pub fn begin_drain(&self) {
+        if self.control.state.swap(STATE_DRAINING, Ordering::AcqRel) == STATE_DRAINING {
+            return;
+        }
+        let _ = self.drain_tx.send(true);
+        tracing::info!(active = self.active_connections(), timeout = ?self.graceful_timeout, "draining: stopped accepting");
+    }
+
     /// Stops accepting, waits up to the graceful timeout for open connections to finish, and
     /// stops the control thread. Returns the number of connections still open at the end.
     pub fn drain(mut self) -> usize {
-        self.control.state.store(STATE_DRAINING, Ordering::Release);
-        let _ = self.drain_tx.send(true);
+        self.begin_drain();
         let start = Instant::now();
         let mut last_log = Instant::now();
-        tracing::info!(active = self.active_connections(), timeout = ?self.graceful_timeout, "draining: stopped accepting");
         loop {
             let active = self.active_connections();
             if active == 0 || start.elapsed() >= self.graceful_timeout {

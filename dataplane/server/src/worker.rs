@@ -122,6 +122,8 @@ pub async fn serve_listener<T: Transport>(
             break;
         }
         let accepted = tokio::select! {
+            // Drain first: once it is signalled, nothing new is served.
+            biased;
             changed = drain.changed() => {
                 // A closed channel means the server handle is gone: stop accepting too.
                 if changed.is_err() {
@@ -131,6 +133,10 @@ pub async fn serve_listener<T: Transport>(
             }
             r = listener.accept() => r,
         };
+        if *drain.borrow() {
+            // Accepted in the same instant the drain began: close it unserved.
+            break;
+        }
         let accepted = match accepted {
             Ok(a) => a,
             Err(e) => {
