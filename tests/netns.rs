@@ -78,6 +78,36 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Starts [`UPSTREAM`] on 198.18.0.10:8080 and waits until it listens.
+    fn spawn_upstream(&self) -> Kill {
+        let mut upstream = self
+            .cmd(&["python3", "-c", UPSTREAM])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = [0u8; 5];
+        std::io::Read::read_exact(upstream.stdout.as_mut().unwrap(), &mut ready).unwrap();
+        Kill(upstream)
+    }
+
+    /// Starts `mosn start -c cfg` in the namespace.
+    fn spawn_mosn(&self, cfg: &std::path::Path) -> Kill {
+        let mosn = self
+            .cmd(&[
+                mosn_bin().to_str().unwrap(),
+                "start",
+                "-c",
+                cfg.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Kill(mosn)
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
@@ -164,14 +194,7 @@ fn redirected_connections_reach_their_original_destination() {
         ),
     )
     .unwrap();
-    let mut upstream = ns
-        .cmd(&["python3", "-c", UPSTREAM])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = [0u8; 5];
-    std::io::Read::read_exact(upstream.stdout.as_mut().unwrap(), &mut ready).unwrap();
-    let _upstream = Kill(upstream);
+    let _upstream = ns.spawn_upstream();
 
     // Direct, without the rule's source address: the upstream sees the client itself.
     let direct = ns
@@ -195,18 +218,7 @@ fn redirected_connections_reach_their_original_destination() {
         "the REDIRECT rule is not in force"
     );
 
-    let mosn = ns
-        .cmd(&[
-            mosn_bin().to_str().unwrap(),
-            "start",
-            "-c",
-            cfg.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let _mosn = Kill(mosn);
+    let _mosn = ns.spawn_mosn(&cfg);
     let deadline = Instant::now() + Duration::from_secs(10);
     let out = loop {
         let out = ns.cmd(&["python3", "-c", CLIENT]).output().unwrap();
@@ -274,26 +286,8 @@ fn a_dropped_syn_times_out_after_connect_timeout_and_the_next_host_serves() {
         ),
     )
     .unwrap();
-    let mut upstream = ns
-        .cmd(&["python3", "-c", UPSTREAM])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut ready = [0u8; 5];
-    std::io::Read::read_exact(upstream.stdout.as_mut().unwrap(), &mut ready).unwrap();
-    let _upstream = Kill(upstream);
-    let mosn = ns
-        .cmd(&[
-            mosn_bin().to_str().unwrap(),
-            "start",
-            "-c",
-            cfg.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let _mosn = Kill(mosn);
+    let _upstream = ns.spawn_upstream();
+    let _mosn = ns.spawn_mosn(&cfg);
 
     // Sessions that meet the black hole first wait out the 500 ms connect timeout and are
     // served by the second attempt; the others are served at once. Every one is served.
