@@ -18,6 +18,66 @@ use crate::duration::parse_go_duration;
 
 // === scalar helpers ===
 
+/// How a duration field reads a bare JSON number.
+#[derive(Clone, Copy)]
+enum BareNumber {
+    /// MOSN's `api.DurationConfig`: only `0` (Go's `time.ParseDuration` needs a unit).
+    ZeroOnly,
+    /// A plain Go `time.Duration`: nanoseconds.
+    Nanos,
+}
+
+/// Reads a Go duration string, `""`/`null` (not set), or a bare number as `BareNumber` says.
+struct DurationVisitor(BareNumber);
+
+impl Visitor<'_> for DurationVisitor {
+    type Value = Option<Duration>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            BareNumber::ZeroOnly => {
+                f.write_str("a duration string such as \"10s\", \"1m30s\" or \"500ms\"")
+            }
+            BareNumber::Nanos => {
+                f.write_str("a duration string such as \"90s\" or an integer of nanoseconds")
+            }
+        }
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Option<Duration>, E> {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        parse_go_duration(s).map(Some).map_err(E::custom)
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Option<Duration>, E> {
+        match self.0 {
+            BareNumber::ZeroOnly if n == 0 => Ok(Some(Duration::ZERO)),
+            BareNumber::ZeroOnly => Err(E::custom(format!(
+                "invalid duration {n}: missing unit (write e.g. \"{n}s\" or \"{n}ms\")"
+            ))),
+            BareNumber::Nanos if n > i64::MAX as u64 => {
+                Err(E::custom(format!("invalid duration {n}: overflow")))
+            }
+            BareNumber::Nanos => Ok(Some(Duration::from_nanos(n))),
+        }
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Option<Duration>, E> {
+        Err(E::custom(match self.0 {
+            BareNumber::ZeroOnly => {
+                format!("invalid duration {n}: must be a string such as \"10s\"")
+            }
+            BareNumber::Nanos => format!("invalid duration {n}: must not be negative"),
+        }))
+    }
+    fn visit_f64<E: de::Error>(self, n: f64) -> Result<Option<Duration>, E> {
+        Err(E::custom(format!(
+            "invalid duration {n}: must be a string such as \"10s\""
+        )))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<Duration>, E> {
+        Ok(None)
+    }
+}
+
 /// A MOSN `api.DurationConfig`: a Go duration string (`"10s"`). `""` and `null` mean
 /// "not set"; the bare number `0` means zero; other bare numbers are rejected because Go's
 /// `time.ParseDuration` needs a unit.
@@ -26,44 +86,8 @@ pub(crate) struct GoDuration(pub Option<Duration>);
 
 impl<'de> Deserialize<'de> for GoDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = GoDuration;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration string such as \"10s\", \"1m30s\" or \"500ms\"")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<GoDuration, E> {
-                if s.is_empty() {
-                    return Ok(GoDuration(None));
-                }
-                parse_go_duration(s)
-                    .map(|d| GoDuration(Some(d)))
-                    .map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<GoDuration, E> {
-                if n == 0 {
-                    Ok(GoDuration(Some(Duration::ZERO)))
-                } else {
-                    Err(E::custom(format!(
-                        "invalid duration {n}: missing unit (write e.g. \"{n}s\" or \"{n}ms\")"
-                    )))
-                }
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<GoDuration, E> {
-                Err(E::custom(format!(
-                    "invalid duration {n}: must be a string such as \"10s\""
-                )))
-            }
-            fn visit_f64<E: de::Error>(self, n: f64) -> Result<GoDuration, E> {
-                Err(E::custom(format!(
-                    "invalid duration {n}: must be a string such as \"10s\""
-                )))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<GoDuration, E> {
-                Ok(GoDuration(None))
-            }
-        }
-        d.deserialize_any(V)
+        d.deserialize_any(DurationVisitor(BareNumber::ZeroOnly))
+            .map(GoDuration)
     }
 }
 
@@ -74,36 +98,8 @@ pub(crate) struct NanosDuration(pub Option<Duration>);
 
 impl<'de> Deserialize<'de> for NanosDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = NanosDuration;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration string such as \"90s\" or an integer of nanoseconds")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<NanosDuration, E> {
-                if s.is_empty() {
-                    return Ok(NanosDuration(None));
-                }
-                parse_go_duration(s)
-                    .map(|d| NanosDuration(Some(d)))
-                    .map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, n: u64) -> Result<NanosDuration, E> {
-                if n > i64::MAX as u64 {
-                    return Err(E::custom(format!("invalid duration {n}: overflow")));
-                }
-                Ok(NanosDuration(Some(Duration::from_nanos(n))))
-            }
-            fn visit_i64<E: de::Error>(self, n: i64) -> Result<NanosDuration, E> {
-                Err(E::custom(format!(
-                    "invalid duration {n}: must not be negative"
-                )))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<NanosDuration, E> {
-                Ok(NanosDuration(None))
-            }
-        }
-        d.deserialize_any(V)
+        d.deserialize_any(DurationVisitor(BareNumber::Nanos))
+            .map(NanosDuration)
     }
 }
 
