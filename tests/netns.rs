@@ -108,6 +108,23 @@ impl Netns {
     }
 }
 
+impl Netns {
+    /// Runs [`CLIENT`] in the namespace.
+    fn client(&self, src: &str, dst: &str, port: u16, size: usize) -> std::process::Output {
+        self.cmd(&[
+            "python3",
+            "-c",
+            CLIENT,
+            src,
+            dst,
+            &port.to_string(),
+            &size.to_string(),
+        ])
+        .output()
+        .unwrap()
+    }
+}
+
 impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
@@ -139,20 +156,24 @@ while True:
     c, peer = s.accept(); threading.Thread(target=serve, args=(c, peer), daemon=True).start()
 "#;
 
-/// The application: connects from 198.18.0.11 to 198.18.0.10:8080 (the address it means),
-/// sends a payload, half-closes, prints what came back.
+/// The application: `client.py SRC DST PORT SIZE` connects from SRC (`-`: any) to DST:PORT
+/// (the address it means), sends SIZE bytes, half-closes, and prints the upstream's
+/// `peer=` line, the bytes echoed, whether they match, and the seconds it took.
 const CLIENT: &str = r#"
-import socket, sys
-c = socket.socket(); c.bind(("198.18.0.11", 0)); c.settimeout(5)
-c.connect(("198.18.0.10", 8080))
-c.sendall(b"x" * 100000); c.shutdown(socket.SHUT_WR)
+import socket, sys, time
+src, dst, port, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+t = time.time()
+c = socket.socket(); c.settimeout(10)
+if src != "-": c.bind((src, 0))
+c.connect((dst, port))
+c.sendall(b"x" * size); c.shutdown(socket.SHUT_WR)
 out = b""
 while True:
     b = c.recv(65536)
     if not b: break
     out += b
 head, _, body = out.partition(b"\n")
-print(head.decode(), len(body), body == b"x" * 100000)
+print(head.decode(), len(body), body == b"x" * size, "%.3f" % (time.time() - t))
 "#;
 
 #[test]
@@ -197,14 +218,7 @@ fn redirected_connections_reach_their_original_destination() {
     let _upstream = ns.spawn_upstream();
 
     // Direct, without the rule's source address: the upstream sees the client itself.
-    let direct = ns
-        .cmd(&[
-            "python3",
-            "-c",
-            &CLIENT.replace("198.18.0.11\", 0", "198.18.0.10\", 0"),
-        ])
-        .output()
-        .unwrap();
+    let direct = ns.client("198.18.0.10", "198.18.0.10", 8080, 100_000);
     let direct = String::from_utf8_lossy(&direct.stdout).to_string();
     assert!(
         direct.starts_with("peer=198.18.0.10 100000 True"),
@@ -212,7 +226,7 @@ fn redirected_connections_reach_their_original_destination() {
     );
 
     // Redirected without mosn running: the connection is refused (the rule is in force).
-    let refused = ns.cmd(&["python3", "-c", CLIENT]).output().unwrap();
+    let refused = ns.client("198.18.0.11", "198.18.0.10", 8080, 100_000);
     assert!(
         !refused.status.success(),
         "the REDIRECT rule is not in force"
@@ -221,7 +235,7 @@ fn redirected_connections_reach_their_original_destination() {
     let _mosn = ns.spawn_mosn(&cfg);
     let deadline = Instant::now() + Duration::from_secs(10);
     let out = loop {
-        let out = ns.cmd(&["python3", "-c", CLIENT]).output().unwrap();
+        let out = ns.client("198.18.0.11", "198.18.0.10", 8080, 100_000);
         if out.status.success() || Instant::now() > deadline {
             break out;
         }
@@ -236,21 +250,6 @@ fn redirected_connections_reach_their_original_destination() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
-
-/// A client through mosn at `addr`: sends a payload, half-closes, prints what came back.
-const PROXY_CLIENT: &str = r#"
-import socket, sys, time
-t = time.time()
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
-c.sendall(b"y" * 5000); c.shutdown(socket.SHUT_WR)
-out = b""
-while True:
-    b = c.recv(65536)
-    if not b: break
-    out += b
-head, _, body = out.partition(b"\n")
-print(head.decode(), body == b"y" * 5000, "%.3f" % (time.time() - t))
-"#;
 
 #[test]
 fn a_dropped_syn_times_out_after_connect_timeout_and_the_next_host_serves() {
@@ -294,16 +293,7 @@ fn a_dropped_syn_times_out_after_connect_timeout_and_the_next_host_serves() {
     let mut times = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while times.len() < 3 {
-        let out = ns
-            .cmd(&[
-                "python3",
-                "-c",
-                PROXY_CLIENT,
-                "127.0.0.1",
-                &port.to_string(),
-            ])
-            .output()
-            .unwrap();
+        let out = ns.client("-", "127.0.0.1", port, 5000);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         if !out.status.success() {
             assert!(
@@ -315,8 +305,8 @@ fn a_dropped_syn_times_out_after_connect_timeout_and_the_next_host_serves() {
             continue;
         }
         let f: Vec<&str> = text.split_whitespace().collect();
-        assert_eq!(&f[..2], ["peer=198.18.0.10", "True"], "{text}");
-        times.push(f[2].parse::<f64>().unwrap());
+        assert_eq!(&f[..3], ["peer=198.18.0.10", "5000", "True"], "{text}");
+        times.push(f[3].parse::<f64>().unwrap());
     }
     let slow = times.iter().filter(|t| **t >= 0.45).count() as i64;
     assert!(slow >= 1, "no session met the black hole: {times:?}");
