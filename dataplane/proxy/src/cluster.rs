@@ -321,9 +321,8 @@ impl ClusterManager {
         // Drop the counters of hosts that went away.
         if let Some(prev) = &prev {
             for h in prev.hosts.iter() {
-                if !built.iter().any(|b| Arc::ptr_eq(b, h))
-                    && !built.iter().any(|b| b.address() == h.address())
-                {
+                // Counters are keyed by address: keep them while any host has it.
+                if !built.iter().any(|b| b.address() == h.address()) {
                     let addr = h.address().to_string();
                     self.registry.remove_scope(
                         &self
