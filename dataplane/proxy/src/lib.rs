@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod flags;
 pub mod host;
 pub mod lb;
 pub mod tcp_proxy;
