@@ -1,5 +1,9 @@
 //! Build script of the `mosn` binary: bakes the git commit into `mosn version`.
-//! (The eBPF programs under `ebpf/` will be compiled here with clang when they arrive.)
+//!
+//! The eBPF programs (`ebpf/src/bpf/*.bpf.c`) are compiled with clang by the build script of
+//! the `mosn-ebpf` crate (`ebpf/build.rs`), not here: a build script's OUT_DIR is visible only
+//! to its own package, and the loader crate (and its tests) embed the object. Without clang it
+//! uses the committed `ebpf/prebuilt/` objects; `ebpf/regen-prebuilt.sh` refreshes them.
 
 use std::process::Command;
 

@@ -5,7 +5,11 @@ set -euo pipefail
 
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in iproute2 iptables python3 ca-certificates; do
+# eBPF capture (ebpf/): clang + libbpf-dev + linux-libc-dev build the programs (without clang
+# the committed ebpf/prebuilt/ objects are used), bpftool and curl drive its tests, setpriv
+# (util-linux) drops capabilities in one of them.
+for pkg in iproute2 iptables python3 ca-certificates \
+    clang libbpf-dev linux-libc-dev bpftool curl util-linux; do
     have "$pkg" || need+=("$pkg")
 done
 if ((${#need[@]})); then

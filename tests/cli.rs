@@ -1,5 +1,5 @@
 //! The real `mosn` binary: exit codes, validate, start/stop, SIGTERM drain, and the
-//! quickstart shape (a tcp_proxy in front of the process's own admin API).
+//! quickstart (a direct response, and a route to the process's own admin API).
 
 mod common;
 
@@ -250,6 +250,10 @@ fn quickstart_shape_proxies_to_its_own_admin_api_and_reloads_on_sighup() {
     let mut m = MosnProcess::start(&p);
     let addr = m.listener_addr("quickstart");
     m.wait_for("admin API listening", Duration::from_secs(10));
+    // The direct response answers with nothing else running; /api/ goes to the admin API.
+    let (status, body) = http_get(addr, "/");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("Hello from mosn-rs"), "{body}");
     let (status, body) = http_get(addr, "/api/v1/version");
     assert!(status.contains("200"), "{status}");
     assert!(body.contains(env!("CARGO_PKG_VERSION")), "{body}");
@@ -269,11 +273,16 @@ fn quickstart_shape_proxies_to_its_own_admin_api_and_reloads_on_sighup() {
     std::fs::write(&p, reloaded).unwrap();
     m.signal(Signal::SIGHUP);
     m.wait_for("configuration reloaded", Duration::from_secs(5));
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let mut b = Vec::new();
-    let _ = s.read_to_end(&mut b);
-    assert!(b.is_empty(), "the reloaded cluster points at a dead port");
+    let (status, body) = http_get(addr, "/api/v1/version");
+    assert!(
+        status.contains("503"),
+        "the reloaded cluster points at a dead port: {status} {body}"
+    );
+    let (status, _) = http_get(addr, "/");
+    assert!(
+        status.contains("200"),
+        "the direct response still answers: {status}"
+    );
     m.signal(Signal::SIGTERM);
     assert_eq!(m.wait_exit(Duration::from_secs(10)), 0);
 }

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod capture;
 mod de;
 mod dump;
 mod duration;
@@ -28,6 +29,10 @@ mod validate;
 
 use std::path::Path;
 
+pub use capture::{
+    CaptureDestination, CaptureFailurePolicy, CaptureMode, TrafficCapture,
+    DEFAULT_CAPTURE_INBOUND_PORT, DEFAULT_CAPTURE_OUTBOUND_PORT,
+};
 pub use duration::{format_go_duration, parse_go_duration};
 pub use error::{ConfigError, Diagnostic, Format};
 pub use model::*;

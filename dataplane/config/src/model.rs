@@ -66,6 +66,8 @@ pub struct Config {
     pub cluster_manager: ClusterManagerOptions,
     /// Sections kept verbatim for later work.
     pub sections: PassthroughSections,
+    /// `traffic_capture` (mosn-rs only): capture of an application's connections.
+    pub traffic_capture: Option<crate::capture::TrafficCapture>,
 }
 
 impl Config {
@@ -113,13 +115,14 @@ impl Config {
     /// The configuration as MOSN current-shape JSON (routers under `servers[0].routers`),
     /// secrets redacted. Parsing the result gives back [`Config::redacted`].
     pub fn dump(&self) -> Value {
-        crate::dump::config(&self.redacted())
+        let c = self.redacted();
+        crate::capture::add_to_dump(crate::dump::config(&c), c.traffic_capture.as_ref())
     }
 
     /// Like [`Config::dump`] but with secrets left in: only for handing the config to a new
     /// process over a private channel (hot upgrade), never for the admin API or logs.
     pub fn dump_with_secrets(&self) -> Value {
-        crate::dump::config(self)
+        crate::capture::add_to_dump(crate::dump::config(self), self.traffic_capture.as_ref())
     }
 }
 
@@ -770,8 +773,21 @@ pub struct Route {
     pub per_filter_config: Map<String, Value>,
     /// `decorator`, kept verbatim.
     pub decorator: Option<Value>,
-    /// `request_mirror_policies`, kept verbatim.
+    /// `request_mirror_policies` as written, kept for the config dump; use
+    /// [`Route::mirror_policies`].
     pub request_mirror_policies: Option<Value>,
+    /// `request_mirror_policies`, typed: MOSN's single `{cluster, percent}` object, or a list
+    /// of them. Clusters exist; percents are 0..=100.
+    pub mirror_policies: Vec<RequestMirrorPolicy>,
+}
+
+/// `request_mirror_policies` entry: copy matched requests to `cluster`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestMirrorPolicy {
+    /// Where the copies go (exists in [`Config::clusters`]).
+    pub cluster: String,
+    /// Share of requests copied, 0..=100.
+    pub percent: u32,
 }
 
 /// `match`. Empty strings are "not set". With no path matcher at all the route is an RPC
@@ -790,6 +806,8 @@ pub struct RouteMatch {
     pub headers: Vec<HeaderMatcher>,
     /// `variables[]`.
     pub variables: Vec<VariableMatcher>,
+    /// `query_parameters[]` (Envoy shape), all must match.
+    pub query_parameters: Vec<QueryParameterMatcher>,
     /// `dsl_expressions`, kept verbatim.
     pub dsl_expressions: Option<Value>,
     /// `runtime` (unused), kept verbatim.
@@ -802,6 +820,17 @@ pub struct HeaderMatcher {
     /// Header name, verbatim.
     pub name: String,
     /// Expected value (or regex when `regex`).
+    pub value: String,
+    /// `value` is a regex (validated).
+    pub regex: bool,
+}
+
+/// `query_parameters[]` entry (Envoy v2 shape).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueryParameterMatcher {
+    /// Parameter name, verbatim.
+    pub name: String,
+    /// Expected value (or regex when `regex`); empty without `regex`: present with any value.
     pub value: String,
     /// `value` is a regex (validated).
     pub regex: bool,

@@ -128,6 +128,8 @@ pub(crate) struct RawConfig {
     pub node: Option<Value>,
     pub plugin: Option<Value>,
     pub wasm_global_plugins: Option<Value>,
+    /// mosn-rs only: transparent capture (`crate::capture`).
+    pub traffic_capture: Option<crate::capture::RawTrafficCapture>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -324,6 +326,7 @@ pub(crate) struct RawRoute {
     pub metadata: Option<RawMetadata>,
     pub decorator: Option<Value>,
     pub per_filter_config: Map<String, Value>,
+    /// One [`RawMirrorPolicy`] object (MOSN) or a list of them; decoded by `validate`.
     pub request_mirror_policies: Option<Value>,
 }
 
@@ -337,6 +340,7 @@ pub(crate) struct RawRouteMatch {
     pub runtime: Option<Value>,
     pub headers: Vec<RawHeaderMatcher>,
     pub variables: Vec<RawVariableMatcher>,
+    pub query_parameters: Vec<RawQueryParameterMatcher>,
     pub dsl_expressions: Option<Value>,
 }
 
@@ -346,6 +350,25 @@ pub(crate) struct RawHeaderMatcher {
     pub name: String,
     pub value: String,
     pub regex: bool,
+}
+
+/// Envoy's (v2) `query_parameters[]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawQueryParameterMatcher {
+    pub name: String,
+    pub value: String,
+    pub regex: bool,
+}
+
+/// MOSN's `RequestMirrorPolicy`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawMirrorPolicy {
+    pub cluster: String,
+    pub percent: u32,
+    /// Not implemented by MOSN either; accepted so it is not an unknown key.
+    pub trace_sampled: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

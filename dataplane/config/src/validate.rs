@@ -129,6 +129,10 @@ impl<'c> Builder<'c> {
         self.check_listener_uniqueness(&servers);
         let routers = self.unique_routers(routers);
         self.check_references(&clusters, &routers);
+        let traffic_capture = raw
+            .traffic_capture
+            .as_ref()
+            .map(|t| self.traffic_capture(t, &root.k("traffic_capture")));
 
         Config {
             servers,
@@ -153,7 +157,31 @@ impl<'c> Builder<'c> {
                 plugin: raw.plugin,
                 wasm_global_plugins: raw.wasm_global_plugins,
             },
+            traffic_capture,
         }
+    }
+
+    fn traffic_capture(
+        &mut self,
+        raw: &crate::capture::RawTrafficCapture,
+        at: &P,
+    ) -> crate::capture::TrafficCapture {
+        let mut found = Vec::new();
+        let tc = crate::capture::build(raw, &mut |rel, message, error| {
+            found.push((rel.to_string(), message, error));
+        });
+        for (rel, message, error) in found {
+            let p = match rel.as_str() {
+                "" => at.clone(),
+                _ => P(format!("{}.{rel}", at.0)),
+            };
+            if error {
+                self.err(&p, message);
+            } else {
+                self.warn(&p, message);
+            }
+        }
+        tc
     }
 
     fn admin(&mut self, raw: Option<&RawAdmin>, at: &P) -> Admin {
@@ -895,6 +923,25 @@ impl<'c> Builder<'c> {
                 }
             })
             .collect();
+        let query_parameters = m
+            .query_parameters
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let qp = mp.k("query_parameters").i(i);
+                if q.name.is_empty() {
+                    self.err(&qp.k("name"), "query parameter name is empty");
+                }
+                if q.regex {
+                    self.regex(&q.value, &qp.k("value"));
+                }
+                QueryParameterMatcher {
+                    name: q.name.clone(),
+                    value: q.value.clone(),
+                    regex: q.regex,
+                }
+            })
+            .collect();
         let matcher = RouteMatch {
             prefix: m.prefix.clone(),
             path: m.path.clone(),
@@ -902,6 +949,7 @@ impl<'c> Builder<'c> {
             case_sensitive: m.case_sensitive,
             headers,
             variables,
+            query_parameters,
             dsl_expressions: m.dsl_expressions.clone(),
             runtime: m.runtime.clone(),
         };
@@ -965,7 +1013,56 @@ impl<'c> Builder<'c> {
             per_filter_config: raw.per_filter_config.clone(),
             decorator: raw.decorator.clone(),
             request_mirror_policies: raw.request_mirror_policies.clone(),
+            mirror_policies: self.mirror_policies(
+                raw.request_mirror_policies.as_ref(),
+                &at.k("request_mirror_policies"),
+            ),
         }
+    }
+
+    /// `request_mirror_policies`: one object (MOSN) or a list of them.
+    fn mirror_policies(&mut self, raw: Option<&Value>, at: &P) -> Vec<RequestMirrorPolicy> {
+        let entries: Vec<(&Value, P)> = match raw {
+            None => Vec::new(),
+            Some(v @ Value::Object(_)) => vec![(v, at.clone())],
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v, at.i(i)))
+                .collect(),
+            Some(other) => {
+                self.err(
+                    at,
+                    format!(
+                        "expected an object or a list of objects, found {}",
+                        describe(other)
+                    ),
+                );
+                Vec::new()
+            }
+        };
+        entries
+            .into_iter()
+            .map(|(value, p)| {
+                let raw: RawMirrorPolicy = self.decode(value, &p);
+                if raw.cluster.is_empty() {
+                    self.err(&p.k("cluster"), "mirror cluster is required");
+                } else {
+                    self.references
+                        .push(Reference::Cluster(p.k("cluster"), raw.cluster.clone()));
+                }
+                if raw.percent > 100 {
+                    self.err(
+                        &p.k("percent"),
+                        format!("percent {} out of range 0..=100", raw.percent),
+                    );
+                }
+                RequestMirrorPolicy {
+                    cluster: raw.cluster,
+                    percent: raw.percent,
+                }
+            })
+            .collect()
     }
 
     fn route_action(&mut self, raw: &RawRouteAction, at: &P) -> RouteAction {
@@ -1494,6 +1591,140 @@ mod tests {
         );
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert!(parse_cidr("127.0.0.1:80").is_err());
+    }
+
+    /// A config with one cluster `c` and one route built from `route` (JSON).
+    fn with_route(route: serde_json::Value) -> Result<Route, Vec<Diagnostic>> {
+        let doc = serde_json::json!({
+            "servers": [{"routers": [{
+                "router_config_name": "r",
+                "virtual_hosts": [{"name": "v", "domains": ["*"], "routers": [route]}]
+            }]}],
+            "cluster_manager": {"clusters": [{"name": "c", "hosts": [{"address": "127.0.0.1:1"}]}]}
+        });
+        crate::parse_value(&doc)
+            .map(|l| l.config.routers[0].virtual_hosts[0].routes[0].clone())
+            .map_err(|e| e.diagnostics().to_vec())
+    }
+
+    fn errors(route: serde_json::Value) -> Vec<String> {
+        with_route(route)
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|d| d.to_string())
+            .collect()
+    }
+
+    const AT: &str = "servers[0].routers[0].virtual_hosts[0].routers[0]";
+
+    #[test]
+    fn query_parameters_are_typed() {
+        let route = with_route(serde_json::json!({
+            "match": {"prefix": "/", "query_parameters": [
+                {"name": "a", "value": "1"},
+                {"name": "b", "value": "^x+$", "regex": true},
+                {"name": "c"}
+            ]},
+            "route": {"cluster_name": "c"}
+        }))
+        .expect("loads");
+        let q = &route.matcher.query_parameters;
+        assert_eq!(q.len(), 3);
+        assert_eq!(
+            q[1],
+            QueryParameterMatcher {
+                name: "b".into(),
+                value: "^x+$".into(),
+                regex: true
+            }
+        );
+        assert_eq!((q[2].value.as_str(), q[2].regex), ("", false));
+    }
+
+    #[test]
+    fn query_parameter_errors_carry_the_path() {
+        let e = errors(serde_json::json!({
+            "match": {"prefix": "/", "query_parameters": [
+                {"name": "", "value": "1"},
+                {"name": "b", "value": "(", "regex": true}
+            ]},
+            "route": {"cluster_name": "c"}
+        }));
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(
+            e[0].starts_with(&format!("{AT}.match.query_parameters[0].name: ")),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with(&format!(
+                "{AT}.match.query_parameters[1].value: invalid regex"
+            )),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn mirror_policies_accept_an_object_or_a_list() {
+        let one = with_route(serde_json::json!({
+            "route": {"cluster_name": "c"},
+            "request_mirror_policies": {"cluster": "c", "percent": 30, "trace_sampled": true}
+        }))
+        .expect("loads");
+        let expected = RequestMirrorPolicy {
+            cluster: "c".into(),
+            percent: 30,
+        };
+        assert_eq!(one.mirror_policies, vec![expected.clone()]);
+        let list = with_route(serde_json::json!({
+            "route": {"cluster_name": "c"},
+            "request_mirror_policies": [{"cluster": "c", "percent": 30}, {"cluster": "c"}]
+        }))
+        .expect("loads");
+        assert_eq!(list.mirror_policies.len(), 2);
+        assert_eq!(list.mirror_policies[0], expected);
+        assert_eq!(list.mirror_policies[1].percent, 0);
+        let none = with_route(serde_json::json!({"route": {"cluster_name": "c"}})).expect("loads");
+        assert!(none.mirror_policies.is_empty());
+    }
+
+    #[test]
+    fn mirror_policy_errors_carry_the_path() {
+        let at = format!("{AT}.request_mirror_policies");
+        let e = errors(serde_json::json!({
+            "route": {"cluster_name": "c"},
+            "request_mirror_policies": [{"cluster": "nope", "percent": 101}, {"percent": 1}]
+        }));
+        assert_eq!(e.len(), 3, "{e:?}");
+        assert!(
+            e.contains(&format!(
+                "{at}[0].percent: percent 101 out of range 0..=100"
+            )),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(&format!("{at}[1].cluster: mirror cluster is required")),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(&format!("{at}[0].cluster: cluster \"nope\" does not exist")),
+            "{e:?}"
+        );
+        let e = errors(serde_json::json!({
+            "route": {"cluster_name": "c"},
+            "request_mirror_policies": "c"
+        }));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].starts_with(&format!("{at}: expected an object or a list")),
+            "{e:?}"
+        );
+        let e = errors(serde_json::json!({
+            "route": {"cluster_name": "c"},
+            "request_mirror_policies": {"cluster": "c", "percent": "x"}
+        }));
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with(&format!("{at}.percent: ")), "{e:?}");
     }
 
     #[test]

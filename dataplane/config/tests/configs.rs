@@ -141,11 +141,20 @@ fn quickstart_points_at_its_own_admin_api() {
     let listener = &c.servers[0].listeners[0];
     assert_eq!(listener.name, "quickstart");
     assert_eq!(listener.address, addr("127.0.0.1:2045"));
-    let NetworkFilter::TcpProxy(tcp) = &listener.filter_chains[0].filters[0] else {
-        panic!("expected tcp_proxy");
+    let NetworkFilter::Proxy(proxy) = &listener.filter_chains[0].filters[0] else {
+        panic!("expected the L7 proxy filter");
     };
-    assert_eq!(tcp.cluster.as_deref(), Some("admin_api"));
-    assert_eq!(tcp.max_connect_attempts, 1);
+    assert_eq!(proxy.router_config_name, "quickstart_router");
+    let router = c
+        .routers
+        .iter()
+        .find(|r| r.name == "quickstart_router")
+        .expect("quickstart router");
+    let routes = &router.virtual_hosts[0].routes;
+    assert_eq!(routes[0].route.cluster_name, "admin_api");
+    assert_eq!(routes[0].matcher.prefix, "/api/");
+    let direct = routes[1].direct_response.as_ref().expect("direct response");
+    assert_eq!(direct.status, 200);
     let cluster = c.cluster("admin_api").expect("admin_api cluster");
     assert_eq!(cluster.hosts[0].socket_addr(), Some(c.admin.address));
     assert_eq!(c.admin.address, addr("127.0.0.1:34901"));

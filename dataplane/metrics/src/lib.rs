@@ -1,12 +1,23 @@
-//! mosn-metrics: counters and gauges shared by every layer, and their exposition.
+//! mosn-metrics: counters, gauges and latency histograms shared by every layer, and their
+//! exposition.
 //!
-//! The hot path touches only atomics (`Arc<Counter>`, `Arc<Gauge>` handed out once at set-up);
+//! ```text
+//!  lib.rs        Counter, Gauge, Registry/Scope, Prometheus text and MOSN-style JSON rendering
+//!  histogram.rs  Histogram: fixed latency buckets (0.5 ms .. 10 s, +Inf), lock-free observe
+//! ```
+//!
+//! The hot path touches only atomics (`Arc<Counter>`, `Arc<Gauge>`, `Arc<Histogram>` handed
+//! out once at set-up);
 //! the registry's lock is taken when a metric is created and when the admin API renders.
 //! Metrics are grouped MOSN-style into scopes: a type (`listener`, `cluster`, `host`,
 //! `server`) plus identifying labels; Prometheus names are `mosn_<type>_<metric>`.
 //!
 //! Sits at the bottom of the crate graph: depends on no other mosn-rs crate.
 #![forbid(unsafe_code)]
+
+mod histogram;
+
+pub use histogram::{Histogram, HistogramSnapshot, LATENCY_BUCKETS};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -77,19 +88,69 @@ impl Drop for GaugeGuard {
 enum Metric {
     Counter(Arc<Counter>),
     Gauge(Arc<Gauge>),
+    Histogram(Arc<Histogram>),
 }
 
 impl Metric {
+    /// The single number [`Registry::value`] reports: a histogram's is its count.
     fn value(&self) -> i128 {
         match self {
             Metric::Counter(c) => c.get() as i128,
             Metric::Gauge(g) => g.get() as i128,
+            Metric::Histogram(h) => h.count() as i128,
         }
     }
     fn kind(&self) -> &'static str {
         match self {
             Metric::Counter(_) => "counter",
             Metric::Gauge(_) => "gauge",
+            Metric::Histogram(_) => "histogram",
+        }
+    }
+    fn to_json(&self) -> serde_json::Value {
+        match self {
+            Metric::Histogram(h) => {
+                let s = h.snapshot();
+                serde_json::json!({
+                    "count": s.count(),
+                    "sum": s.sum_seconds(),
+                    "p50": s.quantile(0.5),
+                    "p90": s.quantile(0.9),
+                    "p99": s.quantile(0.99),
+                })
+            }
+            other => serde_json::Value::from(other.value() as i64),
+        }
+    }
+    /// Appends this metric's Prometheus sample lines; `labels` is the scope's rendered
+    /// `k="v"` list (possibly empty).
+    fn prometheus_lines(&self, family: &str, labels: &str, out: &mut Vec<String>) {
+        let braces = |extra: &str| -> String {
+            match (labels.is_empty(), extra.is_empty()) {
+                (true, true) => String::new(),
+                (true, false) => format!("{{{extra}}}"),
+                (false, true) => format!("{{{labels}}}"),
+                (false, false) => format!("{{{labels},{extra}}}"),
+            }
+        };
+        match self {
+            Metric::Histogram(h) => {
+                let s = h.snapshot();
+                for (le, n) in s.cumulative() {
+                    let le = if le.is_infinite() {
+                        "+Inf".to_string()
+                    } else {
+                        le.to_string()
+                    };
+                    out.push(format!(
+                        "{family}_bucket{} {n}",
+                        braces(&format!("le=\"{le}\""))
+                    ));
+                }
+                out.push(format!("{family}_sum{} {}", braces(""), s.sum_seconds()));
+                out.push(format!("{family}_count{} {}", braces(""), s.count()));
+            }
+            other => out.push(format!("{family}{} {}", braces(""), other.value())),
         }
     }
 }
@@ -155,7 +216,7 @@ impl Registry {
         }
     }
 
-    /// Reads one metric's current value, if it exists.
+    /// Reads one metric's current value, if it exists (a histogram's is its count).
     pub fn value(&self, kind: &str, labels: &[(&str, &str)], name: &str) -> Option<i128> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let labels: Labels = labels
@@ -184,16 +245,11 @@ impl Registry {
                     .join(",");
                 for (name, metric) in metrics {
                     let family = format!("mosn_{}_{}", sanitize(kind), sanitize(name));
-                    let line = if label_text.is_empty() {
-                        format!("{family} {}", metric.value())
-                    } else {
-                        format!("{family}{{{label_text}}} {}", metric.value())
-                    };
-                    families
-                        .entry(family)
+                    let lines = &mut families
+                        .entry(family.clone())
                         .or_insert_with(|| (metric.kind(), Vec::new()))
-                        .1
-                        .push(line);
+                        .1;
+                    metric.prometheus_lines(&family, &label_text, lines);
                 }
             }
         }
@@ -208,7 +264,9 @@ impl Registry {
         out
     }
 
-    /// MOSN-style JSON: `{type: {"k=v,k=v": {metric: value}}}`.
+    /// MOSN-style JSON: `{type: {"k=v,k=v": {metric: value}}}`. A histogram's value is an
+    /// object `{"count", "sum", "p50", "p90", "p99"}` (seconds; quantiles estimated from
+    /// the buckets, `null` while the histogram is empty).
     pub fn to_json(&self) -> serde_json::Value {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut root = serde_json::Map::new();
@@ -222,7 +280,7 @@ impl Registry {
                     .join(",");
                 let m: serde_json::Map<String, serde_json::Value> = metrics
                     .iter()
-                    .map(|(n, v)| (n.clone(), serde_json::Value::from(v.value() as i64)))
+                    .map(|(n, v)| (n.clone(), v.to_json()))
                     .collect();
                 k.insert(key, serde_json::Value::Object(m));
             }
@@ -240,7 +298,7 @@ impl Scope {
             .get_or_insert(self, name, || Metric::Counter(Arc::default()))
         {
             Metric::Counter(c) => c,
-            Metric::Gauge(_) => panic!("metric {name} registered as a gauge"),
+            other => panic!("metric {name} registered as a {}", other.kind()),
         }
     }
 
@@ -251,7 +309,20 @@ impl Scope {
             .get_or_insert(self, name, || Metric::Gauge(Arc::default()))
         {
             Metric::Gauge(g) => g,
-            Metric::Counter(_) => panic!("metric {name} registered as a counter"),
+            other => panic!("metric {name} registered as a {}", other.kind()),
+        }
+    }
+
+    /// Gets or creates a latency histogram (buckets [`LATENCY_BUCKETS`]) in this scope.
+    /// Prometheus shows it as `mosn_<type>_<name>_bucket{..,le=".."}`, `_sum` (seconds) and
+    /// `_count`.
+    pub fn histogram(&self, name: &str) -> Arc<Histogram> {
+        match self
+            .registry
+            .get_or_insert(self, name, || Metric::Histogram(Arc::default()))
+        {
+            Metric::Histogram(h) => h,
+            other => panic!("metric {name} registered as a {}", other.kind()),
         }
     }
 
@@ -325,5 +396,111 @@ mod tests {
             ),
             None
         );
+    }
+
+    /// Parses `name{labels} value` sample lines of one family back into
+    /// `(suffix, labels, value)`.
+    fn samples<'a>(text: &'a str, family: &str) -> Vec<(&'a str, &'a str, f64)> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let rest = l.strip_prefix(family)?;
+                let (head, value) = rest.rsplit_once(' ')?;
+                let (suffix, labels) = match head.split_once('{') {
+                    Some((s, l)) => (s, l.strip_suffix('}')?),
+                    None => (head, ""),
+                };
+                Some((suffix, labels, value.parse().ok()?))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn histogram_renders_cumulative_prometheus_buckets() {
+        let r = Registry::new();
+        let c = r.scope("cluster", &[("cluster", "backend")]);
+        let h = c.histogram("request_duration_time");
+        assert!(Arc::ptr_eq(&h, &c.histogram("request_duration_time")));
+        for ms in [0.2, 0.5, 0.7, 3.0, 3.0, 120.0, 20_000.0] {
+            h.observe(std::time::Duration::from_secs_f64(ms / 1000.0));
+        }
+        // A scope without labels renders `le` as the only label.
+        r.scope("server", &[])
+            .histogram("latency")
+            .observe(std::time::Duration::from_millis(2));
+
+        let text = r.render_prometheus();
+        let family = "mosn_cluster_request_duration_time";
+        assert_eq!(
+            text.matches(&format!("# TYPE {family} histogram\n"))
+                .count(),
+            1,
+            "{text}"
+        );
+        let samples = samples(&text, family);
+        let buckets: Vec<(String, f64)> = samples
+            .iter()
+            .filter(|(suffix, _, _)| *suffix == "_bucket")
+            .map(|(_, labels, v)| {
+                let (scope, le) = labels.split_once(",le=").expect("le label");
+                assert_eq!(scope, "cluster=\"backend\"");
+                (le.trim_matches('"').to_string(), *v)
+            })
+            .collect();
+        assert_eq!(buckets.len(), LATENCY_BUCKETS.len() + 1);
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            assert_eq!(buckets[i].0.parse::<f64>().unwrap(), *b);
+        }
+        assert_eq!(buckets.last().unwrap().0, "+Inf");
+        let counts: Vec<f64> = buckets.iter().map(|(_, v)| *v).collect();
+        assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+        let le = |bound: &str| buckets.iter().find(|(l, _)| l == bound).unwrap().1;
+        assert_eq!(le("0.0005"), 2.0);
+        assert_eq!(le("0.001"), 3.0);
+        assert_eq!(le("0.005"), 5.0);
+        assert_eq!(le("0.25"), 6.0);
+        assert_eq!(le("10"), 6.0);
+        assert_eq!(le("+Inf"), 7.0);
+        let one = |suffix: &str| {
+            let found: Vec<_> = samples.iter().filter(|s| s.0 == suffix).collect();
+            assert_eq!(found.len(), 1, "{suffix}");
+            assert_eq!(found[0].1, "cluster=\"backend\"");
+            found[0].2
+        };
+        assert_eq!(one("_count"), 7.0);
+        assert!((one("_sum") - 20.1274).abs() < 1e-9, "{}", one("_sum"));
+
+        assert!(text.contains("# TYPE mosn_server_latency histogram\n"));
+        assert!(text.contains("mosn_server_latency_bucket{le=\"0.0025\"} 1\n"));
+        assert!(text.contains("mosn_server_latency_bucket{le=\"+Inf\"} 1\n"));
+        assert!(text.contains("mosn_server_latency_count 1\n"));
+
+        let json = r.to_json();
+        let j = &json["cluster"]["cluster=backend"]["request_duration_time"];
+        assert_eq!(j["count"], 7);
+        assert!((j["sum"].as_f64().unwrap() - 20.1274).abs() < 1e-9);
+        let p50 = j["p50"].as_f64().unwrap();
+        assert!((0.0025..=0.005).contains(&p50), "{p50}");
+        assert_eq!(j["p99"].as_f64(), Some(10.0));
+        assert_eq!(
+            r.value(
+                "cluster",
+                &[("cluster", "backend")],
+                "request_duration_time"
+            ),
+            Some(7)
+        );
+        let empty = r.scope("host", &[]).histogram("idle");
+        assert_eq!(empty.count(), 0);
+        assert!(r.to_json()["host"][""]["idle"]["p50"].is_null());
+    }
+
+    #[test]
+    #[should_panic(expected = "registered as a histogram")]
+    fn a_name_keeps_its_metric_type() {
+        let r = Registry::new();
+        let s = r.scope("server", &[]);
+        s.histogram("x");
+        s.counter("x");
     }
 }

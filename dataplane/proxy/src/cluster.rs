@@ -150,6 +150,8 @@ pub struct ClusterStats {
     pub bytes_received: Arc<Counter>,
     /// Hosts in the current snapshot.
     pub hosts: Arc<Gauge>,
+    /// L7 upstream request metrics: per status code, latency, retries, timeouts.
+    pub requests: crate::http::RequestStats,
 }
 
 impl ClusterStats {
@@ -165,6 +167,7 @@ impl ClusterStats {
             bytes_sent: scope.counter("upstream_bytes_write_total"),
             bytes_received: scope.counter("upstream_bytes_read_total"),
             hosts: scope.gauge("host_total"),
+            requests: crate::http::RequestStats::new(scope, "upstream"),
         }
     }
 }

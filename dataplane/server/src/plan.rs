@@ -1,16 +1,31 @@
 //! From a validated config to the plan the server runs: the only place that reads
 //! `mosn_config` types and turns them into the small specs of the lower layers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mosn_config as cfg;
 use mosn_net::ListenSpec;
+use mosn_proxy::accesslog::AccessLogFormat;
 use mosn_proxy::cluster::{ClusterKind, ClusterSpec, HostSource};
+use mosn_proxy::filter::{FilterChain, FilterRegistry};
 use mosn_proxy::lb::LbType;
+use mosn_proxy::router::RouterSet;
 use mosn_proxy::tcp_proxy::{TcpProxySpec, TcpRoute};
+use mosn_stream::server::ServerLimits;
+use mosn_stream::StreamProtocol;
+use serde_json::Value;
 
 use crate::logging::LogTarget;
-use crate::run::{FilterPlan, ListenerPlan, Plan};
+use crate::run::{FilterPlan, HttpPlan, ListenerPlan, Plan};
+
+/// Upstream timeout of a route that sets none (MOSN's global default).
+pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Request bodies up to this size are buffered for retries.
+pub const RETRY_BUFFER_LIMIT: usize = 64 * 1024;
+/// How long a connection on a multi-protocol listener may take to show its protocol.
+pub const DETECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A config that is valid but asks for something this build does not run yet.
 #[derive(Debug, thiserror::Error)]
@@ -28,10 +43,27 @@ pub fn plan(config: &cfg::Config) -> Result<Plan, Vec<Unsupported>> {
     let mut problems = Vec::new();
     let mut listeners = Vec::new();
     let server = config.servers.first();
+    let routers = match RouterSet::build(&config.routers) {
+        Ok(r) => r,
+        Err(errs) => {
+            return Err(errs
+                .into_iter()
+                .map(|e| Unsupported {
+                    path: e.path,
+                    reason: e.reason,
+                })
+                .collect())
+        }
+    };
+    let filters = FilterRegistry::with_builtins();
+    let ctx = PlanCtx {
+        routers: &routers,
+        filters: &filters,
+    };
     for (si, s) in config.servers.iter().enumerate() {
         for (li, l) in s.listeners.iter().enumerate() {
             let path = format!("servers[{si}].listeners[{li}]");
-            match listener_plan(l, &path) {
+            match listener_plan(l, &path, &ctx) {
                 Ok(p) => listeners.push(p),
                 Err(e) => problems.push(e),
             }
@@ -72,7 +104,17 @@ pub fn log_target(p: &cfg::LogPath) -> LogTarget {
     }
 }
 
-fn listener_plan(l: &cfg::Listener, path: &str) -> Result<ListenerPlan, Unsupported> {
+/// What every listener's plan may refer to.
+struct PlanCtx<'a> {
+    routers: &'a RouterSet,
+    filters: &'a FilterRegistry,
+}
+
+fn listener_plan(
+    l: &cfg::Listener,
+    path: &str,
+    ctx: &PlanCtx<'_>,
+) -> Result<ListenerPlan, Unsupported> {
     if l.network != cfg::Network::Tcp {
         return Err(Unsupported {
             path: format!("{path}.network"),
@@ -82,26 +124,30 @@ fn listener_plan(l: &cfg::Listener, path: &str) -> Result<ListenerPlan, Unsuppor
             ),
         });
     }
-    let mut tcp = None;
+    let mut chosen: Option<(usize, usize, &cfg::NetworkFilter)> = None;
     let mut others = Vec::new();
-    for chain in &l.filter_chains {
-        for f in &chain.filters {
+    for (ci, chain) in l.filter_chains.iter().enumerate() {
+        for (fi, f) in chain.filters.iter().enumerate() {
             match f {
-                cfg::NetworkFilter::TcpProxy(t) if tcp.is_none() => tcp = Some(t),
-                cfg::NetworkFilter::TcpProxy(_) => others.push("a second tcp_proxy".to_string()),
-                cfg::NetworkFilter::Proxy(_) => others.push("proxy (the L7 proxy)".to_string()),
+                cfg::NetworkFilter::TcpProxy(_) | cfg::NetworkFilter::Proxy(_) => {
+                    if let Some((_, _, prev)) = chosen {
+                        others.push(format!("{} after {}", filter_name(f), filter_name(prev)));
+                    } else {
+                        chosen = Some((ci, fi, f));
+                    }
+                }
                 cfg::NetworkFilter::Other { kind, .. } => others.push(kind.clone()),
             }
         }
     }
-    let Some(t) = tcp else {
+    let Some((ci, fi, f)) = chosen else {
         return Err(Unsupported {
             path: format!("{path}.filter_chains"),
             reason: if others.is_empty() {
-                "no network filter: this build needs a tcp_proxy filter".to_string()
+                "no network filter: a listener needs a tcp_proxy or proxy filter".to_string()
             } else {
                 format!(
-                    "network filter(s) {} not available in this build yet (it runs tcp_proxy)",
+                    "network filter(s) {} not available in this build (it runs tcp_proxy and proxy)",
                     others.join(", ")
                 )
             },
@@ -110,9 +156,21 @@ fn listener_plan(l: &cfg::Listener, path: &str) -> Result<ListenerPlan, Unsuppor
     if !others.is_empty() {
         return Err(Unsupported {
             path: format!("{path}.filter_chains"),
-            reason: format!("tcp_proxy cannot be combined with {}", others.join(", ")),
+            reason: format!(
+                "{} cannot be combined with {}",
+                filter_name(f),
+                others.join(", ")
+            ),
         });
     }
+    let fpath = format!("{path}.filter_chains[{ci}].filters[{fi}].config");
+    let filter = match f {
+        cfg::NetworkFilter::TcpProxy(t) => FilterPlan::TcpProxy(tcp_proxy_spec(t)),
+        cfg::NetworkFilter::Proxy(p) => {
+            FilterPlan::Http(Box::new(http_plan(l, p, path, &fpath, ctx)?))
+        }
+        cfg::NetworkFilter::Other { .. } => unreachable!("not chosen above"),
+    };
     if l.filter_chains
         .iter()
         .any(|c| c.tls_context.as_ref().is_some_and(|t| t.enabled))
@@ -130,7 +188,161 @@ fn listener_plan(l: &cfg::Listener, path: &str) -> Result<ListenerPlan, Unsuppor
         bind: l.bind_port,
         buffer_limit: l.per_connection_buffer_limit_bytes as usize,
         idle_timeout: l.connection_idle_timeout,
-        filter: FilterPlan::TcpProxy(tcp_proxy_spec(t)),
+        filter,
+    })
+}
+
+fn filter_name(f: &cfg::NetworkFilter) -> &str {
+    match f {
+        cfg::NetworkFilter::TcpProxy(_) => "tcp_proxy",
+        cfg::NetworkFilter::Proxy(_) => "proxy",
+        cfg::NetworkFilter::Other { kind, .. } => kind,
+    }
+}
+
+fn http_protocol(p: cfg::Protocol, path: &str) -> Result<Option<StreamProtocol>, Unsupported> {
+    match p {
+        cfg::Protocol::Http1 => Ok(Some(StreamProtocol::Http1)),
+        cfg::Protocol::Http2 => Ok(Some(StreamProtocol::Http2)),
+        cfg::Protocol::Auto => Ok(None),
+        other => Err(Unsupported {
+            path: path.to_string(),
+            reason: format!(
+                "protocol {other} is not available in this build yet (HTTP/1 and HTTP/2 are)"
+            ),
+        }),
+    }
+}
+
+/// A `u64` setting from the proxy's `extend_config`, keyed by protocol name
+/// (`{"Http1": {"max_header_size": 16384}}`), case-insensitively.
+fn extend_u64(
+    p: &cfg::ProxyFilter,
+    proto: &str,
+    key: &str,
+    path: &str,
+) -> Result<Option<u64>, Unsupported> {
+    let Some((pk, section)) = p
+        .extend_config
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(proto))
+    else {
+        return Ok(None);
+    };
+    let Some(v) = section.as_object().and_then(|o| o.get(key)) else {
+        return Ok(None);
+    };
+    match v {
+        Value::Number(n) if n.as_u64().is_some() => Ok(n.as_u64()),
+        _ => Err(Unsupported {
+            path: format!("{path}.extend_config.{pk}.{key}"),
+            reason: "must be a non-negative integer".to_string(),
+        }),
+    }
+}
+
+fn http_plan(
+    l: &cfg::Listener,
+    p: &cfg::ProxyFilter,
+    lpath: &str,
+    fpath: &str,
+    ctx: &PlanCtx<'_>,
+) -> Result<HttpPlan, Unsupported> {
+    let mut downstream = Vec::new();
+    for (i, d) in p.downstream_protocols.iter().enumerate() {
+        match http_protocol(*d, &format!("{fpath}.downstream_protocol[{i}]"))? {
+            Some(sp) if !downstream.contains(&sp) => downstream.push(sp),
+            Some(_) => {}
+            None => {
+                for sp in [StreamProtocol::Http1, StreamProtocol::Http2] {
+                    if !downstream.contains(&sp) {
+                        downstream.push(sp);
+                    }
+                }
+            }
+        }
+    }
+    if downstream.is_empty() {
+        downstream = vec![StreamProtocol::Http1, StreamProtocol::Http2];
+    }
+    let upstream = match p.upstream_protocol {
+        Some(u) => http_protocol(u, &format!("{fpath}.upstream_protocol"))?,
+        None => None,
+    };
+    let router = if p.router_config_name.is_empty() {
+        None
+    } else {
+        Some(ctx.routers.get(&p.router_config_name).ok_or_else(|| Unsupported {
+            path: format!("{fpath}.router_config_name"),
+            reason: format!("no router named {:?} (define it in servers[].routers or a connection_manager filter)", p.router_config_name),
+        })?)
+    };
+    let chain = FilterChain::build(
+        ctx.filters,
+        l.stream_filters
+            .iter()
+            .map(|f| (f.kind.as_str(), &f.config)),
+    )
+    .map_err(|e| Unsupported {
+        path: lpath.to_string(),
+        reason: e.reason,
+    })?;
+    let mut overrides = HashMap::new();
+    if let Some(table) = &router {
+        for route in table.routes() {
+            let o = chain
+                .compile_route_overrides(route.per_filter_configs())
+                .map_err(|e| Unsupported {
+                    path: format!("routers.{}: route {}", table.name(), route.name()),
+                    reason: e.reason,
+                })?;
+            if !o.is_empty() {
+                overrides.insert(route.key(), o);
+            }
+        }
+    }
+    let mut access_logs = Vec::new();
+    for (i, a) in l.access_logs.iter().enumerate() {
+        let format = AccessLogFormat::parse(&a.format).map_err(|e| Unsupported {
+            path: format!("{lpath}.access_logs[{i}].log_format"),
+            reason: e.to_string(),
+        })?;
+        access_logs.push((a.path.clone(), Arc::new(format)));
+    }
+    let mut limits = ServerLimits::default();
+    if let Some(n) = extend_u64(p, "Http1", "max_header_size", fpath)? {
+        limits.max_header_bytes = n as usize;
+    }
+    if let Some(n) = extend_u64(p, "Http1", "max_headers", fpath)? {
+        limits.max_headers = n as usize;
+    }
+    if let Some(n) = extend_u64(p, "Http2", "max_concurrent_streams", fpath)? {
+        limits.h2_max_concurrent_streams = n.min(u64::from(u32::MAX)) as u32;
+    }
+    if let Some(n) = extend_u64(p, "Http2", "max_header_list_size", fpath)? {
+        limits.h2_max_header_list = n.min(u64::from(u32::MAX)) as u32;
+    }
+    if let Some(t) = l.connection_idle_timeout {
+        limits.idle_timeout = t;
+    }
+    let max_request_body = extend_u64(p, "Http1", "max_request_body_size", fpath)?.or(extend_u64(
+        p,
+        "Http2",
+        "max_request_body_size",
+        fpath,
+    )?);
+    Ok(HttpPlan {
+        downstream,
+        upstream,
+        router,
+        filters: Arc::new(chain),
+        overrides: Arc::new(overrides),
+        access_logs,
+        limits,
+        detect_timeout: DETECT_TIMEOUT,
+        default_timeout: DEFAULT_ROUTE_TIMEOUT,
+        max_request_body,
+        retry_buffer_limit: RETRY_BUFFER_LIMIT,
     })
 }
 

@@ -13,8 +13,14 @@ use mosn_admin::{Admin, AdminHandler, ServerState};
 use mosn_metrics::Registry;
 use mosn_net::kernel::bind_for_workers;
 use mosn_net::ListenSpec;
+use mosn_proxy::accesslog::{AccessLog, AccessLogFormat};
 use mosn_proxy::cluster::{ClusterManager, ClusterSpec, SystemResolver};
+use mosn_proxy::filter::{FilterChain, RouteOverrides};
+use mosn_proxy::http::HttpProxySpec;
+use mosn_proxy::router::RouteTable;
 use mosn_proxy::tcp_proxy::{ListenerCtx, TcpProxySpec};
+use mosn_stream::server::ServerLimits;
+use mosn_stream::StreamProtocol;
 use tokio::sync::watch;
 
 use crate::logging::{LogHandle, LogTarget};
@@ -66,10 +72,39 @@ pub struct ListenerPlan {
 }
 
 /// Network filters this build runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum FilterPlan {
     /// `tcp_proxy`.
     TcpProxy(TcpProxySpec),
+    /// `proxy`: the L7 proxy for HTTP/1 and HTTP/2.
+    Http(Box<HttpPlan>),
+}
+
+/// The L7 proxy of one listener, before metrics and log files are attached.
+#[derive(Debug, Clone)]
+pub struct HttpPlan {
+    /// Protocols accepted downstream (more than one: detection).
+    pub downstream: Vec<StreamProtocol>,
+    /// The proxy filter's `upstream_protocol`.
+    pub upstream: Option<StreamProtocol>,
+    /// Router table.
+    pub router: Option<Arc<RouteTable>>,
+    /// Stream filters.
+    pub filters: Arc<FilterChain>,
+    /// Compiled per-route filter configs, by route key.
+    pub overrides: Arc<HashMap<usize, RouteOverrides>>,
+    /// Access logs: path and compiled format.
+    pub access_logs: Vec<(String, Arc<AccessLogFormat>)>,
+    /// Codec limits.
+    pub limits: ServerLimits,
+    /// Protocol detection timeout.
+    pub detect_timeout: Duration,
+    /// Upstream timeout when the route sets none.
+    pub default_timeout: Duration,
+    /// Largest request body.
+    pub max_request_body: Option<u64>,
+    /// Retry replay buffer.
+    pub retry_buffer_limit: usize,
 }
 
 /// Version information baked in by the binary's build script.
@@ -186,8 +221,51 @@ impl std::fmt::Debug for Server {
     }
 }
 
-fn listener_runtime(l: &ListenerPlan, stats: &ListenerStats) -> ListenerRuntime {
-    ListenerRuntime {
+fn listener_runtime(
+    l: &ListenerPlan,
+    stats: &ListenerStats,
+    registry: &Registry,
+) -> Result<ListenerRuntime, RunError> {
+    let filter = match &l.filter {
+        FilterPlan::TcpProxy(spec) => NetworkFilter::TcpProxy(spec.clone()),
+        FilterPlan::Http(h) => {
+            let scope = registry.scope("listener", &[("listener", &l.name)]);
+            let mut access_logs = Vec::new();
+            let mut req_headers = Vec::new();
+            let mut resp_headers = Vec::new();
+            for (path, format) in &h.access_logs {
+                req_headers.extend(format.request_header_names().iter().cloned());
+                resp_headers.extend(format.response_header_names().iter().cloned());
+                let log = AccessLog::open(path, AccessLogFormat::clone(format), &scope).map_err(
+                    |source| RunError::Io {
+                        what: format!("listener {}: cannot open access log {path}", l.name),
+                        source,
+                    },
+                )?;
+                access_logs.push(log);
+            }
+            req_headers.dedup();
+            resp_headers.dedup();
+            NetworkFilter::Http(Arc::new(HttpProxySpec {
+                listener: l.name.clone(),
+                downstream: h.downstream.clone(),
+                upstream: h.upstream,
+                router: h.router.clone(),
+                overrides: h.overrides.clone(),
+                filters: h.filters.clone(),
+                access_logs,
+                log_request_headers: req_headers,
+                log_response_headers: resp_headers,
+                limits: h.limits.clone(),
+                detect_timeout: h.detect_timeout,
+                default_timeout: h.default_timeout,
+                max_request_body: h.max_request_body,
+                retry_buffer_limit: h.retry_buffer_limit,
+                stats: stats.requests.clone(),
+            }))
+        }
+    };
+    Ok(ListenerRuntime {
         ctx: ListenerCtx {
             name: l.name.clone(),
             buffer_limit: l.buffer_limit,
@@ -195,26 +273,18 @@ fn listener_runtime(l: &ListenerPlan, stats: &ListenerStats) -> ListenerRuntime 
             bytes_in: stats.bytes_in.clone(),
             bytes_out: stats.bytes_out.clone(),
         },
-        filter: match &l.filter {
-            FilterPlan::TcpProxy(spec) => NetworkFilter::TcpProxy(spec.clone()),
-        },
-    }
+        filter,
+    })
 }
 
-fn snapshot_for(plan: &Plan, registry: &Registry) -> Snapshot {
-    Snapshot {
-        listeners: plan
-            .listeners
-            .iter()
-            .map(|l| {
-                let stats = ListenerStats::new(registry, &l.name);
-                (
-                    l.name.clone(),
-                    Arc::new((listener_runtime(l, &stats), stats)),
-                )
-            })
-            .collect(),
+fn snapshot_for(plan: &Plan, registry: &Registry) -> Result<Snapshot, RunError> {
+    let mut listeners = HashMap::new();
+    for l in &plan.listeners {
+        let stats = ListenerStats::new(registry, &l.name);
+        let rt = listener_runtime(l, &stats, registry)?;
+        listeners.insert(l.name.clone(), Arc::new((rt, stats)));
     }
+    Ok(Snapshot { listeners })
 }
 
 impl Server {
@@ -228,7 +298,7 @@ impl Server {
         let shared = Arc::new(Shared::new(clusters.clone()));
         shared
             .snapshot
-            .store(Arc::new(snapshot_for(&plan, &registry)));
+            .store(Arc::new(snapshot_for(&plan, &registry)?));
 
         // Bind every listener for every worker before starting anything.
         let workers = plan.workers.max(1);
@@ -431,10 +501,8 @@ impl Server {
             match old.listeners.get(&l.name) {
                 Some(prev) => {
                     let stats = prev.1.clone();
-                    next.listeners.insert(
-                        l.name.clone(),
-                        Arc::new((listener_runtime(l, &stats), stats)),
-                    );
+                    let rt = listener_runtime(l, &stats, &self.registry)?;
+                    next.listeners.insert(l.name.clone(), Arc::new((rt, stats)));
                     if l.bind
                         && self.listener_addrs.get(&l.name).is_some_and(|a| {
                             a.ip() != l.listen.addr.ip()

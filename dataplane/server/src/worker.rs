@@ -11,9 +11,12 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use mosn_metrics::{Counter, Gauge, GaugeGuard, Registry};
 use mosn_net::kernel::{KernelListener, KernelTransport};
-use mosn_net::{Listener, Transport};
+use mosn_net::userspace::UserspaceTransport;
+use mosn_net::{Accepted, Listener, Transport};
 use mosn_proxy::cluster::ClusterManager;
+use mosn_proxy::http::{self, HttpProxySpec, RequestStats};
 use mosn_proxy::tcp_proxy::{self, ListenerCtx, TcpProxySpec};
+use mosn_stream::pool::Pools;
 use tokio::sync::watch;
 
 // === shared state ===
@@ -32,6 +35,8 @@ pub struct ListenerRuntime {
 pub enum NetworkFilter {
     /// L4 forwarding.
     TcpProxy(TcpProxySpec),
+    /// The L7 proxy (HTTP/1, HTTP/2).
+    Http(Arc<HttpProxySpec>),
 }
 
 /// Per-listener connection counters, stable across snapshots.
@@ -45,6 +50,8 @@ pub struct ListenerStats {
     pub bytes_in: Arc<Counter>,
     /// Bytes written to downstream.
     pub bytes_out: Arc<Counter>,
+    /// L7 request metrics (unused by tcp_proxy listeners).
+    pub requests: Arc<RequestStats>,
 }
 
 impl ListenerStats {
@@ -56,6 +63,7 @@ impl ListenerStats {
             cx_active: s.gauge("downstream_connection_active"),
             bytes_in: s.counter("downstream_bytes_read_total"),
             bytes_out: s.counter("downstream_bytes_write_total"),
+            requests: Arc::new(RequestStats::new(&s, "downstream")),
         }
     }
 }
@@ -106,17 +114,57 @@ impl Drop for ActiveConn {
 
 // === accept loop (any transport) ===
 
+/// A transport the workers serve every network filter on. `tcp_proxy` runs over any
+/// [`Transport`]; the L7 codecs need `Send` connections (hyper hands upgraded connections
+/// over as `Send` objects), which kernel sockets are and the smoltcp stack's are not yet.
+pub trait WorkerTransport: Transport {
+    /// Serves one connection of an L7 (`proxy`) listener.
+    fn serve_http(
+        pools: &Rc<Pools<Self>>,
+        spec: Arc<HttpProxySpec>,
+        clusters: Arc<ClusterManager>,
+        ctx: &ListenerCtx,
+        accepted: Accepted<Self::Conn>,
+        drain: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()>;
+}
+
+impl WorkerTransport for KernelTransport {
+    fn serve_http(
+        pools: &Rc<Pools<Self>>,
+        spec: Arc<HttpProxySpec>,
+        clusters: Arc<ClusterManager>,
+        ctx: &ListenerCtx,
+        accepted: Accepted<Self::Conn>,
+        drain: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> {
+        http::serve(pools, spec, clusters, ctx, accepted, drain)
+    }
+}
+
+impl<D: smoltcp::phy::Device + 'static> WorkerTransport for UserspaceTransport<D> {
+    async fn serve_http(
+        _pools: &Rc<Pools<Self>>,
+        spec: Arc<HttpProxySpec>,
+        _clusters: Arc<ClusterManager>,
+        _ctx: &ListenerCtx,
+        accepted: Accepted<Self::Conn>,
+        _drain: watch::Receiver<bool>,
+    ) {
+        tracing::warn!(listener = %spec.listener, peer = %accepted.peer, "the L7 proxy does not run over the userspace stack yet; closing");
+    }
+}
+
 /// Accepts on `listener` until `drain` turns true, serving each connection in its own local
 /// task with the filter of the snapshot current at accept time. Dropping the listener on drain
 /// stops accepting; sessions already running are not touched.
-pub async fn serve_listener<T: Transport>(
-    transport: T,
+pub async fn serve_listener<T: WorkerTransport>(
+    pools: Rc<Pools<T>>,
     mut listener: T::Listener,
     name: Arc<str>,
     shared: Arc<Shared>,
     mut drain: watch::Receiver<bool>,
 ) {
-    let transport = Rc::new(transport);
     loop {
         if *drain.borrow() {
             break;
@@ -157,15 +205,33 @@ pub async fn serve_listener<T: Transport>(
             GaugeGuard::new(stats.cx_active.clone()),
             ActiveConn::new(&shared),
         );
-        let transport = transport.clone();
+        let pools = pools.clone();
         let shared = shared.clone();
+        let drain = drain.clone();
         tokio::task::spawn_local(async move {
             let _guard = guard;
             let (runtime, _) = &*rt;
             match &runtime.filter {
                 NetworkFilter::TcpProxy(spec) => {
-                    tcp_proxy::serve(&*transport, spec, &shared.clusters, &runtime.ctx, accepted)
-                        .await;
+                    tcp_proxy::serve(
+                        pools.transport(),
+                        spec,
+                        &shared.clusters,
+                        &runtime.ctx,
+                        accepted,
+                    )
+                    .await;
+                }
+                NetworkFilter::Http(spec) => {
+                    T::serve_http(
+                        &pools,
+                        spec.clone(),
+                        shared.clusters.clone(),
+                        &runtime.ctx,
+                        accepted,
+                        drain,
+                    )
+                    .await;
                 }
             }
         });
@@ -174,6 +240,9 @@ pub async fn serve_listener<T: Transport>(
 }
 
 // === worker threads ===
+
+/// Idle HTTP/1 upstream connections a worker keeps per host.
+pub const UPSTREAM_IDLE_PER_HOST: usize = 256;
 
 /// A listener socket bound by the control thread for one worker.
 #[derive(Debug)]
@@ -210,12 +279,13 @@ pub fn spawn_kernel_worker(
             };
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, async move {
+                let pools = Pools::new(KernelTransport, UPSTREAM_IDLE_PER_HOST);
                 let mut tasks = Vec::new();
                 for l in listeners {
                     let addr: Option<SocketAddr> = l.socket.local_addr().ok();
                     match KernelListener::from_std(l.socket) {
                         Ok(kl) => tasks.push(tokio::task::spawn_local(serve_listener(
-                            KernelTransport,
+                            pools.clone(),
                             kl,
                             l.name.clone(),
                             shared.clone(),

@@ -1,6 +1,55 @@
 //! mosn-stream: the STREAM layer of mosn-rs.
 //!
 //! ```text
-//!  (filled in below as the protocol engines land)
+//!  detect.rs   protocol detection on new connections (Auto, comma lists) + byte replay
+//!  server.rs   server stream connections: HTTP/1 and HTTP/2 codecs -> Handler per request
+//!  pool.rs     client stream connections and per-worker upstream pools (ping-pong, multiplex)
+//!  body.rs     the streamed body type shared by every protocol
 //! ```
+//!
+//! Messages between layers are `http::Request<Body>` / `http::Response<Body>`: the common
+//! message model (head, streamed body, trailers; protocol-specific fields ride in extensions),
+//! so N protocols need N codecs to and from it, not N x (N-1) converters. The codecs
+//! themselves are hyper's (HTTP/1, HTTP/2); this crate owns connections, pooling and
+//! detection. Nothing is `Send`: everything lives on one worker's event loop.
 #![forbid(unsafe_code)]
+
+pub mod body;
+pub mod detect;
+pub mod pool;
+pub mod server;
+
+pub use body::{Body, BoxError};
+
+/// Protocols the stream layer speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StreamProtocol {
+    /// HTTP/1.1 (and 1.0).
+    Http1,
+    /// HTTP/2 (h2c prior knowledge; h2 over TLS with ALPN).
+    Http2,
+}
+
+impl StreamProtocol {
+    /// MOSN's name for the protocol.
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamProtocol::Http1 => "Http1",
+            StreamProtocol::Http2 => "Http2",
+        }
+    }
+}
+
+/// Runs hyper's background tasks (HTTP/2 streams and connections) on the current worker's
+/// `LocalSet`, so they may hold `!Send` state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: std::future::Future + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}

@@ -1,0 +1,200 @@
+//! Body wrappers of the proxy: counting bytes each way, enforcing the request body limit, and
+//! finishing a request (stats, access log) exactly once when its response body ends or is
+//! dropped.
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body as _, Frame, SizeHint};
+use mosn_stream::{Body, BoxError};
+
+/// Shared between a request's body wrapper and its handler.
+#[derive(Debug, Default)]
+pub struct RequestBodyState {
+    /// Body bytes read from downstream so far.
+    pub received: Cell<u64>,
+    /// Set when the body went over the limit (the handler answers 413).
+    pub too_large: Cell<bool>,
+}
+
+/// Why a request body stopped.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {limit} bytes")]
+pub struct BodyTooLarge {
+    /// The limit.
+    pub limit: u64,
+}
+
+/// A downstream request body on its way upstream: counts bytes and stops with an error past
+/// `limit` (so the upstream never sees a truncated body as complete).
+pub struct RequestBody {
+    inner: Body,
+    state: Rc<RequestBodyState>,
+    limit: Option<u64>,
+}
+
+impl RequestBody {
+    /// Wraps `inner`.
+    pub fn new(inner: Body, state: Rc<RequestBodyState>, limit: Option<u64>) -> Self {
+        RequestBody {
+            inner,
+            state,
+            limit,
+        }
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r {
+            if let Some(d) = f.data_ref() {
+                let n = this.state.received.get() + d.len() as u64;
+                this.state.received.set(n);
+                if let Some(limit) = this.limit.filter(|l| n > *l) {
+                    this.state.too_large.set(true);
+                    return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
+                }
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// How a response body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// Read to the end.
+    Complete,
+    /// The upstream side failed mid-body.
+    UpstreamError,
+    /// Dropped before the end (the downstream went away).
+    Dropped,
+}
+
+/// A response body on its way downstream: counts bytes and calls `finish` once at the end.
+pub struct ResponseBody<F: FnOnce(BodyEnd, u64)> {
+    inner: Body,
+    sent: u64,
+    finish: Option<F>,
+}
+
+impl<F: FnOnce(BodyEnd, u64)> ResponseBody<F> {
+    /// Wraps `inner`; `finish(end, bytes_sent)` runs exactly once.
+    pub fn new(inner: Body, finish: F) -> Self {
+        let mut b = ResponseBody {
+            inner,
+            sent: 0,
+            finish: Some(finish),
+        };
+        if b.inner.is_end_stream() {
+            b.end(BodyEnd::Complete);
+        }
+        b
+    }
+
+    fn end(&mut self, how: BodyEnd) {
+        if let Some(f) = self.finish.take() {
+            f(how, self.sent);
+        }
+    }
+}
+
+impl<F: FnOnce(BodyEnd, u64)> Drop for ResponseBody<F> {
+    fn drop(&mut self) {
+        self.end(BodyEnd::Dropped);
+    }
+}
+
+impl<F: FnOnce(BodyEnd, u64) + Unpin> http_body::Body for ResponseBody<F> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    this.sent += d.len() as u64;
+                }
+                if this.inner.is_end_stream() {
+                    this.end(BodyEnd::Complete);
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.end(BodyEnd::UpstreamError),
+            Poll::Ready(None) => this.end(BodyEnd::Complete),
+            Poll::Pending => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finish.is_none() || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn request_body_counts_and_stops_past_the_limit() {
+        let st = Rc::new(RequestBodyState::default());
+        let b = RequestBody::new(Body::full(vec![0u8; 10]), st.clone(), Some(20));
+        assert_eq!(b.collect().await.unwrap().to_bytes().len(), 10);
+        assert_eq!(st.received.get(), 10);
+        let st = Rc::new(RequestBodyState::default());
+        let b = RequestBody::new(Body::full(vec![0u8; 30]), st.clone(), Some(20));
+        assert!(b.collect().await.is_err());
+        assert!(st.too_large.get());
+    }
+
+    #[tokio::test]
+    async fn response_body_finishes_once_with_bytes() {
+        let seen = Rc::new(Cell::new(None));
+        let s = seen.clone();
+        let b = ResponseBody::new(Body::full("hello"), move |end, n| {
+            assert!(s.replace(Some((end, n))).is_none());
+        });
+        assert_eq!(&b.collect().await.unwrap().to_bytes()[..], b"hello");
+        assert_eq!(seen.get(), Some((BodyEnd::Complete, 5)));
+
+        let seen = Rc::new(Cell::new(None));
+        let s = seen.clone();
+        let b = ResponseBody::new(Body::full("abc"), move |end, n| s.set(Some((end, n))));
+        drop(b);
+        assert_eq!(seen.get(), Some((BodyEnd::Dropped, 0)));
+
+        let seen = Rc::new(Cell::new(None));
+        let s = seen.clone();
+        let _b = ResponseBody::new(Body::empty(), move |end, n| s.set(Some((end, n))));
+        assert_eq!(seen.get(), Some((BodyEnd::Complete, 0)));
+    }
+}

@@ -1,0 +1,190 @@
+//! Re-encoding a request or response head for the other side's protocol: hop-by-hop fields
+//! dropped (RFC 9110 §7.6.1), HTTP/1 origin-form + `Host` vs HTTP/2 absolute URI +
+//! `:authority`. Bodies and trailers pass through unchanged, so HTTP/1 <-> HTTP/2 conversion
+//! is exact for everything end to end.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
+use http::{Method, Version};
+use mosn_stream::StreamProtocol;
+
+/// Fields that describe one connection, never forwarded.
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+];
+
+/// The request's authority: HTTP/2 `:authority` (in the URI) or HTTP/1 `Host`.
+pub fn authority(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+    if let Some(a) = uri.authority() {
+        return Some(a.as_str().to_owned());
+    }
+    headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Removes hop-by-hop fields, and those the `Connection` field names. With `keep_upgrade`
+/// (a protocol switch passing through), `Connection: upgrade` and `Upgrade` stay.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    let te_trailers = headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let upgrade = headers.get(header::UPGRADE).cloned();
+    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(n);
+    }
+    if te_trailers {
+        // `TE: trailers` is end to end in practice (gRPC requires it on HTTP/2).
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+    if keep_upgrade {
+        if let Some(u) = upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, u);
+        }
+    }
+}
+
+/// True when the request asks for a protocol switch (`Upgrade`) on HTTP/1.
+pub fn is_upgrade_request(method: &Method, headers: &HeaderMap) -> bool {
+    method != Method::CONNECT && headers.contains_key(header::UPGRADE)
+}
+
+/// Rewrites `parts` (already routed and rewritten) for an upstream speaking `to`.
+pub fn request_for_upstream(
+    parts: &mut http::request::Parts,
+    to: StreamProtocol,
+    keep_upgrade: bool,
+) -> Result<(), http::Error> {
+    let authority = authority(&parts.uri, &parts.headers);
+    strip_hop_by_hop(&mut parts.headers, keep_upgrade);
+    let pq = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    match to {
+        StreamProtocol::Http1 => {
+            parts.version = Version::HTTP_11;
+            if let Some(a) = &authority {
+                parts
+                    .headers
+                    .insert(header::HOST, HeaderValue::from_str(a)?);
+            }
+            parts.uri = Uri::from(pq);
+        }
+        StreamProtocol::Http2 => {
+            parts.version = Version::HTTP_2;
+            parts.headers.remove(header::HOST);
+            let mut b = Uri::builder()
+                .scheme(parts.uri.scheme().cloned().unwrap_or(Scheme::HTTP))
+                .path_and_query(pq);
+            if let Some(a) = authority {
+                b = b.authority(Authority::try_from(a.as_str())?);
+            }
+            parts.uri = b.build()?;
+        }
+    }
+    Ok(())
+}
+
+/// Rewrites an upstream response head for the downstream connection.
+pub fn response_for_downstream(parts: &mut http::response::Parts) {
+    let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    strip_hop_by_hop(&mut parts.headers, switching);
+    parts.headers.remove(header::TE);
+    parts.version = Version::default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(uri: &str, headers: &[(&str, &str)]) -> http::request::Parts {
+        let mut b = http::Request::builder().uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn h1_to_h2_moves_host_into_authority_and_drops_hop_by_hop() {
+        let mut p = req(
+            "/a/b?x=1",
+            &[
+                ("host", "svc.local:8080"),
+                ("connection", "keep-alive, x-private"),
+                ("x-private", "1"),
+                ("keep-alive", "timeout=5"),
+                ("te", "trailers"),
+                ("x-end", "kept"),
+            ],
+        );
+        request_for_upstream(&mut p, StreamProtocol::Http2, false).unwrap();
+        assert_eq!(p.uri.to_string(), "http://svc.local:8080/a/b?x=1");
+        assert_eq!(p.version, Version::HTTP_2);
+        assert!(p.headers.get("host").is_none());
+        assert!(p.headers.get("x-private").is_none());
+        assert!(p.headers.get("keep-alive").is_none());
+        assert!(p.headers.get("connection").is_none());
+        assert_eq!(p.headers["te"], "trailers");
+        assert_eq!(p.headers["x-end"], "kept");
+    }
+
+    #[test]
+    fn h2_to_h1_puts_authority_in_host_and_origin_form() {
+        let mut p = req("http://api.example:81/p?q", &[("x-a", "b")]);
+        request_for_upstream(&mut p, StreamProtocol::Http1, false).unwrap();
+        assert_eq!(p.uri.to_string(), "/p?q");
+        assert_eq!(p.headers["host"], "api.example:81");
+        assert_eq!(p.version, Version::HTTP_11);
+    }
+
+    #[test]
+    fn upgrade_headers_survive_only_when_asked() {
+        let h = [
+            ("host", "h"),
+            ("connection", "Upgrade"),
+            ("upgrade", "websocket"),
+        ];
+        let mut p = req("/ws", &h);
+        assert!(is_upgrade_request(&p.method, &p.headers));
+        request_for_upstream(&mut p, StreamProtocol::Http1, true).unwrap();
+        assert_eq!(p.headers["upgrade"], "websocket");
+        assert_eq!(p.headers["connection"], "upgrade");
+        let mut p = req("/ws", &h);
+        request_for_upstream(&mut p, StreamProtocol::Http1, false).unwrap();
+        assert!(p.headers.get("upgrade").is_none());
+    }
+
+    #[test]
+    fn response_hop_by_hop_removed() {
+        let mut r = http::Response::builder()
+            .header("connection", "close")
+            .header("transfer-encoding", "chunked")
+            .header("x-ok", "1")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        response_for_downstream(&mut r);
+        assert!(r.headers.get("connection").is_none());
+        assert!(r.headers.get("transfer-encoding").is_none());
+        assert_eq!(r.headers["x-ok"], "1");
+    }
+}

@@ -1,0 +1,717 @@
+//! One downstream connection's request handler: MOSN's downstream stream, in request order
+//! (pingora-style phases):
+//!
+//! ```text
+//!  filters BeforeRoute -> route (vhost, match) -> filters AfterRoute -> action
+//!    direct response | redirect | forward:
+//!      cluster -> upstream protocol -> [attempts: host (LB) -> filters AfterChooseHost
+//!        -> rewrite -> re-encode head -> pool checkout -> send, per-try timeout]
+//!      -> response headers (route) -> filters on_response -> downstream
+//!  end of response body: stats, access logs, filters on_log
+//! ```
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use mosn_net::Transport;
+use mosn_stream::pool::{ConnObserver, Pools, UpstreamSettings};
+use mosn_stream::{Body, StreamProtocol};
+
+use super::body::{BodyEnd, RequestBody, RequestBodyState, ResponseBody};
+use super::convert;
+use super::HttpProxySpec;
+use crate::accesslog::LogRecord;
+use crate::cluster::{Cluster, ClusterManager};
+use crate::filter::{self, LocalReply, Phase, RequestCtx, RequestView, ResponseCtx, Verdict};
+use crate::flags::ResponseFlags;
+use crate::host::Host;
+use crate::lb::LbContext;
+use crate::router::{RouteAction, RouteHit, RouteInput};
+
+/// The proxy's per-connection handler.
+pub struct Session<T: Transport> {
+    pub(super) spec: Arc<HttpProxySpec>,
+    pub(super) clusters: Arc<ClusterManager>,
+    pub(super) pools: Rc<Pools<T>>,
+    pub(super) proto: StreamProtocol,
+    pub(super) peer: SocketAddr,
+    pub(super) local: SocketAddr,
+    pub(super) original_dst: Option<SocketAddr>,
+    pub(super) connection_id: u64,
+    pub(super) next_stream: Cell<u64>,
+}
+
+/// Everything learned about one request, finished into the access log.
+struct Req {
+    started: Instant,
+    log: LogRecord,
+    body_state: Rc<RequestBodyState>,
+}
+
+impl Req {
+    fn flag(&mut self, f: ResponseFlags) {
+        self.log.response_flags.insert(f);
+    }
+}
+
+/// Counts the connections a pool opens to one host.
+struct HostObserver {
+    host: Arc<Host>,
+    cluster: Arc<Cluster>,
+}
+
+impl ConnObserver for HostObserver {
+    fn on_connected(&self) {
+        self.host.stats.cx_total.inc();
+        self.host.stats.cx_active.inc();
+        self.cluster.stats.cx_total.inc();
+        self.cluster.stats.cx_active.inc();
+    }
+    fn on_connect_failed(&self, timeout: bool) {
+        self.host.stats.cx_connect_fail.inc();
+        self.cluster.stats.cx_connect_fail.inc();
+        if timeout {
+            self.cluster.stats.cx_connect_timeout.inc();
+        }
+    }
+    fn on_closed(&self) {
+        self.host.stats.cx_active.dec();
+        self.cluster.stats.cx_active.dec();
+    }
+}
+
+fn local_reply(status: StatusCode, text: &'static str, flags: ResponseFlags) -> LocalReply {
+    LocalReply::new(status, flags).with_text(text)
+}
+
+fn into_response(r: LocalReply) -> Response<Body> {
+    let mut resp = Response::new(Body::full(r.body.clone()));
+    *resp.status_mut() = r.status;
+    *resp.headers_mut() = r.headers;
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(r.body.len()));
+    resp
+}
+
+/// What the filters of a phase may know: the route, cluster and host chosen so far.
+#[derive(Default, Clone, Copy)]
+struct Stage<'a> {
+    route: Option<&'a RouteHit>,
+    cluster: Option<&'a str>,
+    host: Option<SocketAddr>,
+}
+
+/// How the forward step ended without an upstream response.
+enum Failure {
+    Reply(LocalReply),
+}
+
+impl<T: Transport> mosn_stream::server::Handler for Session<T>
+where
+    T::Conn: Send,
+{
+    async fn handle(self: Rc<Self>, req: Request<Body>) -> Response<Body> {
+        let stream_id = self.next_stream.get() + 1;
+        self.next_stream.set(stream_id);
+        let spec = self.spec.clone();
+        spec.stats.total.inc();
+        spec.stats.active.inc();
+
+        let (mut head, body) = req.into_parts();
+        let mut r = Req {
+            started: Instant::now(),
+            log: LogRecord::new(SystemTime::now()),
+            body_state: Rc::new(RequestBodyState::default()),
+        };
+        r.log.protocol = Some(Arc::from(self.proto.name()));
+        r.log.downstream_remote_address = Some(self.peer);
+        r.log.downstream_local_address = Some(self.local);
+        r.log.connection_id = Some(self.connection_id);
+        r.log.stream_id = Some(stream_id);
+        r.log.method = Some(head.method.clone());
+        r.log.path = Some(head.uri.path().to_owned());
+        r.log.query = head.uri.query().map(str::to_owned);
+        r.log.authority = convert::authority(&head.uri, &head.headers);
+        for name in spec.log_request_headers.iter() {
+            for v in head.headers.get_all(name) {
+                r.log.request_headers.append(name.clone(), v.clone());
+            }
+        }
+        let body = Body::new(RequestBody::new(
+            body,
+            r.body_state.clone(),
+            spec.max_request_body,
+        ));
+
+        let resp = match self.process(&mut head, body, &mut r).await {
+            Ok(resp) => resp,
+            Err(Failure::Reply(reply)) => {
+                r.flag(reply.flags);
+                into_response(reply)
+            }
+        };
+        self.finish(head, r, resp)
+    }
+}
+
+impl<T: Transport> Session<T>
+where
+    T::Conn: Send,
+{
+    async fn run_filters(
+        &self,
+        phase: Phase,
+        head: &mut http::request::Parts,
+        r: &mut Req,
+        upstream_protocol: &mut Option<String>,
+        at: Stage<'_>,
+    ) -> Result<(), Failure> {
+        let Stage {
+            route,
+            cluster,
+            host,
+        } = at;
+        let chain = &self.spec.filters;
+        if !chain.has_phase(phase) {
+            return Ok(());
+        }
+        let overrides = route.and_then(|h| self.spec.route_overrides(h));
+        let mut from = 0;
+        loop {
+            let v = {
+                let mut ctx = RequestCtx::new(
+                    head,
+                    self.peer,
+                    self.local,
+                    &self.spec.listener,
+                    self.proto.name(),
+                    upstream_protocol,
+                );
+                ctx.route_overrides = overrides;
+                ctx.cluster = cluster;
+                ctx.upstream_host = host;
+                chain.run_request_from(phase, from, &mut ctx)
+            };
+            match v.verdict {
+                Verdict::Continue => return Ok(()),
+                Verdict::Reply(reply) => return Err(Failure::Reply(reply)),
+                Verdict::Delay { delay, then } => {
+                    r.flag(ResponseFlags::DELAY_INJECTED);
+                    tokio::time::sleep(delay).await;
+                    if let Some(reply) = then {
+                        return Err(Failure::Reply(reply));
+                    }
+                    from = v.resume_from;
+                }
+            }
+        }
+    }
+
+    async fn process(
+        &self,
+        head: &mut http::request::Parts,
+        body: Body,
+        r: &mut Req,
+    ) -> Result<Response<Body>, Failure> {
+        let mut upstream_protocol: Option<String> = None;
+        self.run_filters(
+            Phase::BeforeRoute,
+            head,
+            r,
+            &mut upstream_protocol,
+            Stage::default(),
+        )
+        .await?;
+
+        // === route ===
+        let Some(table) = self.spec.router.as_ref() else {
+            return Err(Failure::Reply(local_reply(
+                StatusCode::NOT_FOUND,
+                "no route\n",
+                ResponseFlags::NO_ROUTE,
+            )));
+        };
+        let authority = convert::authority(&head.uri, &head.headers);
+        let path = match head.uri.path() {
+            "" => "/".to_owned(),
+            p => p.to_owned(),
+        };
+        let path = path.as_str();
+        let hit = table.find(&RouteInput {
+            authority: authority.as_deref(),
+            path,
+            query: head.uri.query(),
+            method: &head.method,
+            headers: &head.headers,
+            scheme: head.uri.scheme_str().unwrap_or("http"),
+        });
+        let Some(hit) = hit else {
+            return Err(Failure::Reply(local_reply(
+                StatusCode::NOT_FOUND,
+                "no route\n",
+                ResponseFlags::NO_ROUTE,
+            )));
+        };
+        r.log.route_name = Some(hit.route().name_arc());
+        self.run_filters(
+            Phase::AfterRoute,
+            head,
+            r,
+            &mut upstream_protocol,
+            Stage {
+                route: Some(&hit),
+                ..Stage::default()
+            },
+        )
+        .await?;
+
+        let forward = match hit.route().action() {
+            RouteAction::DirectResponse { status, body } => {
+                let mut reply = LocalReply::new(*status, ResponseFlags::NONE);
+                reply.body = body.clone();
+                let mut resp = into_response(reply);
+                hit.route().apply_response_headers(resp.headers_mut());
+                r.flag(ResponseFlags::LOCAL_REPLY);
+                return Ok(resp);
+            }
+            RouteAction::Redirect(rule) => {
+                let input = RouteInput {
+                    authority: authority.as_deref(),
+                    path,
+                    query: head.uri.query(),
+                    method: &head.method,
+                    headers: &head.headers,
+                    scheme: head.uri.scheme_str().unwrap_or("http"),
+                };
+                let (status, location) = (rule.status(), rule.location(&input));
+                let mut resp = into_response(LocalReply::new(status, ResponseFlags::NONE));
+                resp.headers_mut().insert(header::LOCATION, location);
+                r.flag(ResponseFlags::LOCAL_REPLY);
+                return Ok(resp);
+            }
+            RouteAction::Forward(f) => f,
+        };
+
+        // === cluster ===
+        let picked = forward.pick_cluster(&head.headers, rand::random());
+        let Some(picked) = picked else {
+            return Err(Failure::Reply(local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no cluster\n",
+                ResponseFlags::NO_CLUSTER,
+            )));
+        };
+        let Some(cluster) = self.clusters.get(&picked.name) else {
+            return Err(Failure::Reply(local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no cluster\n",
+                ResponseFlags::NO_CLUSTER,
+            )));
+        };
+        r.log.upstream_cluster = Some(Arc::from(cluster.name()));
+
+        // === upstream protocol: proxy filter, route, transcoder, else the downstream's ===
+        let up_proto = self
+            .spec
+            .upstream
+            .or(forward.upstream_protocol().and_then(super::stream_protocol))
+            .unwrap_or(self.proto);
+        let mut up_proto = up_proto;
+
+        // === body: buffered when retries may need to replay it ===
+        let retry = forward.retry_policy().filter(|p| p.num_retries > 0);
+        let replayable = match &retry {
+            Some(_) => self.buffer_for_retry(body).await?,
+            None => Replay::Once(Some(body)),
+        };
+        let mut replayable = replayable;
+
+        let upgrade = convert::is_upgrade_request(&head.method, &head.headers)
+            && self.proto == StreamProtocol::Http1;
+        let connect = head.method == http::Method::CONNECT;
+        if upgrade || connect {
+            up_proto = StreamProtocol::Http1;
+        }
+        let on_upgrade = if upgrade || connect {
+            head.extensions.remove::<hyper::upgrade::OnUpgrade>()
+        } else {
+            None
+        };
+
+        let deadline = forward.timeout().unwrap_or(self.spec.default_timeout);
+        let deadline = r.started + deadline;
+        let max_attempts = 1 + retry.as_ref().map_or(0, |p| p.num_retries);
+        let settings = UpstreamSettings {
+            connect_timeout: cluster.connect_timeout(),
+            max_request_per_conn: cluster.spec().max_request_per_conn,
+        };
+        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut last: Option<LocalReply> = None;
+        for attempt in 1..=max_attempts {
+            if attempt > 1 {
+                self.spec.stats.retries.inc();
+                cluster.stats.requests.retries.inc();
+            }
+            let ctx = LbContext {
+                original_dst: self.original_dst,
+                hash_key: None,
+                avoid: &tried,
+            };
+            let Some(host) = cluster.choose(&ctx) else {
+                return Err(Failure::Reply(local_reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no healthy upstream\n",
+                    ResponseFlags::NO_HEALTHY_UPSTREAM,
+                )));
+            };
+            let addr = host.address();
+            tried.push(addr);
+            r.log.upstream_host = Some(addr);
+            r.log.upstream_hostname = Some(Arc::from(host.hostname()));
+            if attempt == 1 {
+                self.run_filters(
+                    Phase::AfterChooseHost,
+                    head,
+                    r,
+                    &mut upstream_protocol,
+                    Stage {
+                        route: Some(&hit),
+                        cluster: Some(cluster.name()),
+                        host: Some(addr),
+                    },
+                )
+                .await?;
+                if let Some(p) = upstream_protocol.as_deref() {
+                    if let Some(p) = super::stream_protocol_by_name(p) {
+                        if !(upgrade || connect) {
+                            up_proto = p;
+                        }
+                    }
+                }
+            }
+            // Head for this attempt: routed rewrite, then re-encoded for the upstream protocol.
+            let mut up = Request::new(());
+            *up.method_mut() = head.method.clone();
+            *up.uri_mut() = head.uri.clone();
+            *up.headers_mut() = head.headers.clone();
+            let (mut parts, ()) = up.into_parts();
+            hit.route()
+                .rewrite_request(&mut parts, Some(host.hostname()));
+            if convert::request_for_upstream(&mut parts, up_proto, upgrade).is_err() {
+                return Err(Failure::Reply(local_reply(
+                    StatusCode::BAD_REQUEST,
+                    "bad request authority\n",
+                    ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+                )));
+            }
+
+            let obs: Rc<dyn ConnObserver> = Rc::new(HostObserver {
+                host: host.clone(),
+                cluster: cluster.clone(),
+            });
+            if connect {
+                return self
+                    .tunnel_connect(addr, &settings, obs, on_upgrade, r)
+                    .await;
+            }
+            let per_try = retry
+                .as_ref()
+                .and_then(|p| p.retry_timeout)
+                .map_or(deadline, |t| (Instant::now() + t).min(deadline));
+            let retries_left = attempt < max_attempts && retry.is_some();
+
+            // Connect (or reuse) first: a failure here has not consumed the body.
+            let checkout = self.pools.checkout(addr, up_proto, &settings, obs);
+            let upstream = match tokio::time::timeout_at(per_try.into(), checkout).await {
+                Ok(Ok(u)) => u,
+                Ok(Err(e)) => {
+                    tracing::debug!(listener = %self.spec.listener, upstream = %addr, attempt, error = %e, "upstream connect failed");
+                    r.log.upstream_transport_failure_reason = Some(Arc::from(e.to_string()));
+                    last = Some(local_reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "upstream connect failure\n",
+                        ResponseFlags::UPSTREAM_CONNECT_FAILURE,
+                    ));
+                    if retries_left {
+                        continue;
+                    }
+                    break;
+                }
+                Err(_) => {
+                    last = Some(self.timed_out(&cluster));
+                    if retries_left && Instant::now() < deadline {
+                        continue;
+                    }
+                    break;
+                }
+            };
+            let Some(body) = replayable.take() else {
+                break;
+            };
+            host.stats.rq_total.inc();
+            cluster.stats.rq_total.inc();
+            let _active = (
+                mosn_metrics::GaugeGuard::new(host.stats.rq_active.clone()),
+                mosn_metrics::GaugeGuard::new(cluster.stats.rq_active.clone()),
+            );
+            let sent_at = Instant::now();
+            r.log.request_received_duration = Some(sent_at - r.started);
+            let sent = upstream.send(Request::from_parts(parts, body));
+            match tokio::time::timeout_at(per_try.into(), sent).await {
+                Ok(Ok(mut resp)) => {
+                    let status = resp.status();
+                    cluster
+                        .stats
+                        .requests
+                        .finish(status.as_u16(), sent_at.elapsed());
+                    let retry_status = retry.as_ref().is_some_and(|p| p.retries_status(status));
+                    if retries_left && retry_status && replayable.is_some() {
+                        last = Some(local_reply(status, "", ResponseFlags::NONE));
+                        continue;
+                    }
+                    r.log.response_received_duration = Some(r.started.elapsed());
+                    if let Some(down) = on_upgrade {
+                        if status == StatusCode::SWITCHING_PROTOCOLS {
+                            let up = resp.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
+                            super::tunnel::spawn_upgrade(down, up, addr);
+                        }
+                    }
+                    return Ok(self.respond(resp, &hit, head, up_proto, r));
+                }
+                Ok(Err(e)) => {
+                    if r.body_state.too_large.get() {
+                        return Err(Failure::Reply(local_reply(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "request body too large\n",
+                            ResponseFlags::PAYLOAD_TOO_LARGE,
+                        )));
+                    }
+                    tracing::debug!(listener = %self.spec.listener, upstream = %addr, attempt, error = %e, "upstream request failed");
+                    cluster.stats.requests.failed.inc();
+                    last = Some(local_reply(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream reset\n",
+                        ResponseFlags::UPSTREAM_TERMINATION,
+                    ));
+                    if retries_left && replayable.is_some() {
+                        continue;
+                    }
+                    break;
+                }
+                Err(_) => {
+                    last = Some(self.timed_out(&cluster));
+                    if retries_left && replayable.is_some() && Instant::now() < deadline {
+                        continue;
+                    }
+                    break;
+                }
+            }
+        }
+        let mut reply = last.unwrap_or_else(|| {
+            local_reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "upstream unavailable\n",
+                ResponseFlags::UPSTREAM_CONNECT_FAILURE,
+            )
+        });
+        if max_attempts > 1 {
+            reply.flags.insert(ResponseFlags::RETRY_LIMIT_EXCEEDED);
+        }
+        Err(Failure::Reply(reply))
+    }
+
+    fn timed_out(&self, cluster: &Cluster) -> LocalReply {
+        cluster.stats.requests.timeouts.inc();
+        self.spec.stats.timeouts.inc();
+        local_reply(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream request timeout\n",
+            ResponseFlags::UPSTREAM_TIMEOUT,
+        )
+    }
+
+    /// Reads a small body fully so retries can send it again; a large or unbounded body is
+    /// streamed once (retries then only cover failures before it was sent).
+    async fn buffer_for_retry(&self, body: Body) -> Result<Replay, Failure> {
+        if body.is_end_stream() {
+            return Ok(Replay::Buffered(Bytes::new(), None));
+        }
+        let fits = body
+            .size_hint()
+            .upper()
+            .is_some_and(|n| n <= self.spec.retry_buffer_limit as u64);
+        if !fits {
+            return Ok(Replay::Once(Some(body)));
+        }
+        match body.collect().await {
+            Ok(c) => {
+                let trailers = c.trailers().cloned();
+                Ok(Replay::Buffered(c.to_bytes(), trailers))
+            }
+            Err(_) => Err(Failure::Reply(local_reply(
+                StatusCode::BAD_REQUEST,
+                "request body error\n",
+                ResponseFlags::DOWNSTREAM_TERMINATION,
+            ))),
+        }
+    }
+
+    fn respond(
+        &self,
+        resp: Response<Body>,
+        hit: &RouteHit,
+        head: &http::request::Parts,
+        up_proto: StreamProtocol,
+        r: &mut Req,
+    ) -> Response<Body> {
+        let (mut parts, body) = resp.into_parts();
+        convert::response_for_downstream(&mut parts);
+        hit.route().apply_response_headers(&mut parts.headers);
+        let chain = &self.spec.filters;
+        let overrides = self.spec.route_overrides(hit);
+        let mut from = 0;
+        loop {
+            let v = {
+                let mut ctx = ResponseCtx {
+                    head: &mut parts,
+                    request: RequestView::from(head),
+                    downstream_protocol: self.proto.name(),
+                    upstream_protocol: Some(up_proto.name()),
+                    route_overrides: overrides,
+                    flags: r.log.response_flags,
+                };
+                chain.run_response_from(from, &mut ctx)
+            };
+            match v.verdict {
+                Verdict::Continue => break,
+                Verdict::Reply(reply) => {
+                    r.flag(reply.flags);
+                    return into_response(reply);
+                }
+                // A response hook cannot sleep: treat a delay as continue.
+                Verdict::Delay { then, .. } => {
+                    if let Some(reply) = then {
+                        r.flag(reply.flags);
+                        return into_response(reply);
+                    }
+                    from = v.resume_from;
+                }
+            }
+        }
+        Response::from_parts(parts, body)
+    }
+
+    async fn tunnel_connect(
+        &self,
+        addr: SocketAddr,
+        settings: &UpstreamSettings,
+        obs: Rc<dyn ConnObserver>,
+        on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        r: &mut Req,
+    ) -> Result<Response<Body>, Failure> {
+        let Some(down) = on_upgrade else {
+            return Err(Failure::Reply(local_reply(
+                StatusCode::BAD_REQUEST,
+                "CONNECT needs HTTP/1.1\n",
+                ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+            )));
+        };
+        match self.pools.connect_raw(addr, settings, obs).await {
+            Ok(conn) => {
+                r.log.response_received_duration = Some(r.started.elapsed());
+                super::tunnel::spawn_connect(down, conn, addr);
+                Ok(Response::new(Body::empty()))
+            }
+            Err(e) => {
+                r.log.upstream_transport_failure_reason = Some(Arc::from(e.to_string()));
+                Err(Failure::Reply(local_reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "upstream connect failure\n",
+                    ResponseFlags::UPSTREAM_CONNECT_FAILURE,
+                )))
+            }
+        }
+    }
+
+    /// Wraps the response body so the request is finished (stats, logs) when it ends.
+    fn finish(
+        &self,
+        head: http::request::Parts,
+        mut r: Req,
+        resp: Response<Body>,
+    ) -> Response<Body> {
+        let status = resp.status();
+        r.log.response_code = Some(u32::from(status.as_u16()));
+        for name in self.spec.log_response_headers.iter() {
+            for v in resp.headers().get_all(name) {
+                r.log.response_headers.append(name.clone(), v.clone());
+            }
+        }
+        let spec = self.spec.clone();
+        let (parts, body) = resp.into_parts();
+        let body = ResponseBody::new(body, move |end, sent| {
+            let took = r.started.elapsed();
+            let mut log = r.log;
+            log.bytes_sent = sent;
+            log.bytes_received = r.body_state.received.get();
+            log.duration = Some(took);
+            log.request_finished_duration = Some(took);
+            match end {
+                BodyEnd::Complete => {}
+                BodyEnd::UpstreamError => log
+                    .response_flags
+                    .insert(ResponseFlags::UPSTREAM_TERMINATION),
+                BodyEnd::Dropped => log
+                    .response_flags
+                    .insert(ResponseFlags::DOWNSTREAM_TERMINATION),
+            }
+            spec.stats.active.dec();
+            spec.stats.finish(status.as_u16(), took);
+            if !log.response_flags.is_empty() && status.as_u16() >= 400 {
+                spec.stats.failed.inc();
+            }
+            for al in spec.access_logs.iter() {
+                al.log(&log);
+            }
+            spec.filters.run_log(&filter::LogRecord {
+                request: RequestView::from(&head),
+                status: Some(status),
+                flags: log.response_flags,
+                duration: took,
+                route_overrides: None,
+            });
+        });
+        Response::from_parts(parts, Body::new(body))
+    }
+}
+
+/// A request body that can be sent once, or again (retries).
+enum Replay {
+    Once(Option<Body>),
+    Buffered(Bytes, Option<http::HeaderMap>),
+}
+
+impl Replay {
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            Replay::Once(b) => b.take(),
+            Replay::Buffered(bytes, None) => Some(Body::full(bytes.clone())),
+            Replay::Buffered(bytes, Some(t)) => Some(Body::from_frames(vec![
+                http_body::Frame::data(bytes.clone()),
+                http_body::Frame::trailers(t.clone()),
+            ])),
+        }
+    }
+
+    fn is_some(&self) -> bool {
+        !matches!(self, Replay::Once(None))
+    }
+}

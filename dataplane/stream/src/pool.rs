@@ -1,0 +1,501 @@
+//! Client stream connections and the per-worker upstream pools.
+//!
+//! - HTTP/1 (ping-pong): an idle list per host; a connection goes back to the list only once
+//!   its response body has been read to the end, and is retired after
+//!   `max_request_per_conn` requests.
+//! - HTTP/2 (multiplexed): requests share a connection until it has carried
+//!   `max_request_per_conn` streams; the peer's `SETTINGS_MAX_CONCURRENT_STREAMS` queues the
+//!   excess inside the codec. Concurrent first requests wait for one connect instead of each
+//!   opening their own.
+//!
+//! A pool belongs to one worker (`Rc`, `RefCell`): nothing here takes a lock.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Frame;
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use mosn_net::Transport;
+use tokio::sync::Notify;
+
+use crate::body::BoxError;
+use crate::{Body, LocalExec, StreamProtocol};
+
+/// Per-request upstream settings (from the cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamSettings {
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Requests (HTTP/1) or streams (HTTP/2) one connection carries before it is retired.
+    pub max_request_per_conn: u32,
+}
+
+/// Told about the connections a pool opens for one host (the proxy layer counts them).
+pub trait ConnObserver {
+    /// A connect attempt began.
+    fn on_connect_start(&self) {}
+    /// A connection is established.
+    fn on_connected(&self) {}
+    /// A connect attempt failed (`timeout`: it ran out of time).
+    fn on_connect_failed(&self, _timeout: bool) {}
+    /// An established connection closed.
+    fn on_closed(&self) {}
+}
+
+/// Why a request could not be sent or answered.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// Connecting took longer than the connect timeout.
+    #[error("upstream connect timed out after {0:?}")]
+    ConnectTimeout(Duration),
+    /// Connecting failed.
+    #[error("upstream connect failed: {0}")]
+    Connect(#[source] io::Error),
+    /// The protocol handshake failed on a fresh connection.
+    #[error("upstream handshake failed: {0}")]
+    Handshake(#[source] hyper::Error),
+    /// The request failed on an established connection.
+    #[error("upstream request failed: {source}")]
+    Request {
+        /// The codec's error.
+        #[source]
+        source: hyper::Error,
+        /// The request never left (the connection was already closing): safe to retry.
+        not_sent: bool,
+    },
+}
+
+impl SendError {
+    /// True when no byte of the request reached the upstream.
+    pub fn is_connect_failure(&self) -> bool {
+        matches!(
+            self,
+            SendError::ConnectTimeout(_) | SendError::Connect(_) | SendError::Handshake(_)
+        )
+    }
+
+    /// True when the request may be sent again without risking a duplicate.
+    pub fn is_safe_to_retry(&self) -> bool {
+        match self {
+            SendError::Request { not_sent, .. } => *not_sent,
+            _ => true,
+        }
+    }
+}
+
+struct H1Idle {
+    sender: http1::SendRequest<Body>,
+    used: u32,
+}
+
+struct H2Conn {
+    sender: http2::SendRequest<Body>,
+    used: Cell<u32>,
+}
+
+#[derive(Default)]
+struct Inner {
+    h1: HashMap<SocketAddr, Vec<H1Idle>>,
+    h2: HashMap<SocketAddr, Vec<Rc<H2Conn>>>,
+    h2_connecting: HashMap<SocketAddr, Rc<Notify>>,
+}
+
+/// Upstream connection pools of one worker, over transport `T`.
+pub struct Pools<T: Transport> {
+    transport: T,
+    inner: RefCell<Inner>,
+    max_idle_per_host: usize,
+}
+
+impl<T: Transport> std::fmt::Debug for Pools<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let i = self.inner.borrow();
+        f.debug_struct("Pools")
+            .field("h1_hosts", &i.h1.len())
+            .field("h2_hosts", &i.h2.len())
+            .finish()
+    }
+}
+
+impl<T: Transport> Pools<T> {
+    /// Empty pools connecting through `transport`; at most `max_idle_per_host` idle HTTP/1
+    /// connections are kept per host.
+    pub fn new(transport: T, max_idle_per_host: usize) -> Rc<Self> {
+        Rc::new(Pools {
+            transport,
+            inner: RefCell::new(Inner::default()),
+            max_idle_per_host,
+        })
+    }
+
+    /// The transport new connections are made with.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+}
+
+impl<T: Transport> Pools<T>
+where
+    T::Conn: Send,
+{
+    /// Idle HTTP/1 connections kept for `addr` (tests, stats).
+    pub fn idle_h1(&self, addr: SocketAddr) -> usize {
+        self.inner.borrow().h1.get(&addr).map_or(0, Vec::len)
+    }
+
+    /// Open HTTP/2 connections to `addr` (tests, stats).
+    pub fn open_h2(&self, addr: SocketAddr) -> usize {
+        self.inner
+            .borrow()
+            .h2
+            .get(&addr)
+            .map_or(0, |v| v.iter().filter(|c| !c.sender.is_closed()).count())
+    }
+
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        settings: &UpstreamSettings,
+        obs: &Rc<dyn ConnObserver>,
+    ) -> Result<T::Conn, SendError> {
+        obs.on_connect_start();
+        match tokio::time::timeout(settings.connect_timeout, self.transport.connect(addr)).await {
+            Ok(Ok(c)) => {
+                obs.on_connected();
+                Ok(c)
+            }
+            Ok(Err(e)) => {
+                obs.on_connect_failed(false);
+                Err(SendError::Connect(e))
+            }
+            Err(_) => {
+                obs.on_connect_failed(true);
+                Err(SendError::ConnectTimeout(settings.connect_timeout))
+            }
+        }
+    }
+
+    /// A raw byte-stream connection to `addr` (CONNECT tunnels), counted like pooled ones.
+    pub async fn connect_raw(
+        &self,
+        addr: SocketAddr,
+        settings: &UpstreamSettings,
+        obs: Rc<dyn ConnObserver>,
+    ) -> Result<Counted<T::Conn>, SendError> {
+        let conn = self.connect(addr, settings, &obs).await?;
+        Ok(Counted { conn, obs })
+    }
+
+    /// A connection to `addr` speaking `proto`: a pooled one when one is ready, else a new
+    /// one. Connect failures are reported here, before any request is committed, so the
+    /// caller may try another host with the same request.
+    pub async fn checkout(
+        self: &Rc<Self>,
+        addr: SocketAddr,
+        proto: StreamProtocol,
+        settings: &UpstreamSettings,
+        obs: Rc<dyn ConnObserver>,
+    ) -> Result<Upstream<T>, SendError> {
+        let max = settings.max_request_per_conn.max(1);
+        match proto {
+            StreamProtocol::Http1 => {
+                let idle = match self.checkout_h1(addr).await {
+                    Some(c) => c,
+                    None => {
+                        let io = self.connect(addr, settings, &obs).await?;
+                        let (sender, conn) = http1::Builder::new()
+                            .handshake(TokioIo::new(io))
+                            .await
+                            .map_err(SendError::Handshake)?;
+                        tokio::task::spawn_local(async move {
+                            if let Err(e) = conn.with_upgrades().await {
+                                tracing::debug!(%addr, error = %e, "upstream HTTP/1 connection ended");
+                            }
+                            obs.on_closed();
+                        });
+                        H1Idle { sender, used: 0 }
+                    }
+                };
+                Ok(Upstream(Up::H1 {
+                    pools: self.clone(),
+                    addr,
+                    idle,
+                    max,
+                }))
+            }
+            StreamProtocol::Http2 => Ok(Upstream(Up::H2(
+                self.checkout_or_connect_h2(addr, settings, obs, max)
+                    .await?,
+            ))),
+        }
+    }
+
+    async fn checkout_h1(&self, addr: SocketAddr) -> Option<H1Idle> {
+        loop {
+            let mut c = self.inner.borrow_mut().h1.get_mut(&addr)?.pop()?;
+            if c.sender.is_closed() {
+                continue;
+            }
+            // Ready almost at once when the previous response was read to the end.
+            match tokio::time::timeout(Duration::from_secs(1), c.sender.ready()).await {
+                Ok(Ok(())) => return Some(c),
+                _ => continue,
+            }
+        }
+    }
+
+    fn checkin_h1(&self, addr: SocketAddr, c: H1Idle) {
+        if c.sender.is_closed() {
+            return;
+        }
+        let mut inner = self.inner.borrow_mut();
+        let list = inner.h1.entry(addr).or_default();
+        if list.len() < self.max_idle_per_host {
+            list.push(c);
+        }
+    }
+
+    async fn checkout_or_connect_h2(
+        &self,
+        addr: SocketAddr,
+        settings: &UpstreamSettings,
+        obs: Rc<dyn ConnObserver>,
+        max: u32,
+    ) -> Result<Rc<H2Conn>, SendError> {
+        loop {
+            if let Some(c) = self.checkout_h2(addr, max) {
+                return Ok(c);
+            }
+            let waiting = self.inner.borrow().h2_connecting.get(&addr).cloned();
+            if let Some(n) = waiting {
+                // Another request is connecting to this host: share its connection.
+                let notified = n.notified();
+                if self.inner.borrow().h2_connecting.contains_key(&addr) {
+                    notified.await;
+                }
+                continue;
+            }
+            let notify = Rc::new(Notify::new());
+            self.inner
+                .borrow_mut()
+                .h2_connecting
+                .insert(addr, notify.clone());
+            let made = self.connect_h2(addr, settings, &obs).await;
+            self.inner.borrow_mut().h2_connecting.remove(&addr);
+            notify.notify_waiters();
+            let c = made?;
+            self.inner
+                .borrow_mut()
+                .h2
+                .entry(addr)
+                .or_default()
+                .push(c.clone());
+            c.used.set(c.used.get() + 1);
+            return Ok(c);
+        }
+    }
+
+    fn checkout_h2(&self, addr: SocketAddr, max: u32) -> Option<Rc<H2Conn>> {
+        let mut inner = self.inner.borrow_mut();
+        let list = inner.h2.get_mut(&addr)?;
+        // Retire closed and used-up connections (open streams keep them alive until done).
+        list.retain(|c| !c.sender.is_closed() && c.used.get() < max);
+        let c = list.first()?.clone();
+        c.used.set(c.used.get() + 1);
+        Some(c)
+    }
+
+    async fn connect_h2(
+        &self,
+        addr: SocketAddr,
+        settings: &UpstreamSettings,
+        obs: &Rc<dyn ConnObserver>,
+    ) -> Result<Rc<H2Conn>, SendError> {
+        let io = self.connect(addr, settings, obs).await?;
+        let (sender, conn) = http2::Builder::new(LocalExec)
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(1 << 20)
+            .initial_connection_window_size(4 << 20)
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(SendError::Handshake)?;
+        let obs = obs.clone();
+        tokio::task::spawn_local(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(%addr, error = %e, "upstream HTTP/2 connection ended");
+            }
+            obs.on_closed();
+        });
+        Ok(Rc::new(H2Conn {
+            sender,
+            used: Cell::new(0),
+        }))
+    }
+}
+
+/// A connection checked out of a pool, ready for one request.
+pub struct Upstream<T: Transport>(Up<T>);
+
+enum Up<T: Transport> {
+    H1 {
+        pools: Rc<Pools<T>>,
+        addr: SocketAddr,
+        idle: H1Idle,
+        max: u32,
+    },
+    H2(Rc<H2Conn>),
+}
+
+impl<T: Transport> std::fmt::Debug for Upstream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Up::H1 { addr, .. } => write!(f, "Upstream(Http1 {addr})"),
+            Up::H2(_) => f.write_str("Upstream(Http2)"),
+        }
+    }
+}
+
+impl<T: Transport> Upstream<T>
+where
+    T::Conn: Send,
+{
+    /// The protocol this connection speaks.
+    pub fn protocol(&self) -> StreamProtocol {
+        match self.0 {
+            Up::H1 { .. } => StreamProtocol::Http1,
+            Up::H2(_) => StreamProtocol::Http2,
+        }
+    }
+
+    /// Sends `req` and waits for the response head. An HTTP/1 connection returns to its pool
+    /// once the response body has been read to the end (never after a protocol switch).
+    pub async fn send(self, req: Request<Body>) -> Result<Response<Body>, SendError> {
+        let upgrade = is_upgrade(&req);
+        let fail = |e: hyper::Error| {
+            let not_sent = e.is_canceled();
+            SendError::Request {
+                source: e,
+                not_sent,
+            }
+        };
+        match self.0 {
+            Up::H2(conn) => {
+                let mut sender = conn.sender.clone();
+                let resp = sender.send_request(req).await.map_err(fail)?;
+                Ok(resp.map(Body::new))
+            }
+            Up::H1 {
+                pools,
+                addr,
+                idle,
+                max,
+            } => {
+                let H1Idle { mut sender, used } = idle;
+                let used = used + 1;
+                let resp = sender.send_request(req).await.map_err(fail)?;
+                if upgrade || used >= max {
+                    // Not reusable: the connection closes once `sender` and the response are
+                    // gone.
+                    return Ok(resp.map(Body::new));
+                }
+                let back = ReturnToPool {
+                    pools: Rc::downgrade(&pools),
+                    addr,
+                    idle: Some(H1Idle { sender, used }),
+                };
+                Ok(resp.map(|b| {
+                    Body::new(PooledBody {
+                        inner: b,
+                        back: Some(back),
+                    })
+                }))
+            }
+        }
+    }
+}
+
+/// A raw connection that tells its observer when it closes.
+pub struct Counted<C> {
+    /// The connection.
+    pub conn: C,
+    obs: Rc<dyn ConnObserver>,
+}
+
+impl<C> Drop for Counted<C> {
+    fn drop(&mut self) {
+        self.obs.on_closed();
+    }
+}
+
+fn is_upgrade(req: &Request<Body>) -> bool {
+    req.method() == http::Method::CONNECT || req.headers().contains_key(http::header::UPGRADE)
+}
+
+struct ReturnToPool<T: Transport> {
+    pools: std::rc::Weak<Pools<T>>,
+    addr: SocketAddr,
+    idle: Option<H1Idle>,
+}
+
+impl<T: Transport> ReturnToPool<T>
+where
+    T::Conn: Send,
+{
+    fn give_back(mut self) {
+        if let (Some(p), Some(c)) = (self.pools.upgrade(), self.idle.take()) {
+            p.checkin_h1(self.addr, c);
+        }
+    }
+}
+
+/// A pooled HTTP/1 response body: when it has been read to the end, its connection goes back
+/// to the pool; dropped early, the connection is closed with it.
+struct PooledBody<T: Transport> {
+    inner: Incoming,
+    back: Option<ReturnToPool<T>>,
+}
+
+impl<T: Transport> http_body::Body for PooledBody<T>
+where
+    T::Conn: Send,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_frame(cx);
+        let done = match &r {
+            Poll::Ready(None) => true,
+            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if done {
+            if let Some(b) = this.back.take() {
+                b.give_back();
+            }
+        }
+        r.map(|o| o.map(|res| res.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
