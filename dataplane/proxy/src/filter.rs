@@ -310,6 +310,12 @@ pub trait StreamFilter: fmt::Debug + Send + Sync + 'static {
         Verdict::Continue
     }
 
+    /// True when [`StreamFilter::on_request_data`] does anything: the engine then calls it for
+    /// every body chunk (others pay nothing for body inspection).
+    fn inspects_request_body(&self) -> bool {
+        false
+    }
+
     /// Response head hook (MOSN sender filters, BeforeSend).
     fn on_response(&self, _ctx: &mut ResponseCtx<'_>) -> Verdict {
         Verdict::Continue
@@ -717,6 +723,13 @@ impl FilterChain {
             verdict: Verdict::Continue,
             resume_from: self.entries.len(),
         }
+    }
+
+    /// True when some filter (as overridden for the route) inspects request bodies.
+    pub fn inspects_request_body(&self, route_overrides: Option<&RouteOverrides>) -> bool {
+        self.entries
+            .iter()
+            .any(|e| self.effective(e, route_overrides).inspects_request_body())
     }
 
     /// Runs every filter's body hook for one chunk (see [`StreamFilter::on_request_data`]).

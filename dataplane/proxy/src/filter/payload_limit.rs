@@ -111,6 +111,10 @@ impl StreamFilter for PayloadLimitFilter {
         }
     }
 
+    fn inspects_request_body(&self) -> bool {
+        true
+    }
+
     fn on_request_data(
         &self,
         _request: RequestView<'_>,

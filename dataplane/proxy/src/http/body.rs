@@ -2,7 +2,7 @@
 //! finishing a request (stats, access log) exactly once when its response body ends or is
 //! dropped.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -11,21 +11,44 @@ use bytes::Bytes;
 use http_body::{Body as _, Frame, SizeHint};
 use mosn_stream::{Body, BoxError};
 
+use crate::filter::LocalReply;
+
+/// A per-chunk check of the request body (stream filters' body hooks): given the bytes
+/// received so far and the chunk's length, a reply stops the request.
+pub type BodyHook = Box<dyn FnMut(u64, usize) -> Option<LocalReply>>;
+
 /// Shared between a request's body wrapper and its handler.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RequestBodyState {
     /// Body bytes read from downstream so far.
     pub received: Cell<u64>,
     /// Set when the body went over the limit (the handler answers 413).
     pub too_large: Cell<bool>,
+    /// Installed once the route is known, when a filter inspects bodies.
+    pub hook: RefCell<Option<BodyHook>>,
+    /// The reply a body hook stopped the request with.
+    pub rejected: RefCell<Option<LocalReply>>,
+}
+
+impl std::fmt::Debug for RequestBodyState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequestBodyState")
+            .field("received", &self.received.get())
+            .field("too_large", &self.too_large.get())
+            .field("hook", &self.hook.borrow().is_some())
+            .finish()
+    }
 }
 
 /// Why a request body stopped.
 #[derive(Debug, thiserror::Error)]
-#[error("request body larger than {limit} bytes")]
-pub struct BodyTooLarge {
-    /// The limit.
-    pub limit: u64,
+pub enum BodyStopped {
+    /// Over the listener's limit.
+    #[error("request body larger than {0} bytes")]
+    TooLarge(u64),
+    /// A stream filter refused it.
+    #[error("request body refused by a stream filter")]
+    Refused,
 }
 
 /// A downstream request body on its way upstream: counts bytes and stops with an error past
@@ -63,7 +86,17 @@ impl http_body::Body for RequestBody {
                 this.state.received.set(n);
                 if let Some(limit) = this.limit.filter(|l| n > *l) {
                     this.state.too_large.set(true);
-                    return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit }))));
+                    return Poll::Ready(Some(Err(Box::new(BodyStopped::TooLarge(limit)))));
+                }
+                let verdict = this
+                    .state
+                    .hook
+                    .borrow_mut()
+                    .as_mut()
+                    .and_then(|hook| hook(n, d.len()));
+                if let Some(reply) = verdict {
+                    this.state.rejected.replace(Some(reply));
+                    return Poll::Ready(Some(Err(Box::new(BodyStopped::Refused))));
                 }
             }
         }
@@ -174,6 +207,31 @@ mod tests {
         let b = RequestBody::new(Body::full(vec![0u8; 30]), st.clone(), Some(20));
         assert!(b.collect().await.is_err());
         assert!(st.too_large.get());
+    }
+
+    #[tokio::test]
+    async fn body_hook_sees_running_totals_and_can_refuse() {
+        use crate::flags::ResponseFlags;
+        let st = Rc::new(RequestBodyState::default());
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let s2 = seen.clone();
+        st.hook.replace(Some(Box::new(move |so_far, len| {
+            s2.borrow_mut().push((so_far, len));
+            (so_far > 5).then(|| {
+                LocalReply::new(
+                    http::StatusCode::PAYLOAD_TOO_LARGE,
+                    ResponseFlags::PAYLOAD_TOO_LARGE,
+                )
+            })
+        })));
+        let frames = vec![
+            http_body::Frame::data(Bytes::from_static(b"abc")),
+            http_body::Frame::data(Bytes::from_static(b"defg")),
+        ];
+        let b = RequestBody::new(Body::from_frames(frames), st.clone(), None);
+        assert!(b.collect().await.is_err());
+        assert_eq!(*seen.borrow(), vec![(3, 3), (7, 4)]);
+        assert_eq!(st.rejected.borrow().as_ref().unwrap().status, 413);
     }
 
     #[tokio::test]

@@ -273,6 +273,27 @@ where
         )
         .await?;
 
+        let overrides = self.spec.route_overrides(&hit);
+        if self.spec.filters.inspects_request_body(overrides) {
+            let spec = self.spec.clone();
+            let key = hit.route().key();
+            let view = copy_head(head);
+            r.body_state.hook.replace(Some(Box::new(move |so_far, len| {
+                let overrides = spec.overrides.get(&key);
+                match spec
+                    .filters
+                    .run_request_data(RequestView::from(&view), overrides, so_far, len)
+                    .verdict
+                {
+                    Verdict::Reply(reply)
+                    | Verdict::Delay {
+                        then: Some(reply), ..
+                    } => Some(reply),
+                    _ => None,
+                }
+            })));
+        }
+
         let forward = match hit.route().action() {
             RouteAction::DirectResponse { status, body } => {
                 let mut reply = LocalReply::new(*status, ResponseFlags::NONE);
@@ -328,11 +349,35 @@ where
 
         // === body: buffered when retries may need to replay it ===
         let retry = forward.retry_policy().filter(|p| p.num_retries > 0);
-        let replayable = match &retry {
-            Some(_) => self.buffer_for_retry(body).await?,
-            None => Replay::Once(Some(body)),
+        let mirrors: Vec<Arc<Cluster>> = forward
+            .mirror_policies()
+            .iter()
+            .filter(|m| m.should_mirror(rand::random()))
+            .filter_map(|m| self.clusters.get(&m.cluster))
+            .collect();
+        let mut replayable = if retry.is_some() || !mirrors.is_empty() {
+            self.buffer_for_retry(body, r).await?
+        } else {
+            Replay::Once(Some(body))
         };
-        let mut replayable = replayable;
+        for m in mirrors {
+            // Only a body read in full can be sent twice; a streamed one is not mirrored.
+            let Some(body) = replayable.copy() else {
+                tracing::debug!(listener = %self.spec.listener, cluster = m.name(), "request body too large to mirror");
+                break;
+            };
+            let mut parts = copy_head(head);
+            hit.route().rewrite_request(&mut parts, None);
+            let proto = self.spec.upstream.unwrap_or(self.proto);
+            if convert::request_for_upstream(&mut parts, proto, false).is_ok() {
+                tokio::task::spawn_local(mirror(
+                    self.pools.clone(),
+                    m,
+                    proto,
+                    Request::from_parts(parts, body),
+                ));
+            }
+        }
 
         let upgrade = convert::is_upgrade_request(&head.method, &head.headers)
             && self.proto == StreamProtocol::Http1;
@@ -398,11 +443,7 @@ where
                 }
             }
             // Head for this attempt: routed rewrite, then re-encoded for the upstream protocol.
-            let mut up = Request::new(());
-            *up.method_mut() = head.method.clone();
-            *up.uri_mut() = head.uri.clone();
-            *up.headers_mut() = head.headers.clone();
-            let (mut parts, ()) = up.into_parts();
+            let mut parts = copy_head(head);
             hit.route()
                 .rewrite_request(&mut parts, Some(host.hostname()));
             if convert::request_for_upstream(&mut parts, up_proto, upgrade).is_err() {
@@ -487,6 +528,9 @@ where
                     return Ok(self.respond(resp, &hit, head, up_proto, r));
                 }
                 Ok(Err(e)) => {
+                    if let Some(reply) = r.body_state.rejected.take() {
+                        return Err(Failure::Reply(reply));
+                    }
                     if r.body_state.too_large.get() {
                         return Err(Failure::Reply(local_reply(
                             StatusCode::PAYLOAD_TOO_LARGE,
@@ -538,9 +582,28 @@ where
         )
     }
 
+    /// The reply for a request body that could not be read in full.
+    fn body_failure(&self, r: &Req) -> LocalReply {
+        if let Some(reply) = r.body_state.rejected.take() {
+            return reply;
+        }
+        if r.body_state.too_large.get() {
+            return local_reply(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large\n",
+                ResponseFlags::PAYLOAD_TOO_LARGE,
+            );
+        }
+        local_reply(
+            StatusCode::BAD_REQUEST,
+            "request body error\n",
+            ResponseFlags::DOWNSTREAM_TERMINATION,
+        )
+    }
+
     /// Reads a small body fully so retries can send it again; a large or unbounded body is
     /// streamed once (retries then only cover failures before it was sent).
-    async fn buffer_for_retry(&self, body: Body) -> Result<Replay, Failure> {
+    async fn buffer_for_retry(&self, body: Body, r: &Req) -> Result<Replay, Failure> {
         if body.is_end_stream() {
             return Ok(Replay::Buffered(Bytes::new(), None));
         }
@@ -556,11 +619,7 @@ where
                 let trailers = c.trailers().cloned();
                 Ok(Replay::Buffered(c.to_bytes(), trailers))
             }
-            Err(_) => Err(Failure::Reply(local_reply(
-                StatusCode::BAD_REQUEST,
-                "request body error\n",
-                ResponseFlags::DOWNSTREAM_TERMINATION,
-            ))),
+            Err(_) => Err(Failure::Reply(self.body_failure(r))),
         }
     }
 
@@ -693,6 +752,56 @@ where
     }
 }
 
+/// A copy of a request head without its extensions (which are per-connection state).
+fn copy_head(head: &http::request::Parts) -> http::request::Parts {
+    let mut r = Request::new(());
+    *r.method_mut() = head.method.clone();
+    *r.uri_mut() = head.uri.clone();
+    *r.version_mut() = head.version;
+    *r.headers_mut() = head.headers.clone();
+    r.into_parts().0
+}
+
+/// Sends a shadow copy of a request to a mirror cluster and discards the answer.
+async fn mirror<T: Transport>(
+    pools: Rc<Pools<T>>,
+    cluster: Arc<Cluster>,
+    proto: StreamProtocol,
+    req: Request<Body>,
+) where
+    T::Conn: Send,
+{
+    let Some(host) = cluster.choose(&LbContext::default()) else {
+        return;
+    };
+    let settings = UpstreamSettings {
+        connect_timeout: cluster.connect_timeout(),
+        max_request_per_conn: cluster.spec().max_request_per_conn,
+    };
+    let obs: Rc<dyn ConnObserver> = Rc::new(HostObserver {
+        host: host.clone(),
+        cluster: cluster.clone(),
+    });
+    let sent = async {
+        let up = pools
+            .checkout(host.address(), proto, &settings, obs)
+            .await?;
+        let resp = up.send(req).await?;
+        let _ = resp.into_body().collect().await;
+        Ok::<_, mosn_stream::pool::SendError>(())
+    };
+    match tokio::time::timeout(MIRROR_TIMEOUT, sent).await {
+        Ok(Ok(())) => cluster.stats.rq_total.inc(),
+        Ok(Err(e)) => {
+            tracing::debug!(cluster = cluster.name(), error = %e, "mirror request failed")
+        }
+        Err(_) => tracing::debug!(cluster = cluster.name(), "mirror request timed out"),
+    }
+}
+
+/// How long a mirrored request may take before it is abandoned.
+const MIRROR_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A request body that can be sent once, or again (retries).
 enum Replay {
     Once(Option<Body>),
@@ -700,9 +809,18 @@ enum Replay {
 }
 
 impl Replay {
+    /// The body for the next send: a streamed body once, a buffered one every time.
     fn take(&mut self) -> Option<Body> {
         match self {
             Replay::Once(b) => b.take(),
+            Replay::Buffered(..) => self.copy(),
+        }
+    }
+
+    /// Another copy of a buffered body; `None` for a streamed one.
+    fn copy(&self) -> Option<Body> {
+        match self {
+            Replay::Once(_) => None,
             Replay::Buffered(bytes, None) => Some(Body::full(bytes.clone())),
             Replay::Buffered(bytes, Some(t)) => Some(Body::from_frames(vec![
                 http_body::Frame::data(bytes.clone()),
