@@ -412,6 +412,19 @@ fn route(r: &Route) -> Value {
                 })
                 .collect(),
         )
+        .list(
+            "query_parameters",
+            m.query_parameters
+                .iter()
+                .map(|q| {
+                    Obj::new()
+                        .put("name", q.name.as_str())
+                        .put("value", q.value.as_str())
+                        .put("regex", q.regex)
+                        .done()
+                })
+                .collect(),
+        )
         .opt("dsl_expressions", m.dsl_expressions.clone())
         .done();
     Obj::new()
@@ -440,7 +453,18 @@ fn route(r: &Route) -> Value {
         .opt("metadata", metadata(&r.metadata))
         .map("per_filter_config", &r.per_filter_config)
         .opt("decorator", r.decorator.clone())
-        .opt("request_mirror_policies", r.request_mirror_policies.clone())
+        .list(
+            "request_mirror_policies",
+            r.mirror_policies
+                .iter()
+                .map(|m| {
+                    Obj::new()
+                        .put("cluster", m.cluster.as_str())
+                        .put("percent", m.percent)
+                        .done()
+                })
+                .collect(),
+        )
         .done()
 }
 

@@ -773,9 +773,6 @@ pub struct Route {
     pub per_filter_config: Map<String, Value>,
     /// `decorator`, kept verbatim.
     pub decorator: Option<Value>,
-    /// `request_mirror_policies` as written, kept for the config dump; use
-    /// [`Route::mirror_policies`].
-    pub request_mirror_policies: Option<Value>,
     /// `request_mirror_policies`, typed: MOSN's single `{cluster, percent}` object, or a list
     /// of them. Clusters exist; percents are 0..=100.
     pub mirror_policies: Vec<RequestMirrorPolicy>,

@@ -1012,7 +1012,6 @@ impl<'c> Builder<'c> {
             metadata: self.metadata(raw.metadata.as_ref(), &at.k("metadata")),
             per_filter_config: raw.per_filter_config.clone(),
             decorator: raw.decorator.clone(),
-            request_mirror_policies: raw.request_mirror_policies.clone(),
             mirror_policies: self.mirror_policies(
                 raw.request_mirror_policies.as_ref(),
                 &at.k("request_mirror_policies"),
