@@ -14,7 +14,7 @@
 //! - round trip of the app <-> proxy hop alone (the proxy answers itself; p50), the hop
 //!   sockmap shortcuts.
 //!
-//! Scenarios: direct (no capture), eBPF with 1 / 100 / 10,000 captured destinations (sockmap
+//! Latencies in microseconds. Scenarios: direct (no capture), eBPF with 1 / 100 / 10,000 captured destinations (sockmap
 //! on), eBPF with sockmap off, iptables with 1 / 100 / 10,000 rules.
 
 use std::io::{Read, Write};
@@ -62,10 +62,10 @@ fn main() {
     spawn_acceptor(proxy, move |s, _| proxy_conn(s, hop));
 
     println!(
-        "{:<28} {:>9} {:>9} {:>10} {:>9} {:>10}",
-        "scenario", "conn p50", "conn p99", "conn/s", "rtt p50", "hop p50"
+        "{:<26} {:>8} {:>9} {:>9} {:>10} {:>9} {:>10}",
+        "scenario", "install", "conn p50", "conn p99", "conn/s", "rtt p50", "hop p50"
     );
-    run("direct", &app, svc, None);
+    run("direct", "-", &app, svc, None);
     for (name, n, mode, sockmap) in [
         ("ebpf, 1 destination", 1, Mode::Ebpf, true),
         ("ebpf, 100 destinations", 100, Mode::Ebpf, true),
@@ -99,18 +99,13 @@ fn main() {
         let t = Instant::now();
         let guard = Capture::install(&spec).unwrap_or_else(|e| panic!("{name}: {e}"));
         let install = t.elapsed();
-        run(
-            &format!("{name} ({:.0?} inst)", install),
-            &app,
-            svc,
-            Some(hop),
-        );
+        run(name, &format!("{install:.0?}"), &app, svc, Some(hop));
         drop(guard);
     }
     std::fs::write(Path::new(CGROOT).join("cgroup.procs"), pid.to_string()).unwrap();
 }
 
-fn run(name: &str, app: &Path, svc: SocketAddr, hop: Option<SocketAddr>) {
+fn run(name: &str, install: &str, app: &Path, svc: SocketAddr, hop: Option<SocketAddr>) {
     let exe = std::env::current_exe().unwrap();
     let hop = hop.map_or("-".to_string(), |h| h.to_string());
     let out = Command::new("sh")
@@ -126,7 +121,10 @@ fn run(name: &str, app: &Path, svc: SocketAddr, hop: Option<SocketAddr>) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    println!("{name:<28} {}", String::from_utf8_lossy(&out.stdout).trim());
+    println!(
+        "{name:<26} {install:>8} {}",
+        String::from_utf8_lossy(&out.stdout).trim_end()
+    );
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {

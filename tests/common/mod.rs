@@ -2,6 +2,8 @@
 //! started from JSON config text, and the real `mosn` binary.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -13,9 +13,19 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::transport::{Accepted, Connection, ListenSpec, Listener, Transport};
 
-/// Kernel sockets through tokio. Stateless: cheap to clone.
+/// Kernel sockets through tokio. Cheap to copy.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct KernelTransport;
+pub struct KernelTransport {
+    mark: Option<u32>,
+}
+
+impl KernelTransport {
+    /// Upstream connections carry `SO_MARK = mark` (traffic capture leaves marked sockets
+    /// alone, so the proxy's own connections are never captured).
+    pub fn with_mark(mark: Option<u32>) -> Self {
+        KernelTransport { mark }
+    }
+}
 
 /// Binds one listening socket for `spec` (non-blocking, `SO_REUSEADDR`, optional `SO_REUSEPORT`).
 pub fn bind_std(spec: &ListenSpec) -> io::Result<std::net::TcpListener> {
@@ -118,7 +128,17 @@ impl Transport for KernelTransport {
     }
 
     async fn connect(&self, addr: SocketAddr) -> io::Result<TcpStream> {
-        let stream = TcpStream::connect(addr).await?;
+        let stream = match self.mark {
+            None => TcpStream::connect(addr).await?,
+            Some(mark) => {
+                let socket =
+                    Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+                socket.set_mark(mark)?;
+                socket.set_nonblocking(true)?;
+                let socket = tokio::net::TcpSocket::from_std_stream(socket.into());
+                socket.connect(addr).await?
+            }
+        };
         let _ = stream.set_nodelay(true);
         Ok(stream)
     }
@@ -177,7 +197,7 @@ mod tests {
             let mut l = KernelListener::from_std(socks.into_iter().next().unwrap()).unwrap();
             let addr = l.local_addr().unwrap();
             let client = tokio::spawn(async move {
-                let mut c = KernelTransport.connect(addr).await.unwrap();
+                let mut c = KernelTransport::default().connect(addr).await.unwrap();
                 c.write_all(b"ping").await.unwrap();
                 c.shutdown().await.unwrap();
                 let mut back = Vec::new();

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mosn_config as cfg;
+use mosn_ebpf::{CaptureSpec, Destination, Mode, OnFailure};
 use mosn_net::ListenSpec;
 use mosn_proxy::accesslog::AccessLogFormat;
 use mosn_proxy::cluster::{ClusterKind, ClusterSpec, HostSource};
@@ -80,8 +81,18 @@ pub fn plan(config: &cfg::Config) -> Result<Plan, Vec<Unsupported>> {
         ),
         None => (LogTarget::Stderr, "INFO".to_string()),
     };
+    let capture = match &config.traffic_capture {
+        Some(t) if t.mode != cfg::CaptureMode::None => {
+            let spec = capture_spec(t);
+            check_capture_listener(&spec, &listeners)?;
+            Some(spec)
+        }
+        _ => None,
+    };
     Ok(Plan {
         workers: server.map(|s| s.processor).unwrap_or(1).max(1),
+        upstream_mark: capture.as_ref().and_then(|c| c.proxy_mark),
+        capture,
         graceful_timeout: server
             .map(|s| s.graceful_timeout)
             .unwrap_or(cfg::DEFAULT_GRACEFUL_TIMEOUT),
@@ -93,6 +104,59 @@ pub fn plan(config: &cfg::Config) -> Result<Plan, Vec<Unsupported>> {
         log_level,
         config_dump: config.dump(),
     })
+}
+
+fn capture_spec(t: &cfg::TrafficCapture) -> CaptureSpec {
+    let dest = |d: &cfg::CaptureDestination| Destination::new(d.net, d.port);
+    CaptureSpec {
+        mode: match t.mode {
+            cfg::CaptureMode::None => Mode::None,
+            cfg::CaptureMode::Ebpf => Mode::Ebpf,
+            cfg::CaptureMode::Iptables => Mode::Iptables,
+        },
+        on_failure: match t.on_failure {
+            cfg::CaptureFailurePolicy::Fallback => OnFailure::Fallback,
+            cfg::CaptureFailurePolicy::Refuse => OnFailure::Refuse,
+        },
+        cgroup: t.cgroup_path.clone().unwrap_or_default(),
+        proxy_cgroup: t.proxy_cgroup_path.clone(),
+        outbound_port: t.outbound_port,
+        inbound_port: t.inbound_port,
+        inbound_ports: t.inbound_ports.clone(),
+        proxy_uid: t.proxy_uid,
+        proxy_mark: t.proxy_mark,
+        destinations: t.destinations.iter().map(dest).collect(),
+        exclude_destinations: t.exclude_destinations.iter().map(dest).collect(),
+        exclude_ports: t.exclude_ports.clone(),
+        sockmap: t.sockmap,
+        pin_root: t.bpffs_pin_path.clone(),
+        instance: t.instance.clone(),
+        ..CaptureSpec::default()
+    }
+}
+
+/// Captured connections arrive at the outbound port on loopback: some listener must take
+/// them there and hand them on by their original destination.
+fn check_capture_listener(
+    spec: &CaptureSpec,
+    listeners: &[ListenerPlan],
+) -> Result<(), Vec<Unsupported>> {
+    let takes = |l: &ListenerPlan| {
+        l.bind
+            && l.use_original_dst
+            && l.listen.addr.port() == spec.outbound_port
+            && (l.listen.addr.ip().is_loopback() || l.listen.addr.ip().is_unspecified())
+    };
+    if listeners.iter().any(takes) {
+        return Ok(());
+    }
+    Err(vec![Unsupported {
+        path: "traffic_capture.outbound_port".to_string(),
+        reason: format!(
+            "captured connections go to 127.0.0.1:{}, but no listener there has \"use_original_dst\": \"redirect\"",
+            spec.outbound_port
+        ),
+    }])
 }
 
 /// Where `default_log_path` sends log lines.
@@ -180,10 +244,17 @@ fn listener_plan(
             reason: "TLS listeners are not available in this build yet".to_string(),
         });
     }
+    if l.use_original_dst == Some(cfg::OriginalDst::Tproxy) {
+        return Err(Unsupported {
+            path: format!("{path}.use_original_dst"),
+            reason: "tproxy is not available in this build yet; use redirect".to_string(),
+        });
+    }
     let mut listen = ListenSpec::new(l.address);
     listen.reuseport = l.reuseport;
     Ok(ListenerPlan {
         name: Arc::from(l.name.as_str()),
+        use_original_dst: l.use_original_dst == Some(cfg::OriginalDst::Redirect),
         listen,
         bind: l.bind_port,
         buffer_limit: l.per_connection_buffer_limit_bytes as usize,

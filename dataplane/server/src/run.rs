@@ -10,8 +10,9 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use mosn_admin::{Admin, AdminHandler, ServerState};
+use mosn_ebpf::{Capture, CaptureGuard, CaptureSpec};
 use mosn_metrics::Registry;
-use mosn_net::kernel::bind_for_workers;
+use mosn_net::kernel::{bind_for_workers, KernelTransport};
 use mosn_net::ListenSpec;
 use mosn_proxy::accesslog::{AccessLog, AccessLogFormat};
 use mosn_proxy::cluster::{ClusterManager, ClusterSpec, SystemResolver};
@@ -36,6 +37,10 @@ use crate::worker::{
 pub struct Plan {
     /// Worker threads.
     pub workers: usize,
+    /// Transparent traffic capture to install once the listeners are bound.
+    pub capture: Option<CaptureSpec>,
+    /// `SO_MARK` for upstream connections (so capture never takes the proxy's own).
+    pub upstream_mark: Option<u32>,
     /// How long a drain waits for open connections.
     pub graceful_timeout: Duration,
     /// Listeners.
@@ -61,6 +66,9 @@ pub struct ListenerPlan {
     pub name: Arc<str>,
     /// What to bind.
     pub listen: ListenSpec,
+    /// `use_original_dst: redirect`: hand each connection to the listener bound to its
+    /// original destination (virtual listeners with `bind_port: false` included).
+    pub use_original_dst: bool,
     /// `bind_port: false` listeners are not bound (they receive handed-off connections).
     pub bind: bool,
     /// Bytes buffered towards one downstream connection at most.
@@ -139,6 +147,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// Traffic capture could not be installed.
+    #[error("traffic_capture: {0}")]
+    Capture(#[from] mosn_ebpf::CaptureError),
     /// A cluster could not be built.
     #[error(transparent)]
     Cluster(#[from] mosn_proxy::cluster::ClusterError),
@@ -210,6 +221,8 @@ pub struct Server {
     admin_addr: Option<SocketAddr>,
     graceful_timeout: Duration,
     _workers: Vec<Worker>,
+    /// Removed (programs detached, rules deleted) when the server is dropped after a drain.
+    _capture: Option<CaptureGuard>,
 }
 
 impl std::fmt::Debug for Server {
@@ -266,6 +279,7 @@ fn listener_runtime(
         }
     };
     Ok(ListenerRuntime {
+        use_original_dst: l.use_original_dst,
         ctx: ListenerCtx {
             name: l.name.clone(),
             buffer_limit: l.buffer_limit,
@@ -277,6 +291,14 @@ fn listener_runtime(
     })
 }
 
+/// Listener names by configured address, for original-destination hand-off.
+fn addresses(plan: &Plan) -> HashMap<SocketAddr, Arc<str>> {
+    plan.listeners
+        .iter()
+        .map(|l| (l.listen.addr, l.name.clone()))
+        .collect()
+}
+
 fn snapshot_for(plan: &Plan, registry: &Registry) -> Result<Snapshot, RunError> {
     let mut listeners = HashMap::new();
     for l in &plan.listeners {
@@ -284,7 +306,10 @@ fn snapshot_for(plan: &Plan, registry: &Registry) -> Result<Snapshot, RunError> 
         let rt = listener_runtime(l, &stats, registry)?;
         listeners.insert(l.name.clone(), Arc::new((rt, stats)));
     }
-    Ok(Snapshot { listeners })
+    Ok(Snapshot {
+        listeners,
+        by_addr: addresses(plan),
+    })
 }
 
 impl Server {
@@ -324,6 +349,18 @@ impl Server {
                 });
             }
         }
+        // Capture only once something listens where captured connections are sent.
+        let capture = match &plan.capture {
+            Some(spec) => {
+                let guard = Capture::install(spec)?;
+                if let Some(why) = guard.fallback_reason() {
+                    tracing::warn!(reason = %why, "traffic capture: eBPF unavailable, using iptables instead");
+                }
+                tracing::info!(backend = ?guard.backend(), port = spec.outbound_port, "traffic capture installed");
+                Some(guard)
+            }
+            None => None,
+        };
         let admin_std = match plan.admin {
             Some(addr) => {
                 let l = std::net::TcpListener::bind(addr)
@@ -417,12 +454,17 @@ impl Server {
         let mut worker_handles = Vec::with_capacity(workers);
         for (id, listeners) in per_worker.into_iter().enumerate() {
             worker_handles.push(
-                spawn_kernel_worker(id, listeners, shared.clone(), drain_rx.clone()).map_err(
-                    |source| RunError::Io {
-                        what: format!("cannot start worker {id}"),
-                        source,
-                    },
-                )?,
+                spawn_kernel_worker(
+                    id,
+                    KernelTransport::with_mark(plan.upstream_mark),
+                    listeners,
+                    shared.clone(),
+                    drain_rx.clone(),
+                )
+                .map_err(|source| RunError::Io {
+                    what: format!("cannot start worker {id}"),
+                    source,
+                })?,
             );
         }
         if let Some(path) = &plan.pid_file {
@@ -451,6 +493,7 @@ impl Server {
             admin_addr,
             graceful_timeout: plan.graceful_timeout,
             _workers: worker_handles,
+            _capture: capture,
         })
     }
 
@@ -496,7 +539,10 @@ impl Server {
             }
         }
         let old = self.shared.snapshot.load_full();
-        let mut next = Snapshot::default();
+        let mut next = Snapshot {
+            by_addr: addresses(plan),
+            ..Snapshot::default()
+        };
         for l in &plan.listeners {
             match old.listeners.get(&l.name) {
                 Some(prev) => {

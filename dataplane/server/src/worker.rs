@@ -24,6 +24,8 @@ use tokio::sync::watch;
 /// What a listener does with its connections, as of one config snapshot.
 #[derive(Debug)]
 pub struct ListenerRuntime {
+    /// Hand connections to the listener of their original destination.
+    pub use_original_dst: bool,
     /// Context handed to each session (name, limits, byte counters).
     pub ctx: ListenerCtx,
     /// The network filter.
@@ -73,6 +75,25 @@ impl ListenerStats {
 pub struct Snapshot {
     /// Listener behaviour by listener name.
     pub listeners: std::collections::HashMap<Arc<str>, Arc<(ListenerRuntime, ListenerStats)>>,
+    /// Listener names by configured address (`bind_port: false` listeners included).
+    pub by_addr: std::collections::HashMap<SocketAddr, Arc<str>>,
+}
+
+impl Snapshot {
+    /// The listener a connection redirected from `dst` belongs to: the one configured at
+    /// exactly `dst`, else one on the unspecified address with `dst`'s port (MOSN's rule).
+    pub fn listener_for(&self, dst: SocketAddr) -> Option<&Arc<(ListenerRuntime, ListenerStats)>> {
+        let any = match dst {
+            SocketAddr::V4(_) => {
+                SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), dst.port())
+            }
+            SocketAddr::V6(_) => {
+                SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), dst.port())
+            }
+        };
+        let name = self.by_addr.get(&dst).or_else(|| self.by_addr.get(&any))?;
+        self.listeners.get(name)
+    }
 }
 
 /// State shared by the control thread and every worker.
@@ -195,10 +216,19 @@ pub async fn serve_listener<T: WorkerTransport>(
             }
         };
         let snap = shared.snapshot.load();
-        let Some(rt) = snap.listeners.get(&name).cloned() else {
+        let Some(mut rt) = snap.listeners.get(&name).cloned() else {
             tracing::warn!(listener = %name, "listener removed from config; closing new connection");
             continue;
         };
+        if rt.0.use_original_dst {
+            // Captured traffic: serve it with the listener of its original destination, if
+            // one is configured; else with this one (e.g. an ORIGINAL_DST tcp_proxy).
+            if let Some(target) = accepted.original_dst.and_then(|d| snap.listener_for(d)) {
+                if !Arc::ptr_eq(target, &rt) {
+                    rt = target.clone();
+                }
+            }
+        }
         let stats = &rt.1;
         stats.cx_total.inc();
         let guard = (
@@ -263,6 +293,7 @@ pub struct Worker {
 /// Starts worker `id` on its own thread with kernel sockets.
 pub fn spawn_kernel_worker(
     id: usize,
+    transport: KernelTransport,
     listeners: Vec<BoundListener>,
     shared: Arc<Shared>,
     drain: watch::Receiver<bool>,
@@ -279,7 +310,7 @@ pub fn spawn_kernel_worker(
             };
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, async move {
-                let pools = Pools::new(KernelTransport, UPSTREAM_IDLE_PER_HOST);
+                let pools = Pools::new(transport, UPSTREAM_IDLE_PER_HOST);
                 let mut tasks = Vec::new();
                 for l in listeners {
                     let addr: Option<SocketAddr> = l.socket.local_addr().ok();

@@ -90,6 +90,7 @@ async fn run_proxy_over<T: WorkerTransport>(t: T, ip: &str) -> (i128, i128) {
     for (name, cluster) in [("seam", "echo"), ("refused", "dead")] {
         let stats = ListenerStats::new(&registry, name);
         let runtime = ListenerRuntime {
+            use_original_dst: false,
             ctx: ListenerCtx {
                 name: Arc::from(name),
                 buffer_limit: 32 * 1024,
@@ -116,7 +117,10 @@ async fn run_proxy_over<T: WorkerTransport>(t: T, ip: &str) -> (i128, i128) {
             drain_rx.clone(),
         ));
     }
-    shared.snapshot.store(Arc::new(Snapshot { listeners }));
+    shared.snapshot.store(Arc::new(Snapshot {
+        listeners,
+        by_addr: Default::default(),
+    }));
     let (proxy, refused) = (addrs[0], addrs[1]);
 
     // 8 concurrent sessions of 256 KiB each, echoed back intact through the proxy.
@@ -170,7 +174,7 @@ fn the_same_proxy_code_runs_over_kernel_sockets_and_smoltcp() {
         .build()
         .unwrap();
     let local = tokio::task::LocalSet::new();
-    let kernel = local.block_on(&rt, run_proxy_over(KernelTransport, "127.0.0.1"));
+    let kernel = local.block_on(&rt, run_proxy_over(KernelTransport::default(), "127.0.0.1"));
 
     let local = tokio::task::LocalSet::new();
     let user = local.block_on(&rt, async {

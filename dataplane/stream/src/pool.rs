@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::Frame;
+use http_body::{Body as _, Frame};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -406,6 +406,14 @@ where
                 if upgrade || used >= max {
                     // Not reusable: the connection closes once `sender` and the response are
                     // gone.
+                    return Ok(resp.map(Body::new));
+                }
+                if resp.body().is_end_stream() {
+                    // Nothing left to read (`Content-Length: 0`, 204, 304, HEAD): reusable
+                    // now. The downstream codec never polls a body that is already at its
+                    // end, so a `PooledBody` would never see the end and the connection
+                    // would be closed instead of reused.
+                    pools.checkin_h1(addr, H1Idle { sender, used });
                     return Ok(resp.map(Body::new));
                 }
                 let back = ReturnToPool {
