@@ -11,12 +11,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use nix::sys::signal::Signal;
 
-fn write_config(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
-    let p = dir.path().join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
 fn mosn(args: &[&str]) -> std::process::Output {
     Command::new(mosn_bin())
         .args(args)

@@ -135,6 +135,13 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
 
 // === the real binary ===
 
+/// Writes `text` to `dir/name` and returns the path.
+pub fn write_config(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
 /// Path of the built `mosn` binary.
 pub fn mosn_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mosn"))

@@ -206,7 +206,7 @@ pub async fn serve_listener<T: WorkerTransport>(
             // Accepted in the same instant the drain began: close it unserved.
             break;
         }
-        let accepted = match accepted {
+        let mut accepted = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // EMFILE/ENFILE/ECONNABORTED: log, back off briefly, keep the listener.
@@ -223,9 +223,17 @@ pub async fn serve_listener<T: WorkerTransport>(
         if rt.0.use_original_dst {
             // Captured traffic: serve it with the listener of its original destination, if
             // one is configured; else with this one (e.g. an ORIGINAL_DST tcp_proxy).
-            if let Some(target) = accepted.original_dst.and_then(|d| snap.listener_for(d)) {
-                if !Arc::ptr_eq(target, &rt) {
-                    rt = target.clone();
+            if let Some(dst) = accepted.original_dst {
+                if let Some(target) = snap.listener_for(dst) {
+                    if !Arc::ptr_eq(target, &rt) {
+                        rt = target.clone();
+                        // The L7 proxy sees the connection as arriving at the address the
+                        // client meant (logs, filters); tcp_proxy keeps the socket's own
+                        // local address for its loop check.
+                        if matches!(rt.0.filter, NetworkFilter::Http(_)) {
+                            accepted.local = dst;
+                        }
+                    }
                 }
             }
         }
