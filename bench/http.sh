@@ -361,8 +361,7 @@ fi
 STAMP="$(date '+%Y%m%d-%H%M%S')"
 mkdir -p "$RESULTS_DIR"
 REPORT="$RESULTS_DIR/http-$STAMP.md"
-CONF_DIR="$RESULTS_DIR/http-$STAMP"
-mkdir -p "$CONF_DIR"
+CONF_DIR="$RESULTS_DIR/http-$STAMP" # filled with the generated configs when the report is written
 
 # ---------------------------------------------------------------- upstream
 mkdir -p "$TMP/up/www"
@@ -397,7 +396,6 @@ http {
     }
 }
 EOF
-cp "$TMP/up/nginx.conf" "$CONF_DIR/upstream-nginx.conf"
 
 start_upstream() {
     log "starting the upstream nginx (1 worker, ${BODY_BYTES}-byte $URL_PATH) on :$P_UP (HTTP/1.1) and :$P_UP_H2 (h2c)"
@@ -566,10 +564,6 @@ EOF
 EOF
     } >"$d/envoy.yaml"
 
-    cp "$TMP/mosn/mosn.json" "$CONF_DIR/mosn.json"
-    cp "$TMP/nginx/nginx.conf" "$CONF_DIR/nginx.conf"
-    cp "$TMP/haproxy/haproxy.cfg" "$CONF_DIR/haproxy.cfg"
-    cp "$TMP/envoy/envoy.yaml" "$CONF_DIR/envoy.yaml"
 }
 
 # start_proxy PATH -> sets PROXY_PID, PORT_H1, PORT_H2 (PROXY_PID empty for direct)
@@ -876,6 +870,10 @@ ratio_row() {
     if [[ "$bp" == none ]]; then row="$row n/a |"; else row="$row $(paired "$arr" "$test" "$bp") ($bp) |"; fi
     echo "$row"
 }
+
+mkdir -p "$CONF_DIR"
+cp "$TMP/up/nginx.conf" "$CONF_DIR/upstream-nginx.conf"
+cp "$TMP/mosn/mosn.json" "$TMP/nginx/nginx.conf" "$TMP/haproxy/haproxy.cfg" "$TMP/envoy/envoy.yaml" "$CONF_DIR/"
 
 H1_BEST="$(best_peer RPS h1 higher)"
 H2_BEST="$(best_peer RPS h2 higher)"

@@ -73,7 +73,13 @@ fn h1_get_and_post_bodies_arrive_byte_exact() {
 
     let big = common::payload(5 << 20, 3);
     let f = write_file(&dir, "big", &big);
-    let r = curl(&[&format!("{url}/big"), "-X", "PUT", "--data-binary", &format!("@{f}")]);
+    let r = curl(&[
+        &format!("{url}/big"),
+        "-X",
+        "PUT",
+        "--data-binary",
+        &format!("@{f}"),
+    ]);
     assert_eq!(r.status, 200);
     assert_eq!(r.body.len(), big.len());
     assert!(r.body == big, "5 MB body differs");
@@ -193,9 +199,7 @@ fn h2_downstream_to_h1_upstream_curl_and_hyper() {
         Some(headers(&[("x-checksum", "abc123"), ("x-count", "2")])),
     ));
     *req.method_mut() = Method::POST;
-    *req.uri_mut() = format!("http://svc.example:8080/conv/trailers")
-        .parse()
-        .unwrap();
+    *req.uri_mut() = "http://svc.example:8080/conv/trailers".parse().unwrap();
     req.headers_mut()
         .insert("te", hyper::http::HeaderValue::from_static("trailers"));
     req.headers_mut().insert(
@@ -208,7 +212,10 @@ fn h2_downstream_to_h1_upstream_curl_and_hyper() {
     let s = up.last();
     assert_eq!(s.host().as_deref(), Some("svc.example:8080"));
     assert_eq!(s.body.as_ref(), b"trailered body");
-    let t = s.trailers.as_ref().expect("trailers reached the HTTP/1 upstream");
+    let t = s
+        .trailers
+        .as_ref()
+        .expect("trailers reached the HTTP/1 upstream");
     assert_eq!(t["x-checksum"], "abc123");
     assert_eq!(t["x-count"], "2");
     assert_eq!(r.trailer("x-checksum"), Some("abc123"));
@@ -249,7 +256,11 @@ fn h1_downstream_to_h2_upstream() {
     assert_eq!(s.path(), "/conv/h1?a=b");
     assert_eq!(s.uri.authority().map(|a| a.as_str()), Some("api.example"));
     assert_eq!(s.header("x-conv"), Some("h1"));
-    assert_eq!(s.header("x-hop"), None, "a Connection-named field was forwarded");
+    assert_eq!(
+        s.header("x-hop"),
+        None,
+        "a Connection-named field was forwarded"
+    );
     assert_eq!(s.header("connection"), None);
     assert!(s.body == body);
 }
@@ -288,7 +299,10 @@ fn trailers_survive_h1_h2_h1() {
     assert_eq!(s.version, hyper::Version::HTTP_11);
     assert_eq!(s.header("x-req"), Some("r1"));
     assert_eq!(s.body.as_ref(), b"hello, world");
-    let t = s.trailers.as_ref().expect("request trailers reached the end");
+    let t = s
+        .trailers
+        .as_ref()
+        .expect("request trailers reached the end");
     assert_eq!(t["x-sum"], "42");
     assert_eq!(t["x-extra"], "e");
     // The same connection still works afterwards.
@@ -406,4 +420,172 @@ fn connect_tunnel_to_a_tcp_echo_upstream() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("x-upstream"), Some("behind-connect"));
     assert_eq!(up.last().path(), "/through/tunnel");
+}
+
+#[test]
+fn h2_to_h2_large_bodies_and_a_small_peer_stream_limit() {
+    let big = common::payload(5 << 20, 11);
+    let download = bytes::Bytes::from(big.clone());
+    let up = Upstream::with_h2_limit(
+        "h2",
+        std::sync::Arc::new(move |s: &Seen, _| {
+            if s.path() == "/download" {
+                Reply::ok(download.clone())
+            } else {
+                Reply::echo("h2", s).after(Duration::from_millis(30))
+            }
+        }),
+        Some(4),
+    );
+    let m = Mosn::start(&simple_config("Http2", &[up.addr], json!({})));
+    // First, 40 concurrent streams on one downstream connection: they meet a fresh upstream
+    // connection whose peer allows 4 at a time, before its SETTINGS say so. The excess
+    // waits; nothing is refused.
+    let c = std::sync::Arc::new(H2Client::connect(m.l7()));
+    let threads: Vec<_> = (0..40)
+        .map(|i| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let body = format!("stream {i}");
+                let mut req = Request::new(Frames::new(body.clone(), None));
+                *req.method_mut() = Method::POST;
+                *req.uri_mut() = format!("http://h2.test/many/{i}").parse().unwrap();
+                let r = c.send(req);
+                (r.status, r.text() == body)
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), (200, true));
+    }
+    let url = format!("http://{}", m.l7());
+    let dir = tempfile::tempdir().unwrap();
+    let f = write_file(&dir, "big", &big);
+    let r = curl(&[
+        "--http2-prior-knowledge",
+        &format!("{url}/upload"),
+        "--data-binary",
+        &format!("@{f}"),
+    ]);
+    assert_eq!(r.status, 200);
+    assert!(r.body == big, "5 MB echoed over HTTP/2 differs");
+    assert!(up.last().body == big);
+    let r = curl(&["--http2-prior-knowledge", &format!("{url}/download")]);
+    assert_eq!(r.status, 200);
+    assert!(r.body == big, "5 MB download differs");
+
+    assert_eq!(up.count(), 42);
+    assert!(
+        up.connections() <= 3,
+        "{} upstream connections for one multiplexed pool",
+        up.connections()
+    );
+}
+
+#[test]
+fn head_204_and_304_keep_the_framing_on_both_protocols() {
+    let up = Upstream::with(
+        "nb",
+        std::sync::Arc::new(|s: &Seen, _| match s.path().as_str() {
+            "/204" => Reply::status(204).header("x-kind", "204"),
+            "/304" => Reply::status(304).header("etag", "\"v1\""),
+            _ => Reply::ok("0123456789").header("x-kind", "full"),
+        }),
+    );
+    for (downstream, upstream) in [
+        ("Http1", "Http1"),
+        ("Http1", "Http2"),
+        ("Http2", "Http1"),
+        ("Http2", "Http2"),
+    ] {
+        let m = Mosn::start(&simple_config(
+            downstream,
+            &[up.addr],
+            json!({"upstream_protocol": upstream}),
+        ));
+        let what = format!("{downstream} -> {upstream}");
+        if downstream == "Http1" {
+            let mut c = Raw::connect(m.l7());
+            c.send(b"HEAD /head HTTP/1.1\r\nHost: x\r\n\r\n");
+            let r = c.response_to(true).unwrap();
+            assert_eq!(r.status, 200, "{what}");
+            assert_eq!(r.header("content-length"), Some("10"), "{what}");
+            for (path, status) in [("/204", 204), ("/304", 304), ("/full", 200)] {
+                c.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+                let r = c.response().expect("next response on the same connection");
+                assert_eq!(r.status, status, "{what} {path}");
+                if status == 200 {
+                    assert_eq!(r.body, b"0123456789", "{what}: framing broken");
+                } else {
+                    assert!(r.body.is_empty());
+                }
+            }
+        } else {
+            let c = H2Client::connect(m.l7());
+            let req = |method: Method, path: &str| {
+                let mut r = Request::new(Frames::new("", None));
+                *r.method_mut() = method;
+                *r.uri_mut() = format!("http://x{path}").parse().unwrap();
+                r
+            };
+            let r = c.send(req(Method::HEAD, "/head"));
+            assert_eq!(r.status, 200, "{what}");
+            assert!(r.body.is_empty());
+            assert_eq!(c.send(req(Method::GET, "/204")).status, 204, "{what}");
+            assert_eq!(c.send(req(Method::GET, "/304")).status, 304, "{what}");
+            let r = c.send(req(Method::GET, "/full"));
+            assert_eq!(r.body, b"0123456789", "{what}");
+        }
+        m.log_for("/204").expect(204, &[]);
+    }
+}
+
+#[test]
+fn refused_upgrade_stays_http_and_connect_to_a_dead_host_is_503() {
+    // The upstream does not switch: its answer passes and the connection stays HTTP/1.1.
+    let up = Upstream::echo("no-ws");
+    let m = Mosn::start(&simple_config("Http1", &[up.addr], json!({})));
+    let mut c = Raw::connect(m.l7());
+    c.send(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    let r = c.response().expect("answer");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-upstream"), Some("no-ws"));
+    assert_eq!(up.last().header("upgrade"), Some("websocket"));
+    c.send(b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+    let r = c.response().expect("the connection is still HTTP");
+    assert_eq!(r.header("x-echo-path"), Some("/after"));
+
+    let dead = common::dead_addr();
+    let m = Mosn::start(&simple_config("Http1", &[dead], json!({})));
+    let mut c = Raw::connect(m.l7());
+    c.send(format!("CONNECT {dead} HTTP/1.1\r\nHost: {dead}\r\n\r\n").as_bytes());
+    let r = c.response().expect("answer");
+    assert_eq!(r.status, 503);
+    let l = eventually(Duration::from_secs(10), || m.log_lines().pop()).expect("a log line");
+    l.expect(503, &["UF"]);
+    assert_eq!(l.get("method"), "CONNECT");
+}
+
+#[test]
+fn max_request_per_conn_retires_upstream_connections() {
+    for (proto, per_conn, requests, want) in [("Http1", 3, 7, 3), ("Http2", 5, 12, 3)] {
+        let up = Upstream::echo("mr");
+        let mut cfg = simple_config("Http1", &[up.addr], json!({"upstream_protocol": proto}));
+        cfg["cluster_manager"]["clusters"][0]["max_request_per_conn"] = json!(per_conn);
+        let m = Mosn::start(&cfg);
+        let mut c = Raw::connect(m.l7());
+        for i in 0..requests {
+            c.send(format!("GET /mr/{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+            assert_eq!(c.response().expect("response").status, 200);
+        }
+        assert_eq!(up.count(), requests);
+        assert_eq!(
+            up.connections(),
+            want,
+            "{proto}: {requests} requests at {per_conn} per connection"
+        );
+    }
 }

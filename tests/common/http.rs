@@ -229,6 +229,7 @@ pub struct Upstream {
     pub name: String,
     seen: Arc<Mutex<Vec<Seen>>>,
     conns: Arc<AtomicUsize>,
+    broken: Arc<AtomicUsize>,
 }
 
 impl Upstream {
@@ -240,12 +241,18 @@ impl Upstream {
 
     /// An upstream answering with `handler`.
     pub fn with(name: &str, handler: Handler) -> Upstream {
+        Upstream::with_h2_limit(name, handler, None)
+    }
+
+    /// [`Upstream::with`], advertising `SETTINGS_MAX_CONCURRENT_STREAMS = limit` on HTTP/2.
+    pub fn with_h2_limit(name: &str, handler: Handler, limit: Option<u32>) -> Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let conns = Arc::new(AtomicUsize::new(0));
         let listener = rt().block_on(tokio::net::TcpListener::bind("127.0.0.1:0"));
         let listener = listener.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (s2, c2) = (seen.clone(), conns.clone());
+        let broken = Arc::new(AtomicUsize::new(0));
+        let (s2, c2, b2) = (seen.clone(), conns.clone(), broken.clone());
         rt().spawn(async move {
             let served = Arc::new(AtomicUsize::new(0));
             loop {
@@ -254,7 +261,10 @@ impl Upstream {
                 };
                 let conn = c2.fetch_add(1, Ordering::SeqCst);
                 let (seen, handler, served) = (s2.clone(), handler.clone(), served.clone());
-                tokio::spawn(serve_upstream_conn(stream, conn, seen, handler, served));
+                let broken = b2.clone();
+                tokio::spawn(serve_upstream_conn(
+                    stream, conn, seen, handler, served, broken, limit,
+                ));
             }
         });
         Upstream {
@@ -262,6 +272,7 @@ impl Upstream {
             name: name.to_string(),
             seen,
             conns,
+            broken,
         }
     }
 
@@ -273,6 +284,11 @@ impl Upstream {
     /// Requests received so far.
     pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
+    }
+
+    /// Requests whose body broke off before its end (not in [`Upstream::seen`]).
+    pub fn broken(&self) -> usize {
+        self.broken.load(Ordering::SeqCst)
     }
 
     /// Connections accepted so far.
@@ -310,6 +326,8 @@ async fn serve_upstream_conn(
     seen: Arc<Mutex<Vec<Seen>>>,
     handler: Handler,
     served: Arc<AtomicUsize>,
+    broken: Arc<AtomicUsize>,
+    h2_limit: Option<u32>,
 ) {
     // h2c prior knowledge starts with "PRI "; anything else is HTTP/1.
     let mut first = [0u8; 4];
@@ -324,12 +342,17 @@ async fn serve_upstream_conn(
     };
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
         let (seen, handler, served) = (seen.clone(), handler.clone(), served.clone());
+        let broken = broken.clone();
         async move {
             let (parts, body) = req.into_parts();
-            let (body, trailers) = match body.collect().await {
-                Ok(c) => c.to_bytes_and_trailers(),
-                Err(_) => (Bytes::new(), None),
+            // A request whose body broke off never counts as received.
+            let Ok(collected) = body.collect().await else {
+                broken.fetch_add(1, Ordering::SeqCst);
+                let mut resp = Response::new(Frames::new(Bytes::new(), None));
+                *resp.status_mut() = hyper::StatusCode::BAD_REQUEST;
+                return Ok(resp);
             };
+            let (body, trailers) = collected.to_bytes_and_trailers();
             let s = Seen {
                 method: parts.method.to_string(),
                 uri: parts.uri.clone(),
@@ -345,8 +368,17 @@ async fn serve_upstream_conn(
             if !reply.delay.is_zero() {
                 tokio::time::sleep(reply.delay).await;
             }
-            let mut resp = Response::new(Frames::new(reply.body, reply.trailers));
+            // HEAD: the length of the body a GET would get, and no body (hyper's HTTP/2
+            // server would send it).
+            let head = s.method == "HEAD";
+            let len = reply.body.len();
+            let body = if head { Bytes::new() } else { reply.body };
+            let mut resp = Response::new(Frames::new(body, reply.trailers));
             *resp.status_mut() = hyper::StatusCode::from_u16(reply.status).unwrap();
+            if head {
+                resp.headers_mut()
+                    .insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(len));
+            }
             for (k, v) in &reply.headers {
                 resp.headers_mut().append(
                     HeaderName::from_bytes(k.as_bytes()).unwrap(),
@@ -358,9 +390,11 @@ async fn serve_upstream_conn(
     });
     let io = TokioIo::new(stream);
     if h2 {
-        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(io, svc)
-            .await;
+        let mut b = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+        if let Some(n) = h2_limit {
+            b.max_concurrent_streams(n);
+        }
+        let _ = b.serve_connection(io, svc).await;
     } else {
         let _ = hyper::server::conn::http1::Builder::new()
             .serve_connection(io, svc)
@@ -1050,5 +1084,143 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Content-Length` added when `body` is not
+/// empty); the response.
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut c = Raw::connect(addr);
+    let mut req = format!("{method} {path} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str("Host: test.local\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    c.send(&bytes);
+    c.response_to(method == "HEAD")
+        .unwrap_or_else(|| panic!("no response to {method} {path}"))
+}
+
+/// [`request`] GET with headers.
+pub fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp {
+    request(addr, "GET", path, headers, b"")
+}
+
+/// A raw HTTP/1 upstream that records the exact bytes of every complete request it reads
+/// (head and body, framed by `Content-Length` or chunked) and answers each with
+/// `200 ok`. Requests that break off are kept apart, in [`Capture::partial`].
+#[derive(Clone, Default)]
+pub struct Capture {
+    /// Complete requests, raw.
+    pub requests: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Requests that broke off (head, and what of the body came).
+    pub partial: Arc<Mutex<Vec<Vec<u8>>>>,
+    /// Connections accepted.
+    pub conns: Arc<AtomicUsize>,
+}
+
+impl Capture {
+    /// Starts it on 127.0.0.1:0.
+    pub fn start() -> (SocketAddr, Capture) {
+        let cap = Capture::default();
+        let c2 = cap.clone();
+        let addr = raw_upstream(move |s| {
+            c2.conns.fetch_add(1, Ordering::SeqCst);
+            c2.serve(s)
+        });
+        (addr, cap)
+    }
+
+    fn serve(&self, s: std::net::TcpStream) {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut r = Raw { s, buf: Vec::new() };
+        loop {
+            let mut raw = Vec::new();
+            let complete = (|| {
+                loop {
+                    let l = r.line()?;
+                    raw.extend_from_slice(l.as_bytes());
+                    raw.extend_from_slice(b"\r\n");
+                    if l.is_empty() {
+                        break;
+                    }
+                }
+                let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+                let field = |name: &str| {
+                    head.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                        .map(|v| v.trim().to_string())
+                };
+                if field("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+                    loop {
+                        let size_line = r.line()?;
+                        raw.extend_from_slice(size_line.as_bytes());
+                        raw.extend_from_slice(b"\r\n");
+                        let size =
+                            usize::from_str_radix(size_line.split(';').next()?.trim(), 16).ok()?;
+                        if size == 0 {
+                            loop {
+                                let t = r.line()?;
+                                raw.extend_from_slice(t.as_bytes());
+                                raw.extend_from_slice(b"\r\n");
+                                if t.is_empty() {
+                                    return Some(());
+                                }
+                            }
+                        }
+                        raw.extend_from_slice(&r.take(size + 2)?);
+                    }
+                } else if let Some(n) = field("content-length") {
+                    raw.extend_from_slice(&r.take(n.parse().ok()?)?);
+                }
+                Some(())
+            })();
+            if complete.is_none() {
+                if !raw.is_empty() {
+                    self.partial.lock().unwrap().push(raw);
+                }
+                return;
+            }
+            self.requests.lock().unwrap().push(raw);
+            if r.s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Complete requests as text.
+    pub fn texts(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .collect()
+    }
+
+    /// Everything received, complete or not, as text.
+    pub fn everything(&self) -> String {
+        let mut all = self.texts().join("");
+        for p in self.partial.lock().unwrap().iter() {
+            all.push_str(&String::from_utf8_lossy(p));
+        }
+        all
     }
 }

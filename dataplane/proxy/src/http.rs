@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::HeaderName;
 use mosn_metrics::Counter;
@@ -32,9 +32,10 @@ use mosn_stream::StreamProtocol;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
-use crate::accesslog::AccessLog;
+use crate::accesslog::{AccessLog, LogRecord};
 use crate::cluster::ClusterManager;
 use crate::filter::{FilterChain, RouteOverrides};
+use crate::flags::ResponseFlags;
 use crate::router::{RouteHit, RouteTable};
 use crate::tcp_proxy::ListenerCtx;
 
@@ -143,6 +144,7 @@ pub async fn serve<T: Transport>(
             }
         },
     };
+    let connection_id = CONNECTION_IDS.fetch_add(1, Ordering::Relaxed);
     let session = Rc::new(session::Session {
         spec: spec.clone(),
         clusters,
@@ -151,12 +153,43 @@ pub async fn serve<T: Transport>(
         peer,
         local,
         original_dst,
-        connection_id: CONNECTION_IDS.fetch_add(1, Ordering::Relaxed),
+        connection_id,
         next_stream: Cell::new(0),
     });
     let io = Rewind::new(seen, io);
+    let started = SystemTime::now();
     if let Err(e) = server::serve(io, proto, &spec.limits, session, drain).await {
         tracing::debug!(listener = %spec.listener, %peer, protocol = proto.name(), error = %e, "downstream connection ended with an error");
+        if let Some(status) = codec_rejection(&e) {
+            // The codec answered a request it could not parse (hyper writes 400 / 431
+            // itself): no handler ran, so count and log it here.
+            spec.stats.total.inc();
+            spec.stats.failed.inc();
+            spec.stats.count_status(status);
+            let mut log = LogRecord::new(started);
+            log.protocol = Some(Arc::from(proto.name()));
+            log.downstream_remote_address = Some(peer);
+            log.downstream_local_address = Some(local);
+            log.connection_id = Some(connection_id);
+            log.response_code = Some(u32::from(status));
+            log.response_flags = ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR;
+            log.duration = started.elapsed().ok();
+            for al in spec.access_logs.iter() {
+                al.log(&log);
+            }
+        }
+    }
+}
+
+/// The status the HTTP/1 codec answered a request it refused with: 431 for a head over the
+/// limits, 400 for anything malformed; `None` when the connection ended otherwise.
+fn codec_rejection(e: &hyper::Error) -> Option<u16> {
+    if e.is_parse_too_large() {
+        Some(431)
+    } else if e.is_parse() {
+        Some(400)
+    } else {
+        None
     }
 }
 

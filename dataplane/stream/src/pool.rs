@@ -84,6 +84,15 @@ impl SendError {
         )
     }
 
+    /// True when the upstream answered with bytes that are not a valid response (its
+    /// protocol error, as opposed to a reset or a close).
+    pub fn is_protocol_error(&self) -> bool {
+        match self {
+            SendError::Request { source, .. } | SendError::Handshake(source) => source.is_parse(),
+            _ => false,
+        }
+    }
+
     /// True when the request may be sent again without risking a duplicate.
     pub fn is_safe_to_retry(&self) -> bool {
         match self {
@@ -324,6 +333,11 @@ where
         let io = self.connect(addr, settings, obs).await?;
         let (sender, conn) = http2::Builder::new(LocalExec)
             .timer(TokioTimer::new())
+            // Until the peer's SETTINGS arrive, open one stream only: a burst of requests
+            // on a fresh connection must not exceed a SETTINGS_MAX_CONCURRENT_STREAMS we
+            // have not seen yet (the excess would be refused). The peer's first SETTINGS
+            // replace this (unlimited when it names no limit), and waiting streams go out.
+            .initial_max_send_streams(1)
             .initial_stream_window_size(1 << 20)
             .initial_connection_window_size(4 << 20)
             .handshake(TokioIo::new(io))

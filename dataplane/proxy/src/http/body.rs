@@ -24,6 +24,9 @@ pub struct RequestBodyState {
     pub received: Cell<u64>,
     /// Set when the body went over the limit (the handler answers 413).
     pub too_large: Cell<bool>,
+    /// Set when reading the body from downstream failed (broken chunk framing, the client
+    /// went away): the downstream is to blame, not the upstream the body was going to.
+    pub failed: Cell<bool>,
     /// Installed once the route is known, when a filter inspects bodies.
     pub hook: RefCell<Option<BodyHook>>,
     /// The reply a body hook stopped the request with.
@@ -35,6 +38,7 @@ impl std::fmt::Debug for RequestBodyState {
         f.debug_struct("RequestBodyState")
             .field("received", &self.received.get())
             .field("too_large", &self.too_large.get())
+            .field("failed", &self.failed.get())
             .field("hook", &self.hook.borrow().is_some())
             .finish()
     }
@@ -80,6 +84,9 @@ impl http_body::Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let r = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &r {
+            this.state.failed.set(true);
+        }
         if let Poll::Ready(Some(Ok(f))) = &r {
             if let Some(d) = f.data_ref() {
                 let n = this.state.received.get() + d.len() as u64;
@@ -207,6 +214,31 @@ mod tests {
         let b = RequestBody::new(Body::full(vec![0u8; 30]), st.clone(), Some(20));
         assert!(b.collect().await.is_err());
         assert!(st.too_large.get());
+    }
+
+    #[tokio::test]
+    async fn request_body_marks_a_downstream_read_error() {
+        struct Broken;
+        impl http_body::Body for Broken {
+            type Data = Bytes;
+            type Error = BoxError;
+            fn poll_frame(
+                self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+                Poll::Ready(Some(Err("invalid chunk size line".into())))
+            }
+        }
+        let st = Rc::new(RequestBodyState::default());
+        let b = RequestBody::new(Body::new(Broken), st.clone(), Some(20));
+        assert!(b.collect().await.is_err());
+        assert!(st.failed.get(), "the downstream is to blame");
+        assert!(!st.too_large.get());
+        // The limit's own error is not a read error.
+        let st = Rc::new(RequestBodyState::default());
+        let b = RequestBody::new(Body::full(vec![0u8; 30]), st.clone(), Some(20));
+        assert!(b.collect().await.is_err());
+        assert!(!st.failed.get());
     }
 
     #[tokio::test]

@@ -518,6 +518,11 @@ where
                         last = Some(local_reply(status, "", ResponseFlags::NONE));
                         continue;
                     }
+                    if retry_status && !retries_left {
+                        // The last try's retriable answer goes downstream as it is; the log
+                        // says the retries ran out (Envoy's URX on an upstream 5xx).
+                        r.flag(ResponseFlags::RETRY_LIMIT_EXCEEDED);
+                    }
                     r.log.response_received_duration = Some(r.started.elapsed());
                     if let Some(down) = on_upgrade {
                         if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -528,23 +533,27 @@ where
                     return Ok(self.respond(resp, &hit, head, up_proto, r));
                 }
                 Ok(Err(e)) => {
-                    if let Some(reply) = r.body_state.rejected.take() {
-                        return Err(Failure::Reply(reply));
-                    }
-                    if r.body_state.too_large.get() {
-                        return Err(Failure::Reply(local_reply(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "request body too large\n",
-                            ResponseFlags::PAYLOAD_TOO_LARGE,
-                        )));
+                    // The request body stopped on our side (limit, filter, or a downstream
+                    // read error such as broken chunk framing): not the upstream's fault.
+                    let st = &r.body_state;
+                    if st.too_large.get() || st.failed.get() || st.rejected.borrow().is_some() {
+                        return Err(Failure::Reply(self.body_failure(r)));
                     }
                     tracing::debug!(listener = %self.spec.listener, upstream = %addr, attempt, error = %e, "upstream request failed");
                     cluster.stats.requests.failed.inc();
-                    last = Some(local_reply(
-                        StatusCode::BAD_GATEWAY,
-                        "upstream reset\n",
-                        ResponseFlags::UPSTREAM_TERMINATION,
-                    ));
+                    last = Some(if e.is_protocol_error() {
+                        local_reply(
+                            StatusCode::BAD_GATEWAY,
+                            "upstream protocol error\n",
+                            ResponseFlags::UPSTREAM_PROTOCOL_ERROR,
+                        )
+                    } else {
+                        local_reply(
+                            StatusCode::BAD_GATEWAY,
+                            "upstream reset\n",
+                            ResponseFlags::UPSTREAM_TERMINATION,
+                        )
+                    });
                     if retries_left && replayable.is_some() {
                         continue;
                     }
