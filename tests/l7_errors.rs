@@ -606,7 +606,8 @@ fn broken_upstream_responses() {
     assert!(c.closed_within(Duration::from_secs(5)));
     m.log_for("/truncated").expect(200, &["UC"]);
 
-    // (The gap lets mosn see the close; a close racing with reuse is a 502 by design.)
+    // (The gap lets mosn see the close. A close racing with reuse is sent again on a fresh
+    // connection when the request had not left, else it is a 502 without a retry policy.)
     for i in 0..2 {
         let r = get(m.l7(), &format!("/one-shot/{i}"), &[]);
         assert_eq!((r.status, r.text().as_str()), (200, "once"), "request {i}");

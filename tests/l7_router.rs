@@ -450,3 +450,54 @@ fn legacy_connection_manager_router_and_proxy_upstream_protocol() {
     assert_eq!(s.uri.authority().map(|a| a.as_str()), Some("old.example"));
     assert_eq!(get(m.l7(), "/other", &[]).status, 404);
 }
+
+#[test]
+fn metadata_match_picks_the_host_subset() {
+    let (v1, v2a, v2b) = (
+        Upstream::echo("v1"),
+        Upstream::echo("v2a"),
+        Upstream::echo("v2b"),
+    );
+    let host = |u: &Upstream, version: &str| {
+        json!({"address": u.addr.to_string(),
+               "metadata": {"filter_metadata": {"mosn.lb": {"version": version}}}})
+    };
+    let subset = |policy: u8| {
+        json!({"name": format!("svc{policy}"), "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+               "lb_subset_config": {"fall_back_policy": policy,
+                                     "default_subset": {"version": "v1"},
+                                     "subset_selectors": [["version"]]},
+               "hosts": [host(&v1, "v1"), host(&v2a, "v2"), host(&v2b, "v2")]})
+    };
+    let meta = |v: &str| json!({"filter_metadata": {"mosn.lb": {"version": v}}});
+    let router = router(
+        "r",
+        json!([
+            {"match": {"prefix": "/v2"}, "route": {"cluster_name": "svc0", "metadata_match": meta("v2")}},
+            {"match": {"prefix": "/none"}, "route": {"cluster_name": "svc0", "metadata_match": meta("v9")}},
+            {"match": {"prefix": "/default"}, "route": {"cluster_name": "svc2", "metadata_match": meta("v9")}},
+            {"match": {"prefix": "/weighted"}, "route": {"weighted_clusters": [
+                {"cluster": {"name": "svc0", "weight": 100, "metadata_match": meta("v1")}}]}}
+        ]),
+    );
+    let m = Mosn::start(&one_router_config(router, vec![subset(0), subset(2)]));
+    for _ in 0..6 {
+        assert_eq!(get(m.l7(), "/v2", &[]).status, 200);
+    }
+    assert_eq!(v1.count(), 0, "v1 is outside the v2 subset");
+    assert_eq!(
+        (v2a.count(), v2b.count()),
+        (3, 3),
+        "round robin within the subset"
+    );
+    // NO_FALLBACK: nothing matches v9 -> no healthy upstream.
+    let r = get(m.l7(), "/none", &[]);
+    assert_eq!(r.status, 503);
+    m.log_for("/none").expect(503, &["UH"]);
+    // DEFAULT_SUBSET: v9 falls back to version v1.
+    assert_eq!(get(m.l7(), "/default", &[]).status, 200);
+    assert_eq!(v1.count(), 1);
+    // A weighted cluster entry's own metadata_match.
+    assert_eq!(get(m.l7(), "/weighted", &[]).status, 200);
+    assert_eq!(v1.count(), 2);
+}

@@ -62,6 +62,30 @@ pub struct ClusterSpec {
     pub max_request_per_conn: u32,
     /// Bytes buffered towards one upstream connection at most.
     pub conn_buffer_limit_bytes: u32,
+    /// Subset load balancing (`lb_subset_config`).
+    pub subset: SubsetSpec,
+}
+
+/// What a request whose `metadata_match` no host satisfies gets (MOSN `fall_back_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubsetFallback {
+    /// No host: the request fails with "no healthy upstream" (MOSN's 0).
+    NoFallback,
+    /// Any host of the cluster (MOSN's 1; also what a cluster without `lb_subset_config`
+    /// does).
+    #[default]
+    AnyEndpoint,
+    /// The hosts matching `default_subset` (MOSN's 2).
+    DefaultSubset,
+}
+
+/// Subset load-balancing settings of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SubsetSpec {
+    /// What to do when no host matches.
+    pub fallback: SubsetFallback,
+    /// The subset for [`SubsetFallback::DefaultSubset`].
+    pub default_subset: BTreeMap<String, String>,
 }
 
 /// Errors building or updating a cluster.
@@ -178,6 +202,8 @@ pub struct Cluster {
     spec: Arc<ClusterSpec>,
     hosts: Arc<[Arc<Host>]>,
     lb: Box<dyn LoadBalancer>,
+    /// Round-robin position for subset choices.
+    subset_next: AtomicU64,
     /// Counters.
     pub stats: Arc<ClusterStats>,
 }
@@ -195,13 +221,57 @@ impl Cluster {
     pub fn hosts(&self) -> &[Arc<Host>] {
         &self.hosts
     }
-    /// Picks a host.
+    /// Picks a host. With a `metadata_match` the choice is made among the healthy hosts
+    /// whose metadata contains every pair (round robin, `avoid` honoured), falling back as the
+    /// cluster's [`SubsetSpec`] says when none does.
     pub fn choose(&self, ctx: &LbContext<'_>) -> Option<Arc<Host>> {
-        let h = self.lb.choose(ctx);
+        let h = match ctx.metadata_match.filter(|m| !m.is_empty()) {
+            None => self.lb.choose(ctx),
+            Some(m) => self
+                .choose_subset(m, ctx)
+                .or_else(|| match self.spec.subset.fallback {
+                    SubsetFallback::NoFallback => None,
+                    SubsetFallback::AnyEndpoint => self.lb.choose(ctx),
+                    SubsetFallback::DefaultSubset => {
+                        let d = &self.spec.subset.default_subset;
+                        if d.is_empty() {
+                            self.lb.choose(ctx)
+                        } else {
+                            self.choose_subset(d, ctx)
+                        }
+                    }
+                }),
+        };
         if h.is_none() {
             self.stats.no_healthy_host.inc();
         }
         h
+    }
+
+    fn choose_subset(
+        &self,
+        m: &BTreeMap<String, String>,
+        ctx: &LbContext<'_>,
+    ) -> Option<Arc<Host>> {
+        let matches = |h: &&Arc<Host>| {
+            h.is_healthy() && m.iter().all(|(k, v)| h.metadata().get(k) == Some(v))
+        };
+        let subset: Vec<&Arc<Host>> = self.hosts.iter().filter(matches).collect();
+        if subset.is_empty() {
+            return None;
+        }
+        let preferred: Vec<&Arc<Host>> = subset
+            .iter()
+            .copied()
+            .filter(|h| !ctx.avoid.contains(&h.address()))
+            .collect();
+        let pool = if preferred.is_empty() {
+            &subset
+        } else {
+            &preferred
+        };
+        let i = self.subset_next.fetch_add(1, Ordering::Relaxed) as usize % pool.len();
+        Some(pool[i].clone())
     }
     /// Connect timeout.
     pub fn connect_timeout(&self) -> Duration {
@@ -341,6 +411,7 @@ impl ClusterManager {
             .seed
             .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
         let cluster = Arc::new(Cluster {
+            subset_next: AtomicU64::new(0),
             lb: new_lb(spec.lb, hosts.clone(), seed),
             spec,
             hosts,
@@ -452,7 +523,68 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             max_request_per_conn: 1024,
             conn_buffer_limit_bytes: 16384,
+            subset: SubsetSpec::default(),
         }
+    }
+
+    #[test]
+    fn metadata_match_chooses_within_the_subset_and_falls_back_as_configured() {
+        let reg = Registry::new();
+        let cm = ClusterManager::new(reg);
+        let mut s = spec(
+            "sub",
+            ClusterKind::Simple,
+            &[("127.0.0.1:1", 1), ("127.0.0.1:2", 1), ("127.0.0.1:3", 1)],
+        );
+        for (h, v) in s.hosts.iter_mut().zip(["v1", "v2", "v2"]) {
+            h.metadata.insert("version".into(), v.into());
+        }
+        cm.add_or_update(s.clone()).unwrap();
+        let c = cm.get("sub").unwrap();
+        let v2: BTreeMap<String, String> = [("version".to_string(), "v2".to_string())].into();
+        let ctx = LbContext {
+            metadata_match: Some(&v2),
+            ..LbContext::default()
+        };
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..20 {
+            let h = c.choose(&ctx).unwrap();
+            assert_eq!(h.metadata()["version"], "v2");
+            seen.insert(h.address().port());
+        }
+        assert_eq!(seen, [2, 3].into(), "round robin over the whole subset");
+        // `avoid` is honoured within the subset.
+        let avoid = ["127.0.0.1:2".parse().unwrap()];
+        let ctx2 = LbContext {
+            metadata_match: Some(&v2),
+            avoid: &avoid,
+            ..LbContext::default()
+        };
+        assert_eq!(c.choose(&ctx2).unwrap().address().port(), 3);
+
+        // No host matches: any endpoint by default, none with NO_FALLBACK, the default subset
+        // with DEFAULT_SUBSET.
+        let v9: BTreeMap<String, String> = [("version".to_string(), "v9".to_string())].into();
+        let ctx9 = LbContext {
+            metadata_match: Some(&v9),
+            ..LbContext::default()
+        };
+        assert!(c.choose(&ctx9).is_some());
+        s.subset.fallback = SubsetFallback::NoFallback;
+        cm.add_or_update(s.clone()).unwrap();
+        assert!(cm.get("sub").unwrap().choose(&ctx9).is_none());
+        s.subset.fallback = SubsetFallback::DefaultSubset;
+        s.subset.default_subset = [("version".to_string(), "v1".to_string())].into();
+        cm.add_or_update(s).unwrap();
+        assert_eq!(
+            cm.get("sub")
+                .unwrap()
+                .choose(&ctx9)
+                .unwrap()
+                .address()
+                .port(),
+            1
+        );
     }
 
     #[test]

@@ -129,6 +129,9 @@ pub struct LbContext<'a> {
     /// Hosts to avoid, typically those a connect retry already failed on. Best effort: when
     /// every healthy host is listed, one of them is chosen anyway.
     pub avoid: &'a [SocketAddr],
+    /// The route's `metadata_match` (subset load balancing); handled by the cluster, not by
+    /// the balancers.
+    pub metadata_match: Option<&'a BTreeMap<String, String>>,
 }
 
 impl<'a> LbContext<'a> {

@@ -168,6 +168,7 @@ pub async fn serve<T: Transport>(
             original_dst,
             hash_key: None,
             avoid: &tried,
+            metadata_match: None,
         };
         let Some(host) = cluster.choose(&ctx) else {
             tracing::warn!(listener = %listener.name, cluster = cluster.name(), "tcp_proxy: no healthy upstream host");

@@ -9,7 +9,7 @@ use mosn_config as cfg;
 use mosn_ebpf::{CaptureSpec, Destination, Mode, OnFailure};
 use mosn_net::ListenSpec;
 use mosn_proxy::accesslog::AccessLogFormat;
-use mosn_proxy::cluster::{ClusterKind, ClusterSpec, HostSource};
+use mosn_proxy::cluster::{ClusterKind, ClusterSpec, HostSource, SubsetFallback, SubsetSpec};
 use mosn_proxy::filter::{FilterChain, FilterRegistry};
 use mosn_proxy::lb::LbType;
 use mosn_proxy::router::RouterSet;
@@ -476,5 +476,17 @@ fn cluster_spec(c: &cfg::Cluster) -> ClusterSpec {
         connect_timeout: c.connect_timeout,
         max_request_per_conn: c.max_request_per_conn,
         conn_buffer_limit_bytes: c.conn_buffer_limit_bytes,
+        subset: match &c.lb_subset_config {
+            // No lb_subset_config: a route's metadata_match still prefers matching hosts.
+            None => SubsetSpec::default(),
+            Some(s) => SubsetSpec {
+                fallback: match s.fall_back_policy {
+                    1 => SubsetFallback::AnyEndpoint,
+                    2 => SubsetFallback::DefaultSubset,
+                    _ => SubsetFallback::NoFallback,
+                },
+                default_subset: s.default_subset.clone(),
+            },
+        },
     }
 }

@@ -79,6 +79,7 @@ async fn run_proxy_over<T: WorkerTransport>(t: T, ip: &str) -> (i128, i128) {
             }],
             connect_timeout: std::time::Duration::from_secs(3),
             max_request_per_conn: 1024,
+            subset: Default::default(),
             conn_buffer_limit_bytes: 16 * 1024,
         })
         .unwrap();

@@ -220,26 +220,15 @@ where
             StreamProtocol::Http1 => {
                 let idle = match self.checkout_h1(addr).await {
                     Some(c) => c,
-                    None => {
-                        let io = self.connect(addr, settings, &obs).await?;
-                        let (sender, conn) = http1::Builder::new()
-                            .handshake(TokioIo::new(io))
-                            .await
-                            .map_err(SendError::Handshake)?;
-                        tokio::task::spawn_local(async move {
-                            if let Err(e) = conn.with_upgrades().await {
-                                tracing::debug!(%addr, error = %e, "upstream HTTP/1 connection ended");
-                            }
-                            obs.on_closed();
-                        });
-                        H1Idle { sender, used: 0 }
-                    }
+                    None => self.connect_h1(addr, settings, &obs).await?,
                 };
                 Ok(Upstream(Up::H1 {
                     pools: self.clone(),
                     addr,
                     idle,
                     max,
+                    settings: *settings,
+                    obs,
                 }))
             }
             StreamProtocol::Http2 => Ok(Upstream(Up::H2(
@@ -247,6 +236,27 @@ where
                     .await?,
             ))),
         }
+    }
+
+    async fn connect_h1(
+        &self,
+        addr: SocketAddr,
+        settings: &UpstreamSettings,
+        obs: &Rc<dyn ConnObserver>,
+    ) -> Result<H1Idle, SendError> {
+        let io = self.connect(addr, settings, obs).await?;
+        let (sender, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(SendError::Handshake)?;
+        let obs = obs.clone();
+        tokio::task::spawn_local(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(%addr, error = %e, "upstream HTTP/1 connection ended");
+            }
+            obs.on_closed();
+        });
+        Ok(H1Idle { sender, used: 0 })
     }
 
     async fn checkout_h1(&self, addr: SocketAddr) -> Option<H1Idle> {
@@ -366,6 +376,8 @@ enum Up<T: Transport> {
         addr: SocketAddr,
         idle: H1Idle,
         max: u32,
+        settings: UpstreamSettings,
+        obs: Rc<dyn ConnObserver>,
     },
     H2(Rc<H2Conn>),
 }
@@ -413,10 +425,24 @@ where
                 addr,
                 idle,
                 max,
+                settings,
+                obs,
             } => {
                 let H1Idle { mut sender, used } = idle;
-                let used = used + 1;
-                let resp = sender.send_request(req).await.map_err(fail)?;
+                let (sender, used, resp) = match sender.try_send_request(req).await {
+                    Ok(resp) => (sender, used + 1, resp),
+                    Err(mut e) => match e.take_message() {
+                        // A pooled connection the upstream closed while it sat idle: the
+                        // request never left, so it goes once more on a fresh connection.
+                        Some(req) if used > 0 => {
+                            tracing::debug!(%addr, "pooled connection was closed by the upstream; reconnecting");
+                            let mut sender = pools.connect_h1(addr, &settings, &obs).await?.sender;
+                            let resp = sender.send_request(req).await.map_err(fail)?;
+                            (sender, 1, resp)
+                        }
+                        _ => return Err(fail(e.into_error())),
+                    },
+                };
                 if upgrade || used >= max {
                     // Not reusable: the connection closes once `sender` and the response are
                     // gone.

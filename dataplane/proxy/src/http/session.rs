@@ -338,6 +338,14 @@ where
             )));
         };
         r.log.upstream_cluster = Some(Arc::from(cluster.name()));
+        // The weighted entry's metadata_match, over the route's (MOSN merges them so).
+        let mut metadata_match = forward.metadata_match().clone();
+        metadata_match.extend(
+            picked
+                .metadata_match
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
 
         // === upstream protocol: proxy filter, route, transcoder, else the downstream's ===
         let up_proto = self
@@ -368,12 +376,11 @@ where
             };
             let mut parts = copy_head(head);
             hit.route().rewrite_request(&mut parts, None);
-            let proto = self.spec.upstream.unwrap_or(self.proto);
-            if convert::request_for_upstream(&mut parts, proto, false).is_ok() {
+            if convert::request_for_upstream(&mut parts, up_proto, false).is_ok() {
                 tokio::task::spawn_local(mirror(
                     self.pools.clone(),
                     m,
-                    proto,
+                    up_proto,
                     Request::from_parts(parts, body),
                 ));
             }
@@ -409,6 +416,7 @@ where
                 original_dst: self.original_dst,
                 hash_key: None,
                 avoid: &tried,
+                metadata_match: Some(&metadata_match),
             };
             let Some(host) = cluster.choose(&ctx) else {
                 return Err(Failure::Reply(local_reply(

@@ -203,7 +203,10 @@ mod tests {
     use super::*;
 
     fn is_prime(n: u64) -> bool {
-        n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
+        n >= 2
+            && (2..)
+                .take_while(|d| d * d <= n)
+                .all(|d| !n.is_multiple_of(d))
     }
 
     fn hosts(n: usize) -> Vec<Arc<Host>> {
