@@ -64,6 +64,7 @@ fn bench_group(c: &mut Criterion, group_name: &str, unhealthy: bool) {
                         original_dst: Some(dst),
                         hash_key: Some(&keys[i]),
                         avoid: &[],
+                        metadata_match: None,
                     };
                     black_box(lb.choose(black_box(&ctx)))
                 })
