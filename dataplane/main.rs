@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 use clap::{Parser, Subcommand};
 use mosn_server::{logging, plan, BuildInfo, Server, Signal};
 
+/// mimalloc: per-thread free lists suit one event loop per core, and cut the allocator's share
+/// of a proxied request (glibc malloc was ~5% of CPU per HTTP request in `perf`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BUILD: BuildInfo = BuildInfo {
     version: env!("CARGO_PKG_VERSION"),
     commit: env!("MOSN_GIT_COMMIT"),

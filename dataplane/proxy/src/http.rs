@@ -154,6 +154,7 @@ pub async fn serve<T: Transport>(
         local,
         original_dst,
         connection_id,
+        proto_name: Arc::from(proto.name()),
         next_stream: Cell::new(0),
     });
     let io = Rewind::new(seen, io);

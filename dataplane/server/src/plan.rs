@@ -188,23 +188,32 @@ fn listener_plan(
             ),
         });
     }
-    let mut chosen: Option<(usize, usize, &cfg::NetworkFilter)> = None;
+    // The one terminal filter this build runs: tcp_proxy or proxy.
+    enum Serving<'a> {
+        Tcp(&'a cfg::TcpProxy),
+        Http(&'a cfg::ProxyFilter),
+    }
+    let mut chosen: Option<(usize, usize, &cfg::NetworkFilter, Serving<'_>)> = None;
     let mut others = Vec::new();
     for (ci, chain) in l.filter_chains.iter().enumerate() {
         for (fi, f) in chain.filters.iter().enumerate() {
-            match f {
-                cfg::NetworkFilter::TcpProxy(_) | cfg::NetworkFilter::Proxy(_) => {
-                    if let Some((_, _, prev)) = chosen {
-                        others.push(format!("{} after {}", filter_name(f), filter_name(prev)));
-                    } else {
-                        chosen = Some((ci, fi, f));
-                    }
+            let serving = match f {
+                cfg::NetworkFilter::TcpProxy(t) => Serving::Tcp(t),
+                cfg::NetworkFilter::Proxy(p) => Serving::Http(p),
+                cfg::NetworkFilter::Other { kind, .. } => {
+                    others.push(kind.clone());
+                    continue;
                 }
-                cfg::NetworkFilter::Other { kind, .. } => others.push(kind.clone()),
+            };
+            match &chosen {
+                Some((_, _, prev, _)) => {
+                    others.push(format!("{} after {}", filter_name(f), filter_name(prev)))
+                }
+                None => chosen = Some((ci, fi, f, serving)),
             }
         }
     }
-    let Some((ci, fi, f)) = chosen else {
+    let Some((ci, fi, f, serving)) = chosen else {
         return Err(Unsupported {
             path: format!("{path}.filter_chains"),
             reason: if others.is_empty() {
@@ -228,12 +237,9 @@ fn listener_plan(
         });
     }
     let fpath = format!("{path}.filter_chains[{ci}].filters[{fi}].config");
-    let filter = match f {
-        cfg::NetworkFilter::TcpProxy(t) => FilterPlan::TcpProxy(tcp_proxy_spec(t)),
-        cfg::NetworkFilter::Proxy(p) => {
-            FilterPlan::Http(Box::new(http_plan(l, p, path, &fpath, ctx)?))
-        }
-        cfg::NetworkFilter::Other { .. } => unreachable!("not chosen above"),
+    let filter = match serving {
+        Serving::Tcp(t) => FilterPlan::TcpProxy(tcp_proxy_spec(t)),
+        Serving::Http(p) => FilterPlan::Http(Box::new(http_plan(l, p, path, &fpath, ctx)?)),
     };
     if l.filter_chains
         .iter()

@@ -265,10 +265,11 @@ where
             if c.sender.is_closed() {
                 continue;
             }
-            // Ready almost at once when the previous response was read to the end.
-            match tokio::time::timeout(Duration::from_secs(1), c.sender.ready()).await {
-                Ok(Ok(())) => return Some(c),
-                _ => continue,
+            // Ready as soon as the connection task has seen the end of the previous response
+            // (the caller's per-try deadline bounds the wait; no timer of our own here).
+            match c.sender.ready().await {
+                Ok(()) => return Some(c),
+                Err(_) => continue,
             }
         }
     }

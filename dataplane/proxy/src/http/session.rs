@@ -46,6 +46,8 @@ pub struct Session<T: Transport> {
     pub(super) local: SocketAddr,
     pub(super) original_dst: Option<SocketAddr>,
     pub(super) connection_id: u64,
+    /// `proto`'s name, shared by every request's log record.
+    pub(super) proto_name: Arc<str>,
     pub(super) next_stream: Cell<u64>,
 }
 
@@ -54,6 +56,8 @@ struct Req {
     started: Instant,
     log: LogRecord,
     body_state: Rc<RequestBodyState>,
+    /// The listener has access logs: fill the record's names and headers.
+    logging: bool,
 }
 
 impl Req {
@@ -109,11 +113,6 @@ struct Stage<'a> {
     host: Option<SocketAddr>,
 }
 
-/// How the forward step ended without an upstream response.
-enum Failure {
-    Reply(LocalReply),
-}
-
 impl<T: Transport> mosn_stream::server::Handler for Session<T>
 where
     T::Conn: Send,
@@ -130,19 +129,23 @@ where
             started: Instant::now(),
             log: LogRecord::new(SystemTime::now()),
             body_state: Rc::new(RequestBodyState::default()),
+            logging: !spec.access_logs.is_empty(),
         };
-        r.log.protocol = Some(Arc::from(self.proto.name()));
         r.log.downstream_remote_address = Some(self.peer);
         r.log.downstream_local_address = Some(self.local);
         r.log.connection_id = Some(self.connection_id);
         r.log.stream_id = Some(stream_id);
-        r.log.method = Some(head.method.clone());
-        r.log.path = Some(head.uri.path().to_owned());
-        r.log.query = head.uri.query().map(str::to_owned);
-        r.log.authority = convert::authority(&head.uri, &head.headers);
-        for name in spec.log_request_headers.iter() {
-            for v in head.headers.get_all(name) {
-                r.log.request_headers.append(name.clone(), v.clone());
+        if r.logging {
+            // Only what an access log prints needs copying out of the request.
+            r.log.protocol = Some(self.proto_name.clone());
+            r.log.method = Some(head.method.clone());
+            r.log.path = Some(head.uri.path().to_owned());
+            r.log.query = head.uri.query().map(str::to_owned);
+            r.log.authority = convert::authority(&head.uri, &head.headers);
+            for name in spec.log_request_headers.iter() {
+                for v in head.headers.get_all(name) {
+                    r.log.request_headers.append(name.clone(), v.clone());
+                }
             }
         }
         let body = Body::new(RequestBody::new(
@@ -153,7 +156,7 @@ where
 
         let resp = match self.process(&mut head, body, &mut r).await {
             Ok(resp) => resp,
-            Err(Failure::Reply(reply)) => {
+            Err(reply) => {
                 r.flag(reply.flags);
                 into_response(reply)
             }
@@ -173,7 +176,7 @@ where
         r: &mut Req,
         upstream_protocol: &mut Option<String>,
         at: Stage<'_>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), LocalReply> {
         let Stage {
             route,
             cluster,
@@ -202,12 +205,12 @@ where
             };
             match v.verdict {
                 Verdict::Continue => return Ok(()),
-                Verdict::Reply(reply) => return Err(Failure::Reply(reply)),
+                Verdict::Reply(reply) => return Err(reply),
                 Verdict::Delay { delay, then } => {
                     r.flag(ResponseFlags::DELAY_INJECTED);
                     tokio::time::sleep(delay).await;
                     if let Some(reply) = then {
-                        return Err(Failure::Reply(reply));
+                        return Err(reply);
                     }
                     from = v.resume_from;
                 }
@@ -220,7 +223,7 @@ where
         head: &mut http::request::Parts,
         body: Body,
         r: &mut Req,
-    ) -> Result<Response<Body>, Failure> {
+    ) -> Result<Response<Body>, LocalReply> {
         let mut upstream_protocol: Option<String> = None;
         self.run_filters(
             Phase::BeforeRoute,
@@ -233,11 +236,11 @@ where
 
         // === route ===
         let Some(table) = self.spec.router.as_ref() else {
-            return Err(Failure::Reply(local_reply(
+            return Err(local_reply(
                 StatusCode::NOT_FOUND,
                 "no route\n",
                 ResponseFlags::NO_ROUTE,
-            )));
+            ));
         };
         let authority = convert::authority(&head.uri, &head.headers);
         let path = match head.uri.path() {
@@ -254,13 +257,15 @@ where
             scheme: head.uri.scheme_str().unwrap_or("http"),
         });
         let Some(hit) = hit else {
-            return Err(Failure::Reply(local_reply(
+            return Err(local_reply(
                 StatusCode::NOT_FOUND,
                 "no route\n",
                 ResponseFlags::NO_ROUTE,
-            )));
+            ));
         };
-        r.log.route_name = Some(hit.route().name_arc());
+        if r.logging {
+            r.log.route_name = Some(hit.route().name_arc());
+        }
         self.run_filters(
             Phase::AfterRoute,
             head,
@@ -322,22 +327,19 @@ where
         };
 
         // === cluster ===
-        let picked = forward.pick_cluster(&head.headers, rand::random());
-        let Some(picked) = picked else {
-            return Err(Failure::Reply(local_reply(
+        let picked = forward
+            .pick_cluster(&head.headers, rand::random())
+            .and_then(|p| Some((self.clusters.get(&p.name)?, p)));
+        let Some((cluster, picked)) = picked else {
+            return Err(local_reply(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no cluster\n",
                 ResponseFlags::NO_CLUSTER,
-            )));
+            ));
         };
-        let Some(cluster) = self.clusters.get(&picked.name) else {
-            return Err(Failure::Reply(local_reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no cluster\n",
-                ResponseFlags::NO_CLUSTER,
-            )));
-        };
-        r.log.upstream_cluster = Some(Arc::from(cluster.name()));
+        if r.logging {
+            r.log.upstream_cluster = Some(Arc::from(cluster.name()));
+        }
         // The weighted entry's metadata_match, over the route's (MOSN merges them so).
         let mut metadata_match = forward.metadata_match().clone();
         metadata_match.extend(
@@ -348,12 +350,14 @@ where
         );
 
         // === upstream protocol: proxy filter, route, transcoder, else the downstream's ===
-        let up_proto = self
-            .spec
-            .upstream
+        // A matching transcoder rule (set by the filters so far) wins; else the proxy
+        // filter's setting, the route's, and finally the downstream's own protocol.
+        let mut up_proto = upstream_protocol
+            .as_deref()
+            .and_then(super::stream_protocol_by_name)
+            .or(self.spec.upstream)
             .or(forward.upstream_protocol().and_then(super::stream_protocol))
             .unwrap_or(self.proto);
-        let mut up_proto = up_proto;
 
         // === body: buffered when retries may need to replay it ===
         let retry = forward.retry_policy().filter(|p| p.num_retries > 0);
@@ -419,16 +423,18 @@ where
                 metadata_match: Some(&metadata_match),
             };
             let Some(host) = cluster.choose(&ctx) else {
-                return Err(Failure::Reply(local_reply(
+                return Err(local_reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "no healthy upstream\n",
                     ResponseFlags::NO_HEALTHY_UPSTREAM,
-                )));
+                ));
             };
             let addr = host.address();
             tried.push(addr);
             r.log.upstream_host = Some(addr);
-            r.log.upstream_hostname = Some(Arc::from(host.hostname()));
+            if r.logging {
+                r.log.upstream_hostname = Some(Arc::from(host.hostname()));
+            }
             if attempt == 1 {
                 self.run_filters(
                     Phase::AfterChooseHost,
@@ -455,11 +461,11 @@ where
             hit.route()
                 .rewrite_request(&mut parts, Some(host.hostname()));
             if convert::request_for_upstream(&mut parts, up_proto, upgrade).is_err() {
-                return Err(Failure::Reply(local_reply(
+                return Err(local_reply(
                     StatusCode::BAD_REQUEST,
                     "bad request authority\n",
                     ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
-                )));
+                ));
             }
 
             let obs: Rc<dyn ConnObserver> = Rc::new(HostObserver {
@@ -478,8 +484,11 @@ where
             let retries_left = attempt < max_attempts && retry.is_some();
 
             // Connect (or reuse) first: a failure here has not consumed the body.
+            // One timer per attempt bounds both the checkout and the response head.
+            let expiry = tokio::time::sleep_until(per_try.into());
+            tokio::pin!(expiry);
             let checkout = self.pools.checkout(addr, up_proto, &settings, obs);
-            let upstream = match tokio::time::timeout_at(per_try.into(), checkout).await {
+            let upstream = match within(checkout, expiry.as_mut()).await {
                 Ok(Ok(u)) => u,
                 Ok(Err(e)) => {
                     tracing::debug!(listener = %self.spec.listener, upstream = %addr, attempt, error = %e, "upstream connect failed");
@@ -514,7 +523,7 @@ where
             let sent_at = Instant::now();
             r.log.request_received_duration = Some(sent_at - r.started);
             let sent = upstream.send(Request::from_parts(parts, body));
-            match tokio::time::timeout_at(per_try.into(), sent).await {
+            match within(sent, expiry.as_mut()).await {
                 Ok(Ok(mut resp)) => {
                     let status = resp.status();
                     cluster
@@ -545,7 +554,7 @@ where
                     // read error such as broken chunk framing): not the upstream's fault.
                     let st = &r.body_state;
                     if st.too_large.get() || st.failed.get() || st.rejected.borrow().is_some() {
-                        return Err(Failure::Reply(self.body_failure(r)));
+                        return Err(self.body_failure(r));
                     }
                     tracing::debug!(listener = %self.spec.listener, upstream = %addr, attempt, error = %e, "upstream request failed");
                     cluster.stats.requests.failed.inc();
@@ -586,7 +595,7 @@ where
         if max_attempts > 1 {
             reply.flags.insert(ResponseFlags::RETRY_LIMIT_EXCEEDED);
         }
-        Err(Failure::Reply(reply))
+        Err(reply)
     }
 
     fn timed_out(&self, cluster: &Cluster) -> LocalReply {
@@ -620,7 +629,7 @@ where
 
     /// Reads a small body fully so retries can send it again; a large or unbounded body is
     /// streamed once (retries then only cover failures before it was sent).
-    async fn buffer_for_retry(&self, body: Body, r: &Req) -> Result<Replay, Failure> {
+    async fn buffer_for_retry(&self, body: Body, r: &Req) -> Result<Replay, LocalReply> {
         if body.is_end_stream() {
             return Ok(Replay::Buffered(Bytes::new(), None));
         }
@@ -636,7 +645,7 @@ where
                 let trailers = c.trailers().cloned();
                 Ok(Replay::Buffered(c.to_bytes(), trailers))
             }
-            Err(_) => Err(Failure::Reply(self.body_failure(r))),
+            Err(_) => Err(self.body_failure(r)),
         }
     }
 
@@ -692,13 +701,13 @@ where
         obs: Rc<dyn ConnObserver>,
         on_upgrade: Option<hyper::upgrade::OnUpgrade>,
         r: &mut Req,
-    ) -> Result<Response<Body>, Failure> {
+    ) -> Result<Response<Body>, LocalReply> {
         let Some(down) = on_upgrade else {
-            return Err(Failure::Reply(local_reply(
+            return Err(local_reply(
                 StatusCode::BAD_REQUEST,
                 "CONNECT needs HTTP/1.1\n",
                 ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
-            )));
+            ));
         };
         match self.pools.connect_raw(addr, settings, obs).await {
             Ok(conn) => {
@@ -708,11 +717,11 @@ where
             }
             Err(e) => {
                 r.log.upstream_transport_failure_reason = Some(Arc::from(e.to_string()));
-                Err(Failure::Reply(local_reply(
+                Err(local_reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "upstream connect failure\n",
                     ResponseFlags::UPSTREAM_CONNECT_FAILURE,
-                )))
+                ))
             }
         }
     }
@@ -726,7 +735,7 @@ where
     ) -> Response<Body> {
         let status = resp.status();
         r.log.response_code = Some(u32::from(status.as_u16()));
-        for name in self.spec.log_response_headers.iter() {
+        for name in self.spec.log_response_headers.iter().filter(|_| r.logging) {
             for v in resp.headers().get_all(name) {
                 r.log.response_headers.append(name.clone(), v.clone());
             }
@@ -766,6 +775,18 @@ where
             });
         });
         Response::from_parts(parts, Body::new(body))
+    }
+}
+
+/// `fut`'s output, or `Err(())` once `expiry` fires (the same timer may bound several steps).
+async fn within<F: std::future::Future>(
+    fut: F,
+    expiry: std::pin::Pin<&mut tokio::time::Sleep>,
+) -> Result<F::Output, ()> {
+    tokio::select! {
+        biased;
+        out = fut => Ok(out),
+        () = expiry => Err(()),
     }
 }
 
