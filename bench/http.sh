@@ -344,6 +344,14 @@ wait_quiet() {
 fdiv() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN { if (b == 0 || a == "" || b == "" || a == "—" || b == "—" || a == "n/a" || b == "n/a") print "n/a"; else printf f "\n", a / b }'; }
 
 # ---------------------------------------------------------------- build
+# the source measured: the tree as it is when the build starts
+git_rev() {
+    local rev
+    rev="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    if [[ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ]]; then rev="$rev with uncommitted changes"; fi
+    echo "$rev"
+}
+GIT_REV="$(git_rev)"
 if has_path mosn; then
     if ((BUILD)); then
         log "cargo build --release --bin mosn"
@@ -832,8 +840,9 @@ target_line() {
 }
 
 CPU_MODEL="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
-GIT_REV="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [[ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ]]; then GIT_REV="$GIT_REV with uncommitted changes"; fi
+GIT_REV_END="$(git_rev)"
+if [[ "$GIT_REV_END" != "$GIT_REV" ]]; then GIT_REV="$GIT_REV at the build; $GIT_REV_END at the end of the run"; fi
+if has_path mosn && ((!BUILD)); then GIT_REV="$GIT_REV; --no-build: $MOSN_BIN may be built from another tree"; fi
 CMD="bench/http.sh${ARGS_TEXT:+ $ARGS_TEXT}"
 if ((PIN)); then PIN_TEXT="proxy pinned to CPU 0, upstream and clients to CPU 1 (taskset)"; else PIN_TEXT="nothing pinned"; fi
 
