@@ -105,6 +105,8 @@ impl SendError {
 struct H1Idle {
     sender: http1::SendRequest<Body>,
     used: u32,
+    /// Told when this connection closes; also counts a reconnect to the same host.
+    obs: Rc<dyn ConnObserver>,
 }
 
 struct H2Conn {
@@ -213,14 +215,14 @@ where
         addr: SocketAddr,
         proto: StreamProtocol,
         settings: &UpstreamSettings,
-        obs: Rc<dyn ConnObserver>,
+        obs: impl FnOnce() -> Rc<dyn ConnObserver>,
     ) -> Result<Upstream<T>, SendError> {
         let max = settings.max_request_per_conn.max(1);
         match proto {
             StreamProtocol::Http1 => {
                 let idle = match self.checkout_h1(addr).await {
                     Some(c) => c,
-                    None => self.connect_h1(addr, settings, &obs).await?,
+                    None => self.connect_h1(addr, settings, &obs()).await?,
                 };
                 Ok(Upstream(Up::H1 {
                     pools: self.clone(),
@@ -228,7 +230,6 @@ where
                     idle,
                     max,
                     settings: *settings,
-                    obs,
                 }))
             }
             StreamProtocol::Http2 => Ok(Upstream(Up::H2(
@@ -249,14 +250,18 @@ where
             .handshake(TokioIo::new(io))
             .await
             .map_err(SendError::Handshake)?;
-        let obs = obs.clone();
+        let on_close = obs.clone();
         tokio::task::spawn_local(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(%addr, error = %e, "upstream HTTP/1 connection ended");
             }
-            obs.on_closed();
+            on_close.on_closed();
         });
-        Ok(H1Idle { sender, used: 0 })
+        Ok(H1Idle {
+            sender,
+            used: 0,
+            obs: obs.clone(),
+        })
     }
 
     async fn checkout_h1(&self, addr: SocketAddr) -> Option<H1Idle> {
@@ -289,7 +294,7 @@ where
         &self,
         addr: SocketAddr,
         settings: &UpstreamSettings,
-        obs: Rc<dyn ConnObserver>,
+        obs: impl FnOnce() -> Rc<dyn ConnObserver>,
         max: u32,
     ) -> Result<Rc<H2Conn>, SendError> {
         loop {
@@ -297,32 +302,30 @@ where
                 return Ok(c);
             }
             let waiting = self.inner.borrow().h2_connecting.get(&addr).cloned();
-            if let Some(n) = waiting {
-                // Another request is connecting to this host: share its connection.
-                let notified = n.notified();
-                if self.inner.borrow().h2_connecting.contains_key(&addr) {
-                    notified.await;
-                }
-                continue;
+            let Some(n) = waiting else { break };
+            // Another request is connecting to this host: share its connection.
+            let notified = n.notified();
+            if self.inner.borrow().h2_connecting.contains_key(&addr) {
+                notified.await;
             }
-            let notify = Rc::new(Notify::new());
-            self.inner
-                .borrow_mut()
-                .h2_connecting
-                .insert(addr, notify.clone());
-            let made = self.connect_h2(addr, settings, &obs).await;
-            self.inner.borrow_mut().h2_connecting.remove(&addr);
-            notify.notify_waiters();
-            let c = made?;
-            self.inner
-                .borrow_mut()
-                .h2
-                .entry(addr)
-                .or_default()
-                .push(c.clone());
-            c.used.set(c.used.get() + 1);
-            return Ok(c);
         }
+        let notify = Rc::new(Notify::new());
+        self.inner
+            .borrow_mut()
+            .h2_connecting
+            .insert(addr, notify.clone());
+        let made = self.connect_h2(addr, settings, &obs()).await;
+        self.inner.borrow_mut().h2_connecting.remove(&addr);
+        notify.notify_waiters();
+        let c = made?;
+        self.inner
+            .borrow_mut()
+            .h2
+            .entry(addr)
+            .or_default()
+            .push(c.clone());
+        c.used.set(c.used.get() + 1);
+        Ok(c)
     }
 
     fn checkout_h2(&self, addr: SocketAddr, max: u32) -> Option<Rc<H2Conn>> {
@@ -378,7 +381,6 @@ enum Up<T: Transport> {
         idle: H1Idle,
         max: u32,
         settings: UpstreamSettings,
-        obs: Rc<dyn ConnObserver>,
     },
     H2(Rc<H2Conn>),
 }
@@ -427,9 +429,12 @@ where
                 idle,
                 max,
                 settings,
-                obs,
             } => {
-                let H1Idle { mut sender, used } = idle;
+                let H1Idle {
+                    mut sender,
+                    used,
+                    obs,
+                } = idle;
                 let (sender, used, resp) = match sender.try_send_request(req).await {
                     Ok(resp) => (sender, used + 1, resp),
                     Err(mut e) => match e.take_message() {
@@ -454,13 +459,13 @@ where
                     // now. The downstream codec never polls a body that is already at its
                     // end, so a `PooledBody` would never see the end and the connection
                     // would be closed instead of reused.
-                    pools.checkin_h1(addr, H1Idle { sender, used });
+                    pools.checkin_h1(addr, H1Idle { sender, used, obs });
                     return Ok(resp.map(Body::new));
                 }
                 let back = ReturnToPool {
                     pools: Rc::downgrade(&pools),
                     addr,
-                    idle: Some(H1Idle { sender, used }),
+                    idle: Some(H1Idle { sender, used, obs }),
                 };
                 Ok(resp.map(|b| {
                     Body::new(PooledBody {

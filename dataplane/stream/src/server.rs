@@ -38,11 +38,14 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
 }
 
+/// hyper's built-in HTTP/1 header count limit.
+const HYPER_MAX_HEADERS: usize = 100;
+
 impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
             max_header_bytes: 8 * 1024,
-            max_headers: 100,
+            max_headers: HYPER_MAX_HEADERS,
             h2_max_header_list: 16 * 1024,
             h2_max_concurrent_streams: 1000,
             h2_stream_window: 1 << 20,
@@ -114,8 +117,12 @@ where
             b.timer(TokioTimer::new())
                 .header_read_timeout(limits.idle_timeout)
                 .max_buf_size(limits.max_header_bytes.max(8192))
-                .max_headers(limits.max_headers)
                 .keep_alive(true);
+            // Setting the count at all moves hyper's header array to the heap (one allocation
+            // per request): only do it when it differs from hyper's own 100.
+            if limits.max_headers != HYPER_MAX_HEADERS {
+                b.max_headers(limits.max_headers);
+            }
             drive!(b.serve_connection(io, svc).with_upgrades())
         }
         StreamProtocol::Http2 => {

@@ -19,19 +19,20 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 ];
 
 /// The request's authority: HTTP/2 `:authority` (in the URI) or HTTP/1 `Host`.
-pub fn authority(uri: &Uri, headers: &HeaderMap) -> Option<String> {
+pub fn authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
     if let Some(a) = uri.authority() {
-        return Some(a.as_str().to_owned());
+        return Some(a.as_str());
     }
-    headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
+    headers.get(header::HOST).and_then(|v| v.to_str().ok())
 }
 
 /// Removes hop-by-hop fields, and those the `Connection` field names. With `keep_upgrade`
 /// (a protocol switch passing through), `Connection: upgrade` and `Upgrade` stay.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names, no hashing, no allocation.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -70,7 +71,17 @@ pub fn request_for_upstream(
     to: StreamProtocol,
     keep_upgrade: bool,
 ) -> Result<(), http::Error> {
-    let authority = authority(&parts.uri, &parts.headers);
+    // Only an absolute-form / HTTP/2 request needs its authority moved; an HTTP/1 request's
+    // `Host` stays where it is.
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            (to == StreamProtocol::Http2)
+                .then(|| authority(&parts.uri, &parts.headers).map(str::to_owned))
+                .flatten()
+        });
     strip_hop_by_hop(&mut parts.headers, keep_upgrade);
     let pq = parts
         .uri
@@ -92,7 +103,7 @@ pub fn request_for_upstream(
             parts.headers.remove(header::HOST);
             let mut b = Uri::builder()
                 .scheme(parts.uri.scheme().cloned().unwrap_or(Scheme::HTTP))
-                .path_and_query(pq);
+                .path_and_query(origin_form(&parts.uri));
             if let Some(a) = authority {
                 b = b.authority(Authority::try_from(a.as_str())?);
             }
@@ -100,6 +111,12 @@ pub fn request_for_upstream(
         }
     }
     Ok(())
+}
+
+fn origin_form(uri: &Uri) -> PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
 }
 
 /// Rewrites an upstream response head for the downstream connection.

@@ -141,7 +141,7 @@ where
             r.log.method = Some(head.method.clone());
             r.log.path = Some(head.uri.path().to_owned());
             r.log.query = head.uri.query().map(str::to_owned);
-            r.log.authority = convert::authority(&head.uri, &head.headers);
+            r.log.authority = convert::authority(&head.uri, &head.headers).map(str::to_owned);
             for name in spec.log_request_headers.iter() {
                 for v in head.headers.get_all(name) {
                     r.log.request_headers.append(name.clone(), v.clone());
@@ -242,20 +242,7 @@ where
                 ResponseFlags::NO_ROUTE,
             ));
         };
-        let authority = convert::authority(&head.uri, &head.headers);
-        let path = match head.uri.path() {
-            "" => "/".to_owned(),
-            p => p.to_owned(),
-        };
-        let path = path.as_str();
-        let hit = table.find(&RouteInput {
-            authority: authority.as_deref(),
-            path,
-            query: head.uri.query(),
-            method: &head.method,
-            headers: &head.headers,
-            scheme: head.uri.scheme_str().unwrap_or("http"),
-        });
+        let hit = table.find(&route_input(head));
         let Some(hit) = hit else {
             return Err(local_reply(
                 StatusCode::NOT_FOUND,
@@ -309,15 +296,7 @@ where
                 return Ok(resp);
             }
             RouteAction::Redirect(rule) => {
-                let input = RouteInput {
-                    authority: authority.as_deref(),
-                    path,
-                    query: head.uri.query(),
-                    method: &head.method,
-                    headers: &head.headers,
-                    scheme: head.uri.scheme_str().unwrap_or("http"),
-                };
-                let (status, location) = (rule.status(), rule.location(&input));
+                let (status, location) = (rule.status(), rule.location(&route_input(head)));
                 let mut resp = into_response(LocalReply::new(status, ResponseFlags::NONE));
                 resp.headers_mut().insert(header::LOCATION, location);
                 r.flag(ResponseFlags::LOCAL_REPLY);
@@ -409,7 +388,8 @@ where
             connect_timeout: cluster.connect_timeout(),
             max_request_per_conn: cluster.spec().max_request_per_conn,
         };
-        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut tried = Tried::default();
+        let keep_head = max_attempts > 1 || !self.spec.filters.is_empty();
         let mut last: Option<LocalReply> = None;
         for attempt in 1..=max_attempts {
             if attempt > 1 {
@@ -419,7 +399,7 @@ where
             let ctx = LbContext {
                 original_dst: self.original_dst,
                 hash_key: None,
-                avoid: &tried,
+                avoid: tried.as_slice(),
                 metadata_match: Some(&metadata_match),
             };
             let Some(host) = cluster.choose(&ctx) else {
@@ -457,7 +437,13 @@ where
                 }
             }
             // Head for this attempt: routed rewrite, then re-encoded for the upstream protocol.
-            let mut parts = copy_head(head);
+            // The downstream head is copied only when something reads it again (another
+            // attempt, the response and log filters); else it moves.
+            let mut parts = if keep_head {
+                copy_head(head)
+            } else {
+                take_head(head)
+            };
             hit.route()
                 .rewrite_request(&mut parts, Some(host.hostname()));
             if convert::request_for_upstream(&mut parts, up_proto, upgrade).is_err() {
@@ -468,13 +454,15 @@ where
                 ));
             }
 
-            let obs: Rc<dyn ConnObserver> = Rc::new(HostObserver {
-                host: host.clone(),
-                cluster: cluster.clone(),
-            });
+            let observer = || -> Rc<dyn ConnObserver> {
+                Rc::new(HostObserver {
+                    host: host.clone(),
+                    cluster: cluster.clone(),
+                })
+            };
             if connect {
                 return self
-                    .tunnel_connect(addr, &settings, obs, on_upgrade, r)
+                    .tunnel_connect(addr, &settings, observer(), on_upgrade, r)
                     .await;
             }
             let per_try = retry
@@ -487,7 +475,7 @@ where
             // One timer per attempt bounds both the checkout and the response head.
             let expiry = tokio::time::sleep_until(per_try.into());
             tokio::pin!(expiry);
-            let checkout = self.pools.checkout(addr, up_proto, &settings, obs);
+            let checkout = self.pools.checkout(addr, up_proto, &settings, observer);
             let upstream = match within(checkout, expiry.as_mut()).await {
                 Ok(Ok(u)) => u,
                 Ok(Err(e)) => {
@@ -778,6 +766,15 @@ where
     }
 }
 
+/// What the router sees of a request head (a CONNECT's empty path reads as `/`).
+fn route_input(head: &http::request::Parts) -> RouteInput<'_> {
+    let mut input = RouteInput::from_parts(head, "http");
+    if input.path.is_empty() {
+        input.path = "/";
+    }
+    input
+}
+
 /// `fut`'s output, or `Err(())` once `expiry` fires (the same timer may bound several steps).
 async fn within<F: std::future::Future>(
     fut: F,
@@ -800,6 +797,46 @@ fn copy_head(head: &http::request::Parts) -> http::request::Parts {
     r.into_parts().0
 }
 
+/// Moves the parts of a request head the upstream request needs out of `head`, leaving it
+/// empty (for when nothing reads the downstream head again).
+fn take_head(head: &mut http::request::Parts) -> http::request::Parts {
+    let mut r = Request::new(());
+    *r.method_mut() = head.method.clone();
+    *r.uri_mut() = std::mem::take(&mut head.uri);
+    *r.version_mut() = head.version;
+    *r.headers_mut() = std::mem::take(&mut head.headers);
+    r.into_parts().0
+}
+
+/// The hosts a request already tried (the load balancer avoids them), without allocating:
+/// the last [`Tried::CAP`] are kept (order does not matter to the balancer).
+struct Tried {
+    addrs: [SocketAddr; Tried::CAP],
+    len: usize,
+}
+
+impl Default for Tried {
+    fn default() -> Self {
+        Tried {
+            addrs: [SocketAddr::from(([0, 0, 0, 0], 0)); Tried::CAP],
+            len: 0,
+        }
+    }
+}
+
+impl Tried {
+    const CAP: usize = 8;
+
+    fn push(&mut self, a: SocketAddr) {
+        self.addrs[self.len % Self::CAP] = a;
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[SocketAddr] {
+        &self.addrs[..self.len.min(Self::CAP)]
+    }
+}
+
 /// Sends a shadow copy of a request to a mirror cluster and discards the answer.
 async fn mirror<T: Transport>(
     pools: Rc<Pools<T>>,
@@ -816,13 +853,15 @@ async fn mirror<T: Transport>(
         connect_timeout: cluster.connect_timeout(),
         max_request_per_conn: cluster.spec().max_request_per_conn,
     };
-    let obs: Rc<dyn ConnObserver> = Rc::new(HostObserver {
-        host: host.clone(),
-        cluster: cluster.clone(),
-    });
+    let observer = || -> Rc<dyn ConnObserver> {
+        Rc::new(HostObserver {
+            host: host.clone(),
+            cluster: cluster.clone(),
+        })
+    };
     let sent = async {
         let up = pools
-            .checkout(host.address(), proto, &settings, obs)
+            .checkout(host.address(), proto, &settings, observer)
             .await?;
         let resp = up.send(req).await?;
         let _ = resp.into_body().collect().await;
