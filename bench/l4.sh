@@ -12,6 +12,8 @@
 # Progress goes to stderr. The script fails only when a step breaks, never on a MISS.
 # See docs/BENCHMARKS.md for the method.
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
     cat <<'EOF'
@@ -78,11 +80,6 @@ for p in "${ALL_PATHS[@]}"; do
     done
 done
 ((${#PATHS[@]})) || die "--only selects no path"
-has_path() {
-    local p
-    for p in "${PATHS[@]}"; do [[ "$p" == "$1" ]] && return 0; done
-    return 1
-}
 
 if ((QUICK)); then DUR=3; else DUR=10; fi
 WARMUP=1
@@ -136,38 +133,9 @@ done
 TMP="$(mktemp -d /tmp/mosn-l4.XXXXXX)"
 PIDS=()
 
-kill_tree() { # kill_tree PID: TERM a process we started and its direct children, then KILL leftovers
-    local pid="$1" kids k i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kids="$(pgrep -P "$pid" 2>/dev/null || true)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
-}
-
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill_tree "$pid"; done
-    rm -rf "$TMP"
-    exit "$rc"
-}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-forget_pid() {
-    local keep=() p
-    for p in "${PIDS[@]}"; do [[ "$p" == "$1" ]] || keep+=("$p"); done
-    PIDS=("${keep[@]}")
-}
-
-stop_proc() { kill_tree "$1"; forget_pid "$1"; }
 
 # wait_listen PORT PID NAME LOG: wait until PORT listens; fail clearly if PID died
 wait_listen() {
@@ -191,36 +159,6 @@ wait_listen() {
     die "$name did not listen on 127.0.0.1:$port within 10 s"
 }
 
-# cpu_ticks PID: CPU clock ticks of PID and its live direct children (nginx workers): utime+stime
-# plus cutime+cstime (children that already exited and were reaped, e.g. per-connection forks)
-cpu_ticks() {
-    local total=0 p line rest
-    local -a f
-    for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
-        line="$(cat "/proc/$p/stat" 2>/dev/null)" || continue
-        rest="${line##*) }" # fields from 3 (state) on; comm may contain spaces
-        read -r -a f <<<"$rest"
-        total=$((total + f[11] + f[12] + f[13] + f[14])) # fields 14-17: utime stime cutime cstime
-    done
-    echo "$total"
-}
-
-now() { date +%s.%N; }
-
-# sys_busy: busy clock ticks of the whole machine so far (user+nice+system from /proc/stat;
-# irq/softirq left out because loopback traffic is processed there on our behalf)
-sys_busy() { awk '$1 == "cpu" { print $2 + $3 + $4; exit }' /proc/stat; }
-
-# self_child_ticks: CPU ticks of this script's reaped children (wrk, iperf3 client, curl, ...)
-self_child_ticks() {
-    local line rest
-    local -a f
-    line="$(cat "/proc/$$/stat")"
-    rest="${line##*) }"
-    read -r -a f <<<"$rest"
-    echo $((f[13] + f[14]))
-}
-
 # our_ticks: CPU ticks of everything this benchmark runs: upstreams, the proxy, our children
 our_ticks() {
     local t
@@ -229,37 +167,6 @@ our_ticks() {
     echo "$t"
 }
 
-# bg_begin / bg_end: CPU share (% of all CPUs) used by processes outside the benchmark
-# during a measurement, a direct measure of how disturbed that measurement was
-bg_begin() { BG_T0="$(now)"; BG_S0="$(sys_busy)"; BG_O0="$(our_ticks)"; }
-bg_end() {
-    local s1 o1 t1
-    t1="$(now)"; s1="$(sys_busy)"; o1="$(our_ticks)"
-    awk -v s=$((s1 - BG_S0)) -v o=$((o1 - BG_O0)) -v hz="$CLK_TCK" -v w="$(awk -v a="$BG_T0" -v b="$t1" 'BEGIN { print b - a }')" -v n="$NCPU" \
-        'BEGIN { v = (s - o) / hz / w / n * 100; if (v < 0) v = 0; printf "%.0f\n", v }'
-}
-
-# wait_quiet: wait (at most QUIET_WAIT s) until other processes use < 25 % of all CPUs
-# over one second; proceeds anyway afterwards (the report shows the background CPU)
-wait_quiet() {
-    ((QUIET_WAIT > 0)) || return 0
-    local start=$SECONDS bg said=0
-    while :; do
-        bg_begin
-        sleep 1
-        bg="$(bg_end)"
-        ((bg < 25)) && return 0
-        if ((SECONDS - start >= QUIET_WAIT)); then
-            log "  machine still busy (${bg} % CPU used by other processes) after ${QUIET_WAIT} s; measuring anyway"
-            return 0
-        fi
-        if ((!said)); then
-            log "  waiting for the machine to be quiet (${bg} % CPU used by other processes)"
-            said=1
-        fi
-        sleep 2
-    done
-}
 fdiv() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN { if (b == 0 || a == "" || b == "") print "n/a"; else printf f "\n", a / b }'; }
 
 # ---------------------------------------------------------------- build
@@ -390,11 +297,6 @@ EOF
     esac
 }
 
-stop_proxy() {
-    if [[ -n "$PROXY_PID" ]]; then stop_proc "$PROXY_PID"; fi
-    PROXY_PID=""
-}
-
 # one HTTP request through the path; fails clearly when the proxy accepts but does not relay
 check_http() {
     local path="$1" port="$2" code
@@ -408,14 +310,6 @@ check_http() {
 
 # ---------------------------------------------------------------- measurements
 declare -A RPS P50 P99 CPUREQ CPUPCT ERRS GBPS CPUGB BGR BGB
-
-# to_ms "381.00us" -> 0.381
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000; else if (u == "h") n *= 3600000
-        printf "%.3f\n", n }'
-}
 
 run_wrk() { # run_wrk PATH ROUND
     local path="$1" round="$2" out="$TMP/wrk-$1-$2.txt" t0 t1 c0=0 c1=0 reqs rps p50 p99 errs secs

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Helpers shared by the end-to-end benchmark harnesses (l4.sh, http.sh): process
+# bookkeeping, CPU accounting from /proc, background-load measurement. Sourced, not run;
+# they use the caller's globals (PIDS, log, die, ...).
+
+has_path() {
+    local p
+    for p in "${PATHS[@]}"; do [[ "$p" == "$1" ]] && return 0; done
+    return 1
+}
+
+kill_tree() { # kill_tree PID: TERM a process we started and its direct children, then KILL leftovers
+    local pid="$1" kids k i
+    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+    kids="$(pgrep -P "$pid" 2>/dev/null || true)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
+}
+
+cleanup() {
+    local rc=$? pid
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]}"; do kill_tree "$pid"; done
+    rm -rf "$TMP"
+    exit "$rc"
+}
+
+forget_pid() {
+    local keep=() p
+    for p in "${PIDS[@]}"; do [[ "$p" == "$1" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
+
+stop_proc() { kill_tree "$1"; forget_pid "$1"; }
+
+# cpu_ticks PID: CPU clock ticks of PID and its live direct children (nginx workers): utime+stime
+# plus cutime+cstime (children that already exited and were reaped, e.g. per-connection forks)
+cpu_ticks() {
+    local total=0 p line rest
+    local -a f
+    for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+        line="$(cat "/proc/$p/stat" 2>/dev/null)" || continue
+        rest="${line##*) }" # fields from 3 (state) on; comm may contain spaces
+        read -r -a f <<<"$rest"
+        total=$((total + f[11] + f[12] + f[13] + f[14])) # fields 14-17: utime stime cutime cstime
+    done
+    echo "$total"
+}
+
+now() { date +%s.%N; }
+
+# sys_busy: busy clock ticks of the whole machine so far (user+nice+system from /proc/stat;
+# irq/softirq left out because loopback traffic is processed there on our behalf)
+sys_busy() { awk '$1 == "cpu" { print $2 + $3 + $4; exit }' /proc/stat; }
+
+# self_child_ticks: CPU ticks of this script's reaped children (wrk, iperf3 client, curl, ...)
+self_child_ticks() {
+    local line rest
+    local -a f
+    line="$(cat "/proc/$$/stat")"
+    rest="${line##*) }"
+    read -r -a f <<<"$rest"
+    echo $((f[13] + f[14]))
+}
+
+# bg_begin / bg_end: CPU share (% of all CPUs) used by processes outside the benchmark
+# during a measurement, a direct measure of how disturbed that measurement was
+bg_begin() { BG_T0="$(now)"; BG_S0="$(sys_busy)"; BG_O0="$(our_ticks)"; }
+
+bg_end() {
+    local s1 o1 t1
+    t1="$(now)"; s1="$(sys_busy)"; o1="$(our_ticks)"
+    awk -v s=$((s1 - BG_S0)) -v o=$((o1 - BG_O0)) -v hz="$CLK_TCK" -v w="$(awk -v a="$BG_T0" -v b="$t1" 'BEGIN { print b - a }')" -v n="$NCPU" \
+        'BEGIN { v = (s - o) / hz / w / n * 100; if (v < 0) v = 0; printf "%.0f\n", v }'
+}
+
+# wait_quiet: wait (at most QUIET_WAIT s) until other processes use < 25 % of all CPUs
+# over one second; proceeds anyway afterwards (the report shows the background CPU)
+wait_quiet() {
+    ((QUIET_WAIT > 0)) || return 0
+    local start=$SECONDS bg said=0
+    while :; do
+        bg_begin
+        sleep 1
+        bg="$(bg_end)"
+        ((bg < 25)) && return 0
+        if ((SECONDS - start >= QUIET_WAIT)); then
+            log "  machine still busy (${bg} % CPU used by other processes) after ${QUIET_WAIT} s; measuring anyway"
+            return 0
+        fi
+        if ((!said)); then
+            log "  waiting for the machine to be quiet (${bg} % CPU used by other processes)"
+            said=1
+        fi
+        sleep 2
+    done
+}
+
+stop_proxy() {
+    if [[ -n "$PROXY_PID" ]]; then stop_proc "$PROXY_PID"; fi
+    PROXY_PID=""
+}
+
+# to_ms "381.00us" -> 0.381
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000; else if (u == "h") n *= 3600000
+        printf "%.3f\n", n }'
+}
