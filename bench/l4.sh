@@ -14,6 +14,8 @@
 set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+WAIT_LISTEN_SECONDS=10
+SKIP_MOSN_ONLY=direct,nginx,haproxy
 
 usage() {
     cat <<'EOF'
@@ -136,28 +138,6 @@ PIDS=()
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-
-# wait_listen PORT PID NAME LOG: wait until PORT listens; fail clearly if PID died
-wait_listen() {
-    local port="$1" pid="$2" name="$3" logf="$4" i rc
-    for ((i = 0; i < 100; i++)); do
-        if ! kill -0 "$pid" 2>/dev/null; then
-            rc=0
-            wait "$pid" 2>/dev/null || rc=$?
-            forget_pid "$pid"
-            {
-                echo "---- last lines of $name's log ($logf) ----"
-                tail -n 30 "$logf" 2>/dev/null || true
-                echo "----"
-            } >&2
-            die "$name exited during startup (exit code $rc)$( [[ "$name" == mosn* ]] && echo '; mosn is not usable yet? run with --only direct,nginx,haproxy to skip it')"
-        fi
-        if ss -Htln "sport = :$port" | grep -q .; then return 0; fi
-        sleep 0.1
-    done
-    tail -n 30 "$logf" >&2 2>/dev/null || true
-    die "$name did not listen on 127.0.0.1:$port within 10 s"
-}
 
 # our_ticks: CPU ticks of everything this benchmark runs: upstreams, the proxy, our children
 our_ticks() {

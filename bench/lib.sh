@@ -114,3 +114,26 @@ to_ms() {
         if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000; else if (u == "h") n *= 3600000
         printf "%.3f\n", n }'
 }
+
+# wait_listen PORT PID NAME LOG: wait until PORT listens (up to the caller's
+# WAIT_LISTEN_SECONDS); fail clearly if PID died, naming the caller's SKIP_MOSN_ONLY list
+wait_listen() {
+    local port="$1" pid="$2" name="$3" logf="$4" i rc
+    for ((i = 0; i < WAIT_LISTEN_SECONDS * 10; i++)); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rc=0
+            wait "$pid" 2>/dev/null || rc=$?
+            forget_pid "$pid"
+            {
+                echo "---- last lines of $name's log ($logf) ----"
+                tail -n 30 "$logf" 2>/dev/null || true
+                echo "----"
+            } >&2
+            die "$name exited during startup (exit code $rc)$( [[ "$name" == mosn* ]] && echo "; run with --only $SKIP_MOSN_ONLY to skip mosn")"
+        fi
+        if ss -Htln "sport = :$port" | grep -q .; then return 0; fi
+        sleep 0.1
+    done
+    tail -n 30 "$logf" >&2 2>/dev/null || true
+    die "$name did not listen on 127.0.0.1:$port within ${WAIT_LISTEN_SECONDS} s"
+}

@@ -708,10 +708,22 @@ impl FilterChain {
     ) -> ChainVerdict {
         let list = &self.by_phase[phase.index()];
         let start = list.partition_point(|&i| i < from);
-        for &i in &list[start..] {
-            let entry = &self.entries[i];
-            let filter = self.effective(entry, ctx.route_overrides);
-            let verdict = filter.on_request(ctx);
+        let overrides = ctx.route_overrides;
+        self.first_stop(list[start..].iter().copied(), overrides, |f| {
+            f.on_request(ctx)
+        })
+    }
+
+    /// Runs `hook` on the (route-overridden) filters at `indices`, in order, up to the first
+    /// verdict that is not `Continue`.
+    fn first_stop(
+        &self,
+        indices: impl Iterator<Item = usize>,
+        route_overrides: Option<&RouteOverrides>,
+        mut hook: impl FnMut(&dyn StreamFilter) -> Verdict,
+    ) -> ChainVerdict {
+        for i in indices {
+            let verdict = hook(self.effective(&self.entries[i], route_overrides));
             if !verdict.is_continue() {
                 return ChainVerdict {
                     verdict,
@@ -740,20 +752,9 @@ impl FilterChain {
         received_so_far: u64,
         chunk_len: usize,
     ) -> ChainVerdict {
-        for (i, entry) in self.entries.iter().enumerate() {
-            let filter = self.effective(entry, route_overrides);
-            let verdict = filter.on_request_data(request, received_so_far, chunk_len);
-            if !verdict.is_continue() {
-                return ChainVerdict {
-                    verdict,
-                    resume_from: i + 1,
-                };
-            }
-        }
-        ChainVerdict {
-            verdict: Verdict::Continue,
-            resume_from: self.entries.len(),
-        }
+        self.first_stop(0..self.entries.len(), route_overrides, |f| {
+            f.on_request_data(request, received_so_far, chunk_len)
+        })
     }
 
     /// Runs every filter's response hook, in chain order.
@@ -763,20 +764,8 @@ impl FilterChain {
 
     /// Runs the response hooks of the filters whose chain index is `>= from`.
     pub fn run_response_from(&self, from: usize, ctx: &mut ResponseCtx<'_>) -> ChainVerdict {
-        for (i, entry) in self.entries.iter().enumerate().skip(from) {
-            let filter = self.effective(entry, ctx.route_overrides);
-            let verdict = filter.on_response(ctx);
-            if !verdict.is_continue() {
-                return ChainVerdict {
-                    verdict,
-                    resume_from: i + 1,
-                };
-            }
-        }
-        ChainVerdict {
-            verdict: Verdict::Continue,
-            resume_from: self.entries.len(),
-        }
+        let overrides = ctx.route_overrides;
+        self.first_stop(from..self.entries.len(), overrides, |f| f.on_response(ctx))
     }
 
     /// Runs every filter's log hook.
