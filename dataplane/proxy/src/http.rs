@@ -28,6 +28,7 @@ use mosn_net::{Accepted, Transport};
 use mosn_stream::detect::{self, Rewind};
 use mosn_stream::pool::Pools;
 use mosn_stream::server::{self, ServerLimits};
+use mosn_stream::xprotocol::{self, RpcServerSettings, RpcSettings};
 use mosn_stream::StreamProtocol;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
@@ -81,6 +82,10 @@ pub struct HttpProxySpec {
     pub retry_buffer_limit: usize,
     /// Downstream request metrics of this listener.
     pub stats: Arc<RequestStats>,
+    /// RPC (Bolt, Dubbo) downstream connections: frame limit, in-flight limit, GoAway.
+    pub rpc_server: RpcServerSettings,
+    /// RPC upstream pooling and heartbeats.
+    pub rpc_upstream: RpcSettings,
 }
 
 impl HttpProxySpec {
@@ -89,25 +94,23 @@ impl HttpProxySpec {
     }
 }
 
-/// Maps a config protocol to a stream protocol (`None`: not an HTTP protocol this layer
-/// speaks, or `Auto`).
+/// Maps a config protocol to a stream protocol (`None`: a protocol this layer does not
+/// speak, or `Auto`). `SofaRpc` is Bolt (v1 and v2 are told apart frame by frame).
 pub fn stream_protocol(p: mosn_config::Protocol) -> Option<StreamProtocol> {
     match p {
         mosn_config::Protocol::Http1 => Some(StreamProtocol::Http1),
         mosn_config::Protocol::Http2 => Some(StreamProtocol::Http2),
+        mosn_config::Protocol::SofaRpc | mosn_config::Protocol::Bolt => Some(StreamProtocol::Bolt),
+        mosn_config::Protocol::BoltV2 => Some(StreamProtocol::BoltV2),
+        mosn_config::Protocol::Dubbo => Some(StreamProtocol::Dubbo),
         _ => None,
     }
 }
 
-/// Maps a protocol name set by a filter (`"Http2"`, case-insensitive) to a stream protocol.
+/// Maps a protocol name set by a filter (`"Http2"`, `"bolt"`, case-insensitive) to a
+/// stream protocol.
 pub fn stream_protocol_by_name(name: &str) -> Option<StreamProtocol> {
-    if name.eq_ignore_ascii_case("http1") {
-        Some(StreamProtocol::Http1)
-    } else if name.eq_ignore_ascii_case("http2") {
-        Some(StreamProtocol::Http2)
-    } else {
-        None
-    }
+    mosn_config::Protocol::parse(name).and_then(stream_protocol)
 }
 
 static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
@@ -159,6 +162,35 @@ pub async fn serve<T: Transport>(
     });
     let io = Rewind::new(seen, io);
     let started = SystemTime::now();
+    if let Some(family) = proto.family() {
+        if let Err(e) = xprotocol::server::serve(
+            io,
+            family,
+            &spec.rpc_server,
+            spec.limits.idle_timeout,
+            session,
+            drain,
+        )
+        .await
+        {
+            tracing::debug!(listener = %spec.listener, %peer, protocol = proto.name(), error = %e, "downstream connection ended with an error");
+            if let xprotocol::server::ServeError::Codec(_) = e {
+                spec.stats.total.inc();
+                spec.stats.failed.inc();
+                let mut log = LogRecord::new(started);
+                log.protocol = Some(Arc::from(proto.name()));
+                log.downstream_remote_address = Some(peer);
+                log.downstream_local_address = Some(local);
+                log.connection_id = Some(connection_id);
+                log.response_flags = ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR;
+                log.duration = started.elapsed().ok();
+                for al in spec.access_logs.iter() {
+                    al.log(&log);
+                }
+            }
+        }
+        return;
+    }
     if let Err(e) = server::serve(io, proto, &spec.limits, session, drain).await {
         tracing::debug!(listener = %spec.listener, %peer, protocol = proto.name(), error = %e, "downstream connection ended with an error");
         if let Some(status) = codec_rejection(&e) {

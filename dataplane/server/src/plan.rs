@@ -15,6 +15,7 @@ use mosn_proxy::lb::LbType;
 use mosn_proxy::router::RouterSet;
 use mosn_proxy::tcp_proxy::{TcpProxySpec, TcpRoute};
 use mosn_stream::server::ServerLimits;
+use mosn_stream::xprotocol::{PoolMode, RpcServerSettings, RpcSettings};
 use mosn_stream::StreamProtocol;
 use serde_json::Value;
 
@@ -277,18 +278,103 @@ fn filter_name(f: &cfg::NetworkFilter) -> &str {
     }
 }
 
-fn http_protocol(p: cfg::Protocol, path: &str) -> Result<Option<StreamProtocol>, Unsupported> {
-    match p {
-        cfg::Protocol::Http1 => Ok(Some(StreamProtocol::Http1)),
-        cfg::Protocol::Http2 => Ok(Some(StreamProtocol::Http2)),
-        cfg::Protocol::Auto => Ok(None),
-        other => Err(Unsupported {
+/// What `Auto` (or an empty `downstream_protocol`) detects among.
+const AUTO_PROTOCOLS: [StreamProtocol; 4] = [
+    StreamProtocol::Http1,
+    StreamProtocol::Http2,
+    StreamProtocol::Bolt,
+    StreamProtocol::Dubbo,
+];
+
+fn stream_protocol(p: cfg::Protocol, path: &str) -> Result<Option<StreamProtocol>, Unsupported> {
+    if p == cfg::Protocol::Auto {
+        return Ok(None);
+    }
+    match mosn_proxy::http::stream_protocol(p) {
+        Some(sp) => Ok(Some(sp)),
+        None => Err(Unsupported {
             path: path.to_string(),
             reason: format!(
-                "protocol {other} is not available in this build yet (HTTP/1 and HTTP/2 are)"
+                "protocol {p} is not available in this build (Http1, Http2, bolt, boltv2, SofaRpc and dubbo are)"
             ),
         }),
     }
+}
+
+/// The first `extend_config` value for `key` in the section of any of `protos`.
+fn extend_value<'a>(
+    p: &'a cfg::ProxyFilter,
+    protos: &[&str],
+    key: &str,
+) -> Option<(String, &'a Value)> {
+    protos.iter().find_map(|proto| {
+        let (pk, section) = p
+            .extend_config
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(proto))?;
+        let v = section.as_object()?.get(key)?;
+        Some((format!("extend_config.{pk}.{key}"), v))
+    })
+}
+
+/// The RPC sections of `extend_config`.
+const RPC_SECTIONS: [&str; 4] = ["bolt", "boltv2", "SofaRpc", "dubbo"];
+
+/// RPC settings from the proxy filter's `extend_config` (`{"bolt": {...}}`):
+/// `enable_bolt_goaway` (MOSN's), `pool_mode` (`multiplex` | `pingpong` | `binding`),
+/// `connections_per_host`, `heartbeat_interval` (a duration; `0s` turns heartbeats off),
+/// `heartbeat_max_failures`, `max_frame_size`, `max_inflight`.
+fn rpc_settings(
+    p: &cfg::ProxyFilter,
+    fpath: &str,
+) -> Result<(RpcServerSettings, RpcSettings), Unsupported> {
+    let mut server = RpcServerSettings::default();
+    let mut up = RpcSettings::default();
+    let bad = |at: &str, reason: &str| Unsupported {
+        path: format!("{fpath}.{at}"),
+        reason: reason.to_string(),
+    };
+    let uint = |key: &str| -> Result<Option<u64>, Unsupported> {
+        match extend_value(p, &RPC_SECTIONS, key) {
+            None => Ok(None),
+            Some((at, v)) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| bad(&at, "must be a non-negative integer")),
+        }
+    };
+    if let Some((at, v)) = extend_value(p, &["bolt", "boltv2", "SofaRpc"], "enable_bolt_goaway") {
+        server.bolt_goaway = v.as_bool().ok_or_else(|| bad(&at, "must be true or false"))?;
+    }
+    if let Some((at, v)) = extend_value(p, &RPC_SECTIONS, "pool_mode") {
+        up.pool_mode = match v.as_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("multiplex") => PoolMode::Multiplex,
+            Some("pingpong") | Some("ping_pong") => PoolMode::PingPong,
+            Some("binding") => PoolMode::Binding,
+            _ => return Err(bad(&at, "must be \"multiplex\", \"pingpong\" or \"binding\"")),
+        };
+    }
+    if let Some(n) = uint("connections_per_host")? {
+        up.conns_per_host = n.clamp(1, 1024) as usize;
+    }
+    if let Some((at, v)) = extend_value(p, &RPC_SECTIONS, "heartbeat_interval") {
+        let d = v
+            .as_str()
+            .ok_or_else(|| bad(&at, "must be a duration such as \"15s\""))
+            .and_then(|t| cfg::parse_go_duration(t).map_err(|e| bad(&at, &e)))?;
+        up.heartbeat_interval = (!d.is_zero()).then_some(d);
+    }
+    if let Some(n) = uint("heartbeat_max_failures")? {
+        up.heartbeat_max_failures = n.clamp(1, 1000) as u32;
+    }
+    if let Some(n) = uint("max_frame_size")? {
+        server.max_frame = n as usize;
+        up.max_frame = n as usize;
+    }
+    if let Some(n) = uint("max_inflight")? {
+        server.max_inflight = n.max(1) as usize;
+    }
+    Ok((server, up))
 }
 
 /// A `u64` setting from the proxy's `extend_config`, keyed by protocol name
@@ -327,11 +413,11 @@ fn http_plan(
 ) -> Result<HttpPlan, Unsupported> {
     let mut downstream = Vec::new();
     for (i, d) in p.downstream_protocols.iter().enumerate() {
-        match http_protocol(*d, &format!("{fpath}.downstream_protocol[{i}]"))? {
+        match stream_protocol(*d, &format!("{fpath}.downstream_protocol[{i}]"))? {
             Some(sp) if !downstream.contains(&sp) => downstream.push(sp),
             Some(_) => {}
             None => {
-                for sp in [StreamProtocol::Http1, StreamProtocol::Http2] {
+                for sp in AUTO_PROTOCOLS {
                     if !downstream.contains(&sp) {
                         downstream.push(sp);
                     }
@@ -340,10 +426,14 @@ fn http_plan(
         }
     }
     if downstream.is_empty() {
-        downstream = vec![StreamProtocol::Http1, StreamProtocol::Http2];
+        downstream = AUTO_PROTOCOLS.to_vec();
+    }
+    // One codec reads Bolt v1 and v2: `bolt` and `boltv2` on one listener detect as one.
+    if downstream.contains(&StreamProtocol::Bolt) {
+        downstream.retain(|p| *p != StreamProtocol::BoltV2);
     }
     let upstream = match p.upstream_protocol {
-        Some(u) => http_protocol(u, &format!("{fpath}.upstream_protocol"))?,
+        Some(u) => stream_protocol(u, &format!("{fpath}.upstream_protocol"))?,
         None => None,
     };
     let router = if p.router_config_name.is_empty() {
@@ -402,6 +492,7 @@ fn http_plan(
     if let Some(t) = l.connection_idle_timeout {
         limits.idle_timeout = t;
     }
+    let (rpc_server, rpc_upstream) = rpc_settings(p, fpath)?;
     let max_request_body = extend_u64(p, "Http1", "max_request_body_size", fpath)?.or(extend_u64(
         p,
         "Http2",
@@ -420,6 +511,8 @@ fn http_plan(
         default_timeout: DEFAULT_ROUTE_TIMEOUT,
         max_request_body,
         retry_buffer_limit: RETRY_BUFFER_LIMIT,
+        rpc_server,
+        rpc_upstream,
     })
 }
 

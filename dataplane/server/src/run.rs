@@ -113,6 +113,10 @@ pub struct HttpPlan {
     pub max_request_body: Option<u64>,
     /// Retry replay buffer.
     pub retry_buffer_limit: usize,
+    /// RPC downstream settings.
+    pub rpc_server: mosn_stream::xprotocol::RpcServerSettings,
+    /// RPC upstream settings.
+    pub rpc_upstream: mosn_stream::xprotocol::RpcSettings,
 }
 
 /// Version information baked in by the binary's build script.
@@ -275,6 +279,8 @@ fn listener_runtime(
                 max_request_body: h.max_request_body,
                 retry_buffer_limit: h.retry_buffer_limit,
                 stats: stats.requests.clone(),
+                rpc_server: h.rpc_server,
+                rpc_upstream: h.rpc_upstream,
             }))
         }
     };

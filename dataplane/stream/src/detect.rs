@@ -63,6 +63,22 @@ pub fn matches(proto: StreamProtocol, buf: &[u8]) -> Match {
                 Match::NeedMore
             }
         }
+        // Bolt's protocol byte: 1 (v1) or 2 (v2); one codec reads both.
+        StreamProtocol::Bolt | StreamProtocol::BoltV2 => match buf.first() {
+            None => Match::NeedMore,
+            Some(1 | 2) => Match::Yes,
+            Some(_) => Match::No,
+        },
+        StreamProtocol::Dubbo => {
+            let n = buf.len().min(2);
+            if buf[..n] != mosn_wire::dubbo::MAGIC[..n] {
+                Match::No
+            } else if n == 2 {
+                Match::Yes
+            } else {
+                Match::NeedMore
+            }
+        }
     }
 }
 

@@ -5,19 +5,22 @@
 //!  server.rs   server stream connections: HTTP/1 and HTTP/2 codecs -> Handler per request
 //!  pool.rs     client stream connections and per-worker upstream pools (ping-pong, multiplex)
 //!  body.rs     the streamed body type shared by every protocol
+//!  xprotocol   the RPC engine (Bolt v1/v2, Dubbo): server and client connections, pools,
+//!              heartbeats, request-id remapping, conversion to and from the common model
 //! ```
 //!
 //! Messages between layers are `http::Request<Body>` / `http::Response<Body>`: the common
 //! message model (head, streamed body, trailers; protocol-specific fields ride in extensions),
 //! so N protocols need N codecs to and from it, not N x (N-1) converters. The codecs
-//! themselves are hyper's (HTTP/1, HTTP/2); this crate owns connections, pooling and
-//! detection. Nothing is `Send`: everything lives on one worker's event loop.
+//! themselves are hyper's (HTTP/1, HTTP/2) and mosn-wire's (Bolt, Dubbo); this crate owns
+//! connections, pooling and detection. Nothing is `Send`: everything lives on one worker's event loop.
 #![forbid(unsafe_code)]
 
 pub mod body;
 pub mod detect;
 pub mod pool;
 pub mod server;
+pub mod xprotocol;
 
 pub use body::{Body, BoxError};
 
@@ -28,6 +31,12 @@ pub enum StreamProtocol {
     Http1,
     /// HTTP/2 (h2c prior knowledge; h2 over TLS with ALPN).
     Http2,
+    /// SOFARPC Bolt: v1 frames are built for plain peers; v1 and v2 are both accepted.
+    Bolt,
+    /// SOFARPC Bolt v2: v2 frames are built for plain peers; v1 and v2 are both accepted.
+    BoltV2,
+    /// Dubbo (hessian2).
+    Dubbo,
 }
 
 impl StreamProtocol {
@@ -36,7 +45,24 @@ impl StreamProtocol {
         match self {
             StreamProtocol::Http1 => "Http1",
             StreamProtocol::Http2 => "Http2",
+            StreamProtocol::Bolt => "bolt",
+            StreamProtocol::BoltV2 => "boltv2",
+            StreamProtocol::Dubbo => "dubbo",
         }
+    }
+
+    /// The RPC codec family, `None` for HTTP.
+    pub fn family(self) -> Option<xprotocol::Family> {
+        match self {
+            StreamProtocol::Http1 | StreamProtocol::Http2 => None,
+            StreamProtocol::Bolt | StreamProtocol::BoltV2 => Some(xprotocol::Family::Bolt),
+            StreamProtocol::Dubbo => Some(xprotocol::Family::Dubbo),
+        }
+    }
+
+    /// True for HTTP/1 and HTTP/2.
+    pub fn is_http(self) -> bool {
+        self.family().is_none()
     }
 }
 

@@ -8,6 +8,8 @@
 //!   excess inside the codec. Concurrent first requests wait for one connect instead of each
 //!   opening their own.
 //!
+//! - RPC (Bolt, Dubbo): `xprotocol::client` (multiplex, ping-pong or binding).
+//!
 //! A pool belongs to one worker (`Rc`, `RefCell`): nothing here takes a lock.
 
 use std::cell::{Cell, RefCell};
@@ -29,6 +31,8 @@ use mosn_net::Transport;
 use tokio::sync::Notify;
 
 use crate::body::BoxError;
+use crate::xprotocol::client::{Checkout, RpcConn, RpcPools};
+use crate::xprotocol::{convert as rpc_convert, Family, PoolMode, RpcError, RpcSettings};
 use crate::{Body, LocalExec, StreamProtocol};
 
 /// Per-request upstream settings (from the cluster).
@@ -36,8 +40,11 @@ use crate::{Body, LocalExec, StreamProtocol};
 pub struct UpstreamSettings {
     /// Connect timeout.
     pub connect_timeout: Duration,
-    /// Requests (HTTP/1) or streams (HTTP/2) one connection carries before it is retired.
+    /// Requests (HTTP/1, RPC) or streams (HTTP/2) one connection carries before it is
+    /// retired.
     pub max_request_per_conn: u32,
+    /// RPC pooling and heartbeats.
+    pub rpc: RpcSettings,
 }
 
 /// Told about the connections a pool opens for one host (the proxy layer counts them).
@@ -64,6 +71,15 @@ pub enum SendError {
     /// The protocol handshake failed on a fresh connection.
     #[error("upstream handshake failed: {0}")]
     Handshake(#[source] hyper::Error),
+    /// An RPC request failed on an established connection.
+    #[error("upstream RPC failed: {source}")]
+    Rpc {
+        /// What went wrong.
+        #[source]
+        source: RpcError,
+        /// The request never left: safe to retry.
+        not_sent: bool,
+    },
     /// The request failed on an established connection.
     #[error("upstream request failed: {source}")]
     Request {
@@ -89,6 +105,7 @@ impl SendError {
     pub fn is_protocol_error(&self) -> bool {
         match self {
             SendError::Request { source, .. } | SendError::Handshake(source) => source.is_parse(),
+            SendError::Rpc { source, .. } => matches!(source, RpcError::Codec(_)),
             _ => false,
         }
     }
@@ -96,7 +113,7 @@ impl SendError {
     /// True when the request may be sent again without risking a duplicate.
     pub fn is_safe_to_retry(&self) -> bool {
         match self {
-            SendError::Request { not_sent, .. } => *not_sent,
+            SendError::Request { not_sent, .. } | SendError::Rpc { not_sent, .. } => *not_sent,
             _ => true,
         }
     }
@@ -125,6 +142,7 @@ struct Inner {
 pub struct Pools<T: Transport> {
     transport: T,
     inner: RefCell<Inner>,
+    rpc: RpcPools,
     max_idle_per_host: usize,
 }
 
@@ -145,6 +163,7 @@ impl<T: Transport> Pools<T> {
         Rc::new(Pools {
             transport,
             inner: RefCell::new(Inner::default()),
+            rpc: RpcPools::default(),
             max_idle_per_host,
         })
     }
@@ -152,6 +171,16 @@ impl<T: Transport> Pools<T> {
     /// The transport new connections are made with.
     pub fn transport(&self) -> &T {
         &self.transport
+    }
+
+    /// Open RPC connections to `addr` (tests, stats).
+    pub fn open_rpc(&self, addr: SocketAddr, family: Family) -> usize {
+        self.rpc.open(addr, family)
+    }
+
+    /// The downstream connection `key` ended: close the upstream connections bound to it.
+    pub fn release_binding(&self, key: u64) {
+        self.rpc.release_binding(key);
     }
 }
 
@@ -236,6 +265,35 @@ where
                 self.checkout_or_connect_h2(addr, settings, obs, max)
                     .await?,
             ))),
+            StreamProtocol::Bolt | StreamProtocol::BoltV2 | StreamProtocol::Dubbo => {
+                let family = proto.family().unwrap_or(Family::Bolt);
+                let s = &settings.rpc;
+                let conn = match self.rpc.checkout(addr, family, s, max).await {
+                    Checkout::Ready(c) => c,
+                    Checkout::Connect => {
+                        let obs = obs();
+                        match self.connect(addr, settings, &obs).await {
+                            Ok(io) => {
+                                let c =
+                                    RpcConn::start(io, family, addr, s, move || obs.on_closed());
+                                self.rpc.add(addr, family, s, Some(&c));
+                                c
+                            }
+                            Err(e) => {
+                                self.rpc.add(addr, family, s, None);
+                                return Err(e);
+                            }
+                        }
+                    }
+                };
+                Ok(Upstream(Up::Rpc {
+                    pools: self.clone(),
+                    addr,
+                    proto,
+                    conn,
+                    mode: s.pool_mode,
+                }))
+            }
         }
     }
 
@@ -383,6 +441,13 @@ enum Up<T: Transport> {
         settings: UpstreamSettings,
     },
     H2(Rc<H2Conn>),
+    Rpc {
+        pools: Rc<Pools<T>>,
+        addr: SocketAddr,
+        proto: StreamProtocol,
+        conn: Rc<RpcConn>,
+        mode: PoolMode,
+    },
 }
 
 impl<T: Transport> std::fmt::Debug for Upstream<T> {
@@ -390,6 +455,7 @@ impl<T: Transport> std::fmt::Debug for Upstream<T> {
         match &self.0 {
             Up::H1 { addr, .. } => write!(f, "Upstream(Http1 {addr})"),
             Up::H2(_) => f.write_str("Upstream(Http2)"),
+            Up::Rpc { addr, proto, .. } => write!(f, "Upstream({} {addr})", proto.name()),
         }
     }
 }
@@ -403,6 +469,7 @@ where
         match self.0 {
             Up::H1 { .. } => StreamProtocol::Http1,
             Up::H2(_) => StreamProtocol::Http2,
+            Up::Rpc { proto, .. } => proto,
         }
     }
 
@@ -418,6 +485,34 @@ where
             }
         };
         match self.0 {
+            Up::Rpc {
+                pools,
+                addr,
+                proto,
+                conn,
+                mode,
+            } => {
+                let family = proto.family().unwrap_or(Family::Bolt);
+                let rpc_fail = |source: RpcError| {
+                    let not_sent = matches!(source, RpcError::Encode(_) | RpcError::Body(_));
+                    SendError::Rpc { source, not_sent }
+                };
+                let (frame, raw) =
+                    rpc_convert::request_to_frame(family, proto == StreamProtocol::BoltV2, req)
+                        .await
+                        .map_err(rpc_fail)?;
+                let answer = conn.call(frame, raw).await.map_err(rpc_fail)?;
+                if mode == PoolMode::PingPong {
+                    pools
+                        .rpc
+                        .checkin(addr, family, conn, pools.max_idle_per_host);
+                }
+                Ok(match answer {
+                    Some(f) => rpc_convert::response_from_frame(f),
+                    // One-way: nothing comes back; the downstream side sends nothing either.
+                    None => Response::new(Body::empty()),
+                })
+            }
             Up::H2(conn) => {
                 let mut sender = conn.sender.clone();
                 let resp = sender.send_request(req).await.map_err(fail)?;

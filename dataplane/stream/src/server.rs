@@ -136,5 +136,10 @@ where
                 .keep_alive_timeout(Duration::from_secs(20));
             drive!(b.serve_connection(io, svc))
         }
+        other => {
+            // RPC protocols are served by `xprotocol::server`; callers dispatch on family().
+            tracing::warn!(protocol = other.name(), "not an HTTP protocol; closing");
+            Ok(())
+        }
     }
 }

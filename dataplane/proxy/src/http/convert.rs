@@ -6,6 +6,7 @@
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Method, Version};
+use mosn_stream::xprotocol::convert as rpc;
 use mosn_stream::StreamProtocol;
 
 /// Fields that describe one connection, never forwarded.
@@ -71,6 +72,13 @@ pub fn request_for_upstream(
     to: StreamProtocol,
     keep_upgrade: bool,
 ) -> Result<(), http::Error> {
+    if !to.is_http() {
+        // The RPC codecs build their frames from the fields and the message's own `Meta`.
+        strip_hop_by_hop(&mut parts.headers, false);
+        return Ok(());
+    }
+    // An RPC message leaving over HTTP carries its own fields as `x-mosn-*`.
+    rpc::render_http(&parts.extensions, &mut parts.headers);
     // Only an absolute-form / HTTP/2 request needs its authority moved; an HTTP/1 request's
     // `Host` stays where it is.
     let authority = parts
@@ -98,7 +106,7 @@ pub fn request_for_upstream(
             }
             parts.uri = Uri::from(pq);
         }
-        StreamProtocol::Http2 => {
+        _ => {
             parts.version = Version::HTTP_2;
             parts.headers.remove(header::HOST);
             let mut b = Uri::builder()
@@ -119,8 +127,11 @@ fn origin_form(uri: &Uri) -> PathAndQuery {
         .unwrap_or_else(|| PathAndQuery::from_static("/"))
 }
 
-/// Rewrites an upstream response head for the downstream connection.
-pub fn response_for_downstream(parts: &mut http::response::Parts) {
+/// Rewrites an upstream response head for a downstream connection speaking `to`.
+pub fn response_for_downstream(parts: &mut http::response::Parts, to: StreamProtocol) {
+    if to.is_http() {
+        rpc::render_http(&parts.extensions, &mut parts.headers);
+    }
     let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
     strip_hop_by_hop(&mut parts.headers, switching);
     parts.headers.remove(header::TE);
@@ -199,7 +210,7 @@ mod tests {
             .unwrap()
             .into_parts()
             .0;
-        response_for_downstream(&mut r);
+        response_for_downstream(&mut r, StreamProtocol::Http1);
         assert!(r.headers.get("connection").is_none());
         assert!(r.headers.get("transfer-encoding").is_none());
         assert_eq!(r.headers["x-ok"], "1");

@@ -23,6 +23,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use mosn_net::Transport;
 use mosn_stream::pool::{ConnObserver, Pools, UpstreamSettings};
+use mosn_stream::xprotocol::{self, Meta, ReplyCode};
 use mosn_stream::{Body, StreamProtocol};
 
 use super::body::{BodyEnd, RequestBody, RequestBodyState, ResponseBody};
@@ -158,10 +159,45 @@ where
             Ok(resp) => resp,
             Err(reply) => {
                 r.flag(reply.flags);
-                into_response(reply)
+                self.local_response(reply)
             }
         };
         self.finish(head, r, resp)
+    }
+}
+
+impl<T: Transport> Drop for Session<T> {
+    fn drop(&mut self) {
+        // Binding-mode upstream connections live as long as their downstream connection.
+        if self.spec.rpc_upstream.pool_mode == xprotocol::PoolMode::Binding {
+            self.pools.release_binding(self.connection_id);
+        }
+    }
+}
+
+/// MOSN's internal status code for a local reply to an RPC client.
+fn reply_code(reply: &LocalReply) -> u16 {
+    use xprotocol::code;
+    let f = reply.flags;
+    if f.contains(ResponseFlags::NO_ROUTE) {
+        code::ROUTER_UNAVAILABLE
+    } else if f.contains(ResponseFlags::NO_HEALTHY_UPSTREAM)
+        || f.contains(ResponseFlags::NO_CLUSTER)
+        || f.contains(ResponseFlags::UPSTREAM_CONNECT_FAILURE)
+    {
+        code::NO_HEALTH_UPSTREAM
+    } else if f.contains(ResponseFlags::UPSTREAM_OVERFLOW) {
+        code::UPSTREAM_OVERFLOW
+    } else if f.contains(ResponseFlags::UPSTREAM_TIMEOUT) {
+        code::TIMEOUT
+    } else if f.contains(ResponseFlags::ACCESS_DENIED) {
+        code::PERMISSION_DENIED
+    } else if f.contains(ResponseFlags::RATE_LIMITED) {
+        code::LIMIT_EXCEEDED
+    } else if f.contains(ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR) {
+        code::CODEC_EXCEPTION
+    } else {
+        xprotocol::code_for_http_status(reply.status.as_u16())
     }
 }
 
@@ -169,6 +205,17 @@ impl<T: Transport> Session<T>
 where
     T::Conn: Send,
 {
+    /// A local reply in the downstream protocol's terms (RPC clients get their protocol's
+    /// error status through [`ReplyCode`]).
+    fn local_response(&self, reply: LocalReply) -> Response<Body> {
+        let code = (!self.proto.is_http()).then(|| reply_code(&reply));
+        let mut resp = into_response(reply);
+        if let Some(code) = code {
+            resp.extensions_mut().insert(ReplyCode(code));
+        }
+        resp
+    }
+
     async fn run_filters(
         &self,
         phase: Phase,
@@ -381,12 +428,21 @@ where
             None
         };
 
-        let deadline = forward.timeout().unwrap_or(self.spec.default_timeout);
+        // The route's timeout; an RPC frame's own (Bolt `timeout`) when shorter or alone.
+        let frame_timeout = head.extensions.get::<Meta>().and_then(|m| m.0.timeout());
+        let deadline = match (forward.timeout(), frame_timeout) {
+            (Some(route), Some(frame)) => route.min(frame),
+            (route, frame) => route.or(frame).unwrap_or(self.spec.default_timeout),
+        };
         let deadline = r.started + deadline;
         let max_attempts = 1 + retry.as_ref().map_or(0, |p| p.num_retries);
         let settings = UpstreamSettings {
             connect_timeout: cluster.connect_timeout(),
             max_request_per_conn: cluster.spec().max_request_per_conn,
+            rpc: xprotocol::RpcSettings {
+                binding_key: self.connection_id,
+                ..self.spec.rpc_upstream
+            },
         };
         let mut tried = Tried::default();
         let keep_head = max_attempts > 1 || !self.spec.filters.is_empty();
@@ -446,6 +502,15 @@ where
             };
             hit.route()
                 .rewrite_request(&mut parts, Some(host.hostname()));
+            if up_proto.is_http()
+                && convert::authority(&parts.uri, &parts.headers).is_none()
+                && parts.extensions.get::<Meta>().is_some()
+            {
+                // An RPC request has no authority of its own: name the upstream.
+                if let Ok(v) = HeaderValue::from_str(&addr.to_string()) {
+                    parts.headers.insert(header::HOST, v);
+                }
+            }
             if convert::request_for_upstream(&mut parts, up_proto, upgrade).is_err() {
                 return Err(local_reply(
                     StatusCode::BAD_REQUEST,
@@ -646,7 +711,7 @@ where
         r: &mut Req,
     ) -> Response<Body> {
         let (mut parts, body) = resp.into_parts();
-        convert::response_for_downstream(&mut parts);
+        convert::response_for_downstream(&mut parts, self.proto);
         hit.route().apply_response_headers(&mut parts.headers);
         let chain = &self.spec.filters;
         let overrides = self.spec.route_overrides(hit);
@@ -667,13 +732,13 @@ where
                 Verdict::Continue => break,
                 Verdict::Reply(reply) => {
                     r.flag(reply.flags);
-                    return into_response(reply);
+                    return self.local_response(reply);
                 }
                 // A response hook cannot sleep: treat a delay as continue.
                 Verdict::Delay { then, .. } => {
                     if let Some(reply) = then {
                         r.flag(reply.flags);
-                        return into_response(reply);
+                        return self.local_response(reply);
                     }
                     from = v.resume_from;
                 }
@@ -787,13 +852,17 @@ async fn within<F: std::future::Future>(
     }
 }
 
-/// A copy of a request head without its extensions (which are per-connection state).
+/// A copy of a request head without its extensions (which are per-connection state), but
+/// with an RPC request's own fields ([`Meta`]).
 fn copy_head(head: &http::request::Parts) -> http::request::Parts {
     let mut r = Request::new(());
     *r.method_mut() = head.method.clone();
     *r.uri_mut() = head.uri.clone();
     *r.version_mut() = head.version;
     *r.headers_mut() = head.headers.clone();
+    if let Some(m) = head.extensions.get::<Meta>() {
+        r.extensions_mut().insert(m.clone());
+    }
     r.into_parts().0
 }
 
@@ -805,6 +874,9 @@ fn take_head(head: &mut http::request::Parts) -> http::request::Parts {
     *r.uri_mut() = std::mem::take(&mut head.uri);
     *r.version_mut() = head.version;
     *r.headers_mut() = std::mem::take(&mut head.headers);
+    if let Some(m) = head.extensions.remove::<Meta>() {
+        r.extensions_mut().insert(m);
+    }
     r.into_parts().0
 }
 
@@ -852,6 +924,11 @@ async fn mirror<T: Transport>(
     let settings = UpstreamSettings {
         connect_timeout: cluster.connect_timeout(),
         max_request_per_conn: cluster.spec().max_request_per_conn,
+        rpc: xprotocol::RpcSettings {
+            // A mirror must not share a downstream connection's bound upstream.
+            pool_mode: xprotocol::PoolMode::Multiplex,
+            ..xprotocol::RpcSettings::default()
+        },
     };
     let observer = || -> Rc<dyn ConnObserver> {
         Rc::new(HostObserver {

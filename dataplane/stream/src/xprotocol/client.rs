@@ -1,0 +1,483 @@
+//! Upstream RPC connections and their pools.
+//!
+//! Each connection generates its own request ids (the downstream's are restored on the
+//! way back by the server side) and keeps the requests waiting for an answer by id; an
+//! answer with an unknown id is dropped and counted. A connection idle for the heartbeat
+//! interval sends a heartbeat and is closed after `heartbeat_max_failures` unanswered ones
+//! in a row. A Bolt GoAway from the upstream retires the connection: its requests in flight
+//! finish, new ones go elsewhere.
+//!
+//! Pools (per worker, no locks): multiplex (`conns_per_host` connections per host, requests
+//! spread round robin), ping-pong (one request at a time per connection, idle ones reused),
+//! binding (one connection per downstream connection and host).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+use super::{Family, Frame, PoolMode, RpcError, RpcSettings};
+
+/// Answers from upstreams whose request id no request waits for (late, after a timeout, or
+/// bogus), over every connection: dropped and counted.
+pub static UNKNOWN_RESPONSES: AtomicU64 = AtomicU64::new(0);
+
+/// One upstream RPC connection.
+pub struct RpcConn {
+    family: Family,
+    addr: SocketAddr,
+    next_id: Cell<u64>,
+    pending: RefCell<HashMap<u64, oneshot::Sender<Frame>>>,
+    tx: mpsc::UnboundedSender<Bytes>,
+    closed: Cell<bool>,
+    /// The upstream said GoAway: no new requests.
+    retired: Cell<bool>,
+    last_active: Cell<Instant>,
+    used: Cell<u32>,
+    /// Turns true when the connection is closed from our side: the tasks stop.
+    shutdown: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for RpcConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcConn")
+            .field("family", &self.family)
+            .field("addr", &self.addr)
+            .field("pending", &self.pending.borrow().len())
+            .field("closed", &self.closed.get())
+            .finish()
+    }
+}
+
+/// Removes a waiting request when its caller gives up (timeout, cancellation).
+struct Waiting<'a> {
+    conn: &'a RpcConn,
+    id: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.conn.pending.borrow_mut().remove(&self.id);
+    }
+}
+
+impl RpcConn {
+    /// Starts the reader, writer and heartbeat tasks over a connected `io`. `on_closed`
+    /// runs once when the connection is gone.
+    pub fn start<C>(
+        io: C,
+        family: Family,
+        addr: SocketAddr,
+        settings: &RpcSettings,
+        on_closed: impl FnOnce() + 'static,
+    ) -> Rc<RpcConn>
+    where
+        C: AsyncRead + AsyncWrite + Unpin + 'static,
+    {
+        let (rd, wr) = tokio::io::split(io);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conn = Rc::new(RpcConn {
+            family,
+            addr,
+            next_id: Cell::new(1),
+            pending: RefCell::new(HashMap::new()),
+            tx,
+            closed: Cell::new(false),
+            retired: Cell::new(false),
+            last_active: Cell::new(Instant::now()),
+            used: Cell::new(0),
+            shutdown: watch::channel(false).0,
+        });
+        let weak = Rc::downgrade(&conn);
+        let max_frame = settings.max_frame;
+        tokio::task::spawn_local(write_loop(wr, rx, weak.clone(), conn.shutdown.subscribe()));
+        let stop = conn.shutdown.subscribe();
+        tokio::task::spawn_local(async move {
+            read_loop(rd, family, max_frame, weak.clone(), stop).await;
+            if let Some(c) = weak.upgrade() {
+                c.mark_closed();
+            }
+            on_closed();
+        });
+        if let Some(every) = settings.heartbeat_interval {
+            tokio::task::spawn_local(heartbeat_loop(
+                Rc::downgrade(&conn),
+                every,
+                settings.heartbeat_max_failures.max(1),
+            ));
+        }
+        conn
+    }
+
+    /// True while new requests may use this connection.
+    pub fn is_usable(&self) -> bool {
+        !self.closed.get() && !self.retired.get()
+    }
+
+    /// Requests waiting for an answer.
+    pub fn in_flight(&self) -> usize {
+        self.pending.borrow().len()
+    }
+
+    fn mark_closed(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        // Every waiter sees its sender dropped: Closed.
+        self.pending.borrow_mut().clear();
+        self.shutdown.send_replace(true);
+    }
+
+    /// Closes the connection (its waiting requests fail).
+    pub fn close(&self) {
+        self.mark_closed();
+    }
+
+    fn next_id(&self) -> u64 {
+        let id = self.next_id.get();
+        let next = match self.family {
+            // Bolt ids are u32; 0 is left out.
+            Family::Bolt if id >= u64::from(u32::MAX) => 1,
+            _ => id + 1,
+        };
+        self.next_id.set(next);
+        id
+    }
+
+    /// Sends `frame` (its id replaced by one of this connection's) and waits for the
+    /// answer; `None` for a one-way request.
+    pub async fn call(&self, mut frame: Frame, use_raw: bool) -> Result<Option<Frame>, RpcError> {
+        if self.closed.get() {
+            return Err(RpcError::Closed);
+        }
+        let oneway = frame.is_oneway();
+        let id = self.next_id();
+        frame.set_request_id(id);
+        let mut out = BytesMut::new();
+        frame
+            .encode(use_raw, &mut out)
+            .map_err(|e| RpcError::Encode(e.to_string()))?;
+        self.used.set(self.used.get() + 1);
+        if oneway {
+            self.tx.send(out.freeze()).map_err(|_| RpcError::Closed)?;
+            self.last_active.set(Instant::now());
+            return Ok(None);
+        }
+        let (otx, orx) = oneshot::channel();
+        self.pending.borrow_mut().insert(id, otx);
+        let _waiting = Waiting { conn: self, id };
+        self.tx.send(out.freeze()).map_err(|_| RpcError::Closed)?;
+        self.last_active.set(Instant::now());
+        orx.await.map(Some).map_err(|_| RpcError::Closed)
+    }
+
+    fn on_frame(&self, frame: Frame) {
+        self.last_active.set(Instant::now());
+        if frame.is_goaway() {
+            tracing::debug!(addr = %self.addr, "upstream sent GoAway; retiring the connection");
+            self.retired.set(true);
+            return;
+        }
+        if frame.is_heartbeat() && !frame.is_response() {
+            // An upstream checking on us.
+            let mut out = BytesMut::new();
+            if frame.heartbeat_ack().encode(false, &mut out).is_ok() {
+                let _ = self.tx.send(out.freeze());
+            }
+            return;
+        }
+        if !frame.is_response() {
+            UNKNOWN_RESPONSES.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let waiter = self.pending.borrow_mut().remove(&frame.request_id());
+        match waiter {
+            Some(w) => {
+                let _ = w.send(frame);
+            }
+            None => {
+                UNKNOWN_RESPONSES.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(addr = %self.addr, id = frame.request_id(), "answer for an unknown request id dropped");
+            }
+        }
+    }
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut rd: R,
+    family: Family,
+    max_frame: usize,
+    conn: std::rc::Weak<RpcConn>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf = BytesMut::with_capacity(4096);
+    loop {
+        loop {
+            match Frame::decode(family, &mut buf, max_frame) {
+                Ok(Some(f)) => match conn.upgrade() {
+                    Some(c) => c.on_frame(f),
+                    None => return,
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    let addr = conn.upgrade().map(|c| c.addr);
+                    tracing::debug!(?addr, error = %e, "upstream sent a malformed frame; closing");
+                    return;
+                }
+            }
+        }
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            r = rd.read_buf(&mut buf) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    conn: std::rc::Weak<RpcConn>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut batch = BytesMut::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let first = tokio::select! {
+            m = rx.recv() => m,
+            _ = stop.changed() => None,
+        };
+        let Some(first) = first else { break };
+        batch.extend_from_slice(&first);
+        while batch.len() < 64 * 1024 {
+            match rx.try_recv() {
+                Ok(b) => batch.extend_from_slice(&b),
+                Err(_) => break,
+            }
+        }
+        if wr.write_all(&batch).await.is_err() {
+            if let Some(c) = conn.upgrade() {
+                c.mark_closed();
+            }
+            break;
+        }
+        batch.clear();
+    }
+    let _ = wr.shutdown().await;
+}
+
+async fn heartbeat_loop(conn: std::rc::Weak<RpcConn>, every: Duration, max_failures: u32) {
+    let mut failures = 0;
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(c) = conn.upgrade() else { return };
+        if c.closed.get() {
+            return;
+        }
+        if c.last_active.get().elapsed() < every || c.in_flight() > 0 {
+            failures = 0;
+            continue;
+        }
+        let id = c.next_id();
+        let mut out = BytesMut::new();
+        if Frame::heartbeat(c.family, id).encode(false, &mut out).is_err() {
+            return;
+        }
+        let (otx, orx) = oneshot::channel();
+        c.pending.borrow_mut().insert(id, otx);
+        let _ = c.tx.send(out.freeze());
+        let weak = Rc::downgrade(&c);
+        drop(c);
+        let answered = matches!(tokio::time::timeout(every, orx).await, Ok(Ok(_)));
+        let Some(c) = weak.upgrade() else { return };
+        c.pending.borrow_mut().remove(&id);
+        if answered {
+            failures = 0;
+            continue;
+        }
+        failures += 1;
+        tracing::debug!(addr = %c.addr, failures, "upstream heartbeat unanswered");
+        if failures >= max_failures {
+            tracing::info!(addr = %c.addr, failures, "closing an upstream connection after unanswered heartbeats");
+            c.close();
+            return;
+        }
+    }
+}
+
+type Key = (SocketAddr, Family);
+
+/// The RPC part of one worker's upstream pools.
+#[derive(Default)]
+pub struct RpcPools {
+    multiplex: RefCell<HashMap<Key, Vec<Rc<RpcConn>>>>,
+    rotor: Cell<usize>,
+    connecting: RefCell<HashMap<Key, Rc<Notify>>>,
+    idle: RefCell<HashMap<Key, Vec<Rc<RpcConn>>>>,
+    binding: RefCell<HashMap<(u64, SocketAddr, Family), Rc<RpcConn>>>,
+}
+
+impl std::fmt::Debug for RpcPools {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcPools")
+            .field("multiplex_hosts", &self.multiplex.borrow().len())
+            .field("binding", &self.binding.borrow().len())
+            .finish()
+    }
+}
+
+/// What a checkout found.
+pub enum Checkout {
+    /// A ready connection.
+    Ready(Rc<RpcConn>),
+    /// A new connection is needed (the caller connects and calls [`RpcPools::add`]).
+    Connect,
+}
+
+impl RpcPools {
+    /// Open connections to `addr` (tests, stats).
+    pub fn open(&self, addr: SocketAddr, family: Family) -> usize {
+        let key = (addr, family);
+        let count = |m: &HashMap<Key, Vec<Rc<RpcConn>>>| {
+            m.get(&key)
+                .map_or(0, |v| v.iter().filter(|c| !c.closed.get()).count())
+        };
+        count(&self.multiplex.borrow())
+            + count(&self.idle.borrow())
+            + self
+                .binding
+                .borrow()
+                .iter()
+                .filter(|((_, a, f), c)| *a == addr && *f == family && !c.closed.get())
+                .count()
+    }
+
+    /// A connection for one request, or `Connect` when the caller must open one. Concurrent
+    /// first requests to a multiplexed host wait for one connect instead of each opening
+    /// their own.
+    pub async fn checkout(
+        &self,
+        addr: SocketAddr,
+        family: Family,
+        s: &RpcSettings,
+        max_requests: u32,
+    ) -> Checkout {
+        let key = (addr, family);
+        match s.pool_mode {
+            PoolMode::Binding => {
+                let mut b = self.binding.borrow_mut();
+                let k = (s.binding_key, addr, family);
+                match b.get(&k) {
+                    Some(c) if c.is_usable() => Checkout::Ready(c.clone()),
+                    _ => {
+                        b.remove(&k);
+                        Checkout::Connect
+                    }
+                }
+            }
+            PoolMode::PingPong => {
+                let mut idle = self.idle.borrow_mut();
+                let list = idle.entry(key).or_default();
+                while let Some(c) = list.pop() {
+                    if c.is_usable() && c.used.get() < max_requests {
+                        return Checkout::Ready(c);
+                    }
+                }
+                Checkout::Connect
+            }
+            PoolMode::Multiplex => loop {
+                {
+                    let mut m = self.multiplex.borrow_mut();
+                    let list = m.entry(key).or_default();
+                    list.retain(|c| c.is_usable() && c.used.get() < max_requests);
+                    let want_more = list.len() < s.conns_per_host.max(1);
+                    let connecting = self.connecting.borrow().contains_key(&key);
+                    if !list.is_empty() && (!want_more || connecting) {
+                        let i = self.rotor.get();
+                        self.rotor.set(i.wrapping_add(1));
+                        return Checkout::Ready(list[i % list.len()].clone());
+                    }
+                    if !connecting {
+                        self.connecting
+                            .borrow_mut()
+                            .insert(key, Rc::new(Notify::new()));
+                        return Checkout::Connect;
+                    }
+                }
+                let n = self.connecting.borrow().get(&key).cloned();
+                if let Some(n) = n {
+                    let notified = n.notified();
+                    if self.connecting.borrow().contains_key(&key) {
+                        notified.await;
+                    }
+                }
+            },
+        }
+    }
+
+    /// A connect for a `Connect` checkout ended (`conn`: the new connection, or `None` on
+    /// failure); waiters are woken.
+    pub fn add(&self, addr: SocketAddr, family: Family, s: &RpcSettings, conn: Option<&Rc<RpcConn>>) {
+        let key = (addr, family);
+        match s.pool_mode {
+            PoolMode::Multiplex => {
+                if let Some(c) = conn {
+                    self.multiplex
+                        .borrow_mut()
+                        .entry(key)
+                        .or_default()
+                        .push(c.clone());
+                }
+                if let Some(n) = self.connecting.borrow_mut().remove(&key) {
+                    n.notify_waiters();
+                }
+            }
+            PoolMode::Binding => {
+                if let Some(c) = conn {
+                    self.binding
+                        .borrow_mut()
+                        .insert((s.binding_key, addr, family), c.clone());
+                }
+            }
+            PoolMode::PingPong => {}
+        }
+    }
+
+    /// A ping-pong connection finished its request.
+    pub fn checkin(&self, addr: SocketAddr, family: Family, conn: Rc<RpcConn>, max_idle: usize) {
+        if !conn.is_usable() {
+            return;
+        }
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.entry((addr, family)).or_default();
+        if list.len() < max_idle {
+            list.push(conn);
+        }
+    }
+
+    /// The downstream connection `key` closed: its bound upstream connections close too.
+    pub fn release_binding(&self, key: u64) {
+        let mut b = self.binding.borrow_mut();
+        b.retain(|(k, _, _), c| {
+            if *k == key {
+                c.close();
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
