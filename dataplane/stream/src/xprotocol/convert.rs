@@ -195,9 +195,11 @@ fn bolt_map_from_fields(headers: &HeaderMap) -> Result<bolt::HeaderMap, RpcError
             *idx += 1;
         }
     }
-    // Fields the manifest does not account for (added on the way, or a plain HTTP peer).
+    // Fields the manifest does not account for (added on the way, or a plain HTTP peer);
+    // `date` is what an HTTP server stamps on every response, not part of the message.
+    let manifest = headers.contains_key(BOLT_KEYS);
     for name in headers.keys() {
-        if reserved(name) {
+        if reserved(name) || (manifest && name == http::header::DATE) {
             continue;
         }
         let skip = used.get(name).copied().unwrap_or(0);

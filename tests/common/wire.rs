@@ -1,0 +1,205 @@
+//! Byte-level RPC peers built on mosn-wire's codecs, for what the real client libraries
+//! cannot be made to do (Bolt v2 with CRC, odd header maps, malformed frames, exact ids):
+//! a recording Bolt/Dubbo upstream and a raw client that writes frames and reads answers.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use mosn_wire::{bolt, dubbo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::http::rt;
+
+/// What an upstream answers to one request frame (`None`: no answer).
+pub type BoltHandler = Arc<dyn Fn(&bolt::Frame) -> Option<bolt::Frame> + Send + Sync>;
+
+/// A Bolt upstream on 127.0.0.1:0 that records every frame it receives.
+pub struct BoltUpstream {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Frames received, in order.
+    pub seen: Arc<Mutex<Vec<bolt::Frame>>>,
+    /// Connections accepted.
+    pub conns: Arc<Mutex<usize>>,
+}
+
+impl BoltUpstream {
+    /// Starts it with `handler`.
+    pub fn start(handler: BoltHandler) -> BoltUpstream {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let conns = Arc::new(Mutex::new(0));
+        let (s2, c2) = (seen.clone(), conns.clone());
+        let addr = rt().block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            tokio::spawn(async move {
+                while let Ok((mut s, _)) = l.accept().await {
+                    *c2.lock().unwrap() += 1;
+                    let (seen, handler) = (s2.clone(), handler.clone());
+                    tokio::spawn(async move {
+                        let mut buf = BytesMut::new();
+                        loop {
+                            while let Ok(Some(f)) = bolt::Frame::decode(&mut buf, 1 << 26) {
+                                seen.lock().unwrap().push(f.clone());
+                                if let Some(resp) = handler(&f) {
+                                    let mut out = BytesMut::new();
+                                    resp.encode(&mut out).unwrap();
+                                    if s.write_all(&out).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            match s.read_buf(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => {}
+                            }
+                        }
+                    });
+                }
+            });
+            addr
+        });
+        BoltUpstream { addr, seen, conns }
+    }
+
+    /// Answers every request with a response carrying its content, a header map of its own
+    /// and `status`; heartbeats are acked.
+    pub fn echo() -> BoltUpstream {
+        BoltUpstream::start(Arc::new(|f: &bolt::Frame| {
+            if f.is_heartbeat() {
+                return Some(bolt::Frame::response_to(f, bolt::status::SUCCESS));
+            }
+            if f.is_oneway() || !f.is_request() {
+                return None;
+            }
+            let mut r = bolt::Frame::response_to(f, bolt::status::SUCCESS);
+            r.class = Bytes::from_static(b"com.alipay.sofa.rpc.core.response.SofaResponse");
+            r.header.push(
+                Bytes::from_static(b"Resp-Key"),
+                Bytes::from_static(b"Resp Value"),
+            );
+            r.header
+                .push(Bytes::from_static(b"bin"), Bytes::from_static(b"\x00\x01"));
+            r.content = f.content.clone();
+            Some(r)
+        }))
+    }
+
+    /// Request frames received (heartbeats excluded).
+    pub fn requests(&self) -> Vec<bolt::Frame> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|f| f.is_request() && !f.is_heartbeat())
+            .cloned()
+            .collect()
+    }
+}
+
+/// A blocking raw client connection.
+pub struct RawClient {
+    /// The socket.
+    pub s: TcpStream,
+    buf: BytesMut,
+}
+
+impl RawClient {
+    /// Connects to `addr`.
+    pub fn connect(addr: SocketAddr) -> RawClient {
+        let s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_nodelay(true).unwrap();
+        RawClient {
+            s,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Writes raw bytes.
+    pub fn send_bytes(&mut self, b: &[u8]) {
+        self.s.write_all(b).unwrap();
+    }
+
+    /// Writes a Bolt frame.
+    pub fn send_bolt(&mut self, f: &bolt::Frame) {
+        let mut out = BytesMut::new();
+        f.encode(&mut out).unwrap();
+        self.send_bytes(&out);
+    }
+
+    /// Writes a Dubbo frame.
+    pub fn send_dubbo(&mut self, f: &dubbo::Frame) {
+        let mut out = BytesMut::new();
+        f.encode(&mut out).unwrap();
+        self.send_bytes(&out);
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut b = [0u8; 65536];
+        match self.s.read(&mut b) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&b[..n]);
+                true
+            }
+        }
+    }
+
+    /// The next Bolt frame, `None` when the connection closed (or timed out) first.
+    pub fn read_bolt(&mut self) -> Option<bolt::Frame> {
+        loop {
+            if let Some(f) = bolt::Frame::decode(&mut self.buf, 1 << 26).expect("valid bolt") {
+                return Some(f);
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// The next Dubbo frame, `None` when the connection closed (or timed out) first.
+    pub fn read_dubbo(&mut self) -> Option<dubbo::Frame> {
+        loop {
+            if let Some(f) = dubbo::Frame::decode(&mut self.buf, 1 << 26).expect("valid dubbo") {
+                return Some(f);
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// True when the peer closed the connection (reads EOF within the timeout).
+    pub fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.s.read(&mut b), Ok(0))
+    }
+}
+
+/// A Bolt v1 request with `entries` in its header map.
+pub fn bolt_request(id: u32, entries: &[(&[u8], &[u8])], content: &[u8]) -> bolt::Frame {
+    let mut header = bolt::HeaderMap::new();
+    for (k, v) in entries {
+        header.push(Bytes::copy_from_slice(k), Bytes::copy_from_slice(v));
+    }
+    bolt::Frame {
+        proto: bolt::PROTO_V1,
+        ver1: 0,
+        kind: bolt::TYPE_REQUEST,
+        cmd_code: bolt::CMD_REQUEST,
+        ver2: 1,
+        request_id: id,
+        codec: 1,
+        switch: 0,
+        timeout: 3000,
+        status: 0,
+        class: Bytes::from_static(b"com.alipay.sofa.rpc.core.request.SofaRequest"),
+        header,
+        content: Bytes::copy_from_slice(content),
+        raw: Bytes::new(),
+    }
+}
