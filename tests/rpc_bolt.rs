@@ -100,3 +100,185 @@ fn bolt_over_http2_and_back_is_lossless() {
     }
     drop(mosn);
 }
+
+/// One listener `l7` (`down`) routing `service` `svc` (exact) to cluster `up`, with the proxy
+/// filter's `extend_config`.
+fn direct_config(down: &str, up: &str, hosts: &[std::net::SocketAddr], extend: Value) -> Value {
+    let mut l = common::http::listener("l7", down, "r");
+    let cfg = &mut l["filter_chains"][0]["filters"][0]["config"];
+    cfg["extend_config"] = extend;
+    if !up.is_empty() {
+        cfg["upstream_protocol"] = json!(up);
+    }
+    common::http::config(
+        vec![l],
+        vec![common::http::router(
+            "r",
+            json!([{"match": {"headers": [{"name": "service", "value": "svc"}]},
+                    "route": {"cluster_name": "up", "timeout": "5s"}}]),
+        )],
+        vec![cluster("up", hosts)],
+    )
+}
+
+fn svc_request(id: u32) -> bolt::Frame {
+    bolt_request(id, &[(b"service", b"svc"), (b"sofa_head_method_name", b"m")], b"hello")
+}
+
+/// Many requests in flight on one downstream connection share one upstream connection and
+/// come back with their own ids; heartbeats are answered by mosn itself; one-way requests
+/// are forwarded and answered by nobody.
+#[test]
+fn multiplexing_heartbeats_and_oneway() {
+    let svc = BoltUpstream::echo();
+    let mosn = Mosn::start(&direct_config("bolt", "", &[svc.addr], json!({})));
+    let mut c = RawClient::connect(mosn.l7());
+    for id in 1..=200u32 {
+        c.send_bolt(&svc_request(id));
+    }
+    let mut ids: Vec<u32> = (0..200).map(|_| c.read_bolt().expect("answer").request_id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (1..=200).collect::<Vec<_>>());
+    assert_eq!(*svc.conns.lock().unwrap(), 1, "one multiplexed upstream connection");
+
+    c.send_bolt(&bolt::Frame::heartbeat(bolt::PROTO_V1, 999));
+    let ack = c.read_bolt().expect("heartbeat ack");
+    assert_eq!((ack.request_id, ack.cmd_code, ack.kind), (999, bolt::CMD_HEARTBEAT, bolt::TYPE_RESPONSE));
+    assert!(svc.seen.lock().unwrap().iter().all(|f| !f.is_heartbeat()), "heartbeats are not routed");
+
+    let mut oneway = svc_request(500);
+    oneway.kind = bolt::TYPE_ONEWAY;
+    c.send_bolt(&oneway);
+    c.send_bolt(&svc_request(501));
+    let next = c.read_bolt().expect("answer");
+    assert_eq!(next.request_id, 501, "nothing comes back for a one-way request");
+    assert!(svc.requests().iter().any(|f| f.is_oneway()), "the one-way request was forwarded");
+}
+
+/// Local replies in Bolt's own form, with MOSN's status mapping and the client's id.
+#[test]
+fn hijack_replies_use_bolt_statuses() {
+    // A service that never answers, to time out.
+    let silent = BoltUpstream::start(std::sync::Arc::new(|_: &bolt::Frame| None));
+    let dead = common::dead_addr();
+    let mosn = Mosn::start(&direct_config("bolt", "", &[silent.addr], json!({})));
+    let mut c = RawClient::connect(mosn.l7());
+
+    let no_route = bolt_request(1, &[(b"service", b"other")], b"");
+    c.send_bolt(&no_route);
+    let r = c.read_bolt().unwrap();
+    assert_eq!((r.request_id, r.status), (1, bolt::status::NO_PROCESSOR));
+
+    let mut quick = svc_request(2);
+    quick.timeout = 300;
+    let t = std::time::Instant::now();
+    c.send_bolt(&quick);
+    let r = c.read_bolt().unwrap();
+    assert_eq!((r.request_id, r.status), (2, bolt::status::TIMEOUT));
+    assert!(t.elapsed() < Duration::from_secs(3), "the frame's own timeout applies");
+    drop(mosn);
+
+    let mosn = Mosn::start(&direct_config("bolt", "", &[dead], json!({})));
+    let mut c = RawClient::connect(mosn.l7());
+    c.send_bolt(&svc_request(3));
+    let r = c.read_bolt().unwrap();
+    assert_eq!((r.request_id, r.status), (3, bolt::status::NO_PROCESSOR));
+    // The access log names the service and method as the path, and why it failed.
+    mosn.logs_for("/svc/m", 1)[0].expect(503, &["UF"]);
+}
+
+/// A malformed frame gets a codec-exception reply and closes its own connection only; a
+/// request in flight on another connection is answered.
+#[test]
+fn malformed_frame_closes_only_its_connection() {
+    let slow = BoltUpstream::start(std::sync::Arc::new(|f: &bolt::Frame| {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut r = bolt::Frame::response_to(f, bolt::status::SUCCESS);
+        r.content = f.content.clone();
+        Some(r)
+    }));
+    let mosn = Mosn::start(&direct_config("bolt", "", &[slow.addr], json!({})));
+    let mut other = RawClient::connect(mosn.l7());
+    other.send_bolt(&svc_request(7));
+
+    let mut bad = RawClient::connect(mosn.l7());
+    // A v1 request header whose header-map length overruns the frame's own map.
+    let mut req = svc_request(42);
+    req.header = bolt::HeaderMap::new();
+    let mut bytes = bytes::BytesMut::new();
+    req.encode(&mut bytes).unwrap();
+    let mut raw = bytes.to_vec();
+    raw[16..18].copy_from_slice(&5u16.to_be_bytes()); // headerLen 5: not a whole entry
+    raw[18..22].copy_from_slice(&0u32.to_be_bytes());
+    raw.truncate(22 + req.class.len() + 5);
+    bad.send_bytes(&raw);
+    let r = bad.read_bolt().expect("codec error reply");
+    assert_eq!((r.request_id, r.status), (42, bolt::status::CODEC_EXCEPTION));
+    assert!(bad.closed(), "the broken connection is closed");
+
+    let r = other.read_bolt().expect("the other connection is untouched");
+    assert_eq!((r.request_id, r.status), (7, bolt::status::SUCCESS));
+    assert_eq!(r.content.as_ref(), b"hello");
+}
+
+/// An idle upstream connection is heartbeated; one whose heartbeats go unanswered is closed
+/// after `heartbeat_max_failures`, and the next request opens a new one.
+#[test]
+fn upstream_heartbeats_and_their_failures() {
+    let svc = BoltUpstream::echo();
+    let extend = json!({"bolt": {"heartbeat_interval": "200ms"}});
+    let mosn = Mosn::start(&direct_config("bolt", "", &[svc.addr], extend));
+    let mut c = RawClient::connect(mosn.l7());
+    c.send_bolt(&svc_request(1));
+    c.read_bolt().unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let beats = svc.seen.lock().unwrap().iter().filter(|f| f.is_heartbeat()).count();
+    assert!(beats >= 2, "idle upstream connection heartbeated ({beats})");
+    drop(mosn);
+
+    // Requests are answered, heartbeats are not.
+    let deaf = BoltUpstream::start(std::sync::Arc::new(|f: &bolt::Frame| {
+        (!f.is_heartbeat()).then(|| bolt::Frame::response_to(f, bolt::status::SUCCESS))
+    }));
+    let extend = json!({"bolt": {"heartbeat_interval": "100ms", "heartbeat_max_failures": 2}});
+    let mosn = Mosn::start(&direct_config("bolt", "", &[deaf.addr], extend));
+    let mut c = RawClient::connect(mosn.l7());
+    c.send_bolt(&svc_request(1));
+    c.read_bolt().unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    c.send_bolt(&svc_request(2));
+    assert_eq!(c.read_bolt().unwrap().status, bolt::status::SUCCESS);
+    assert_eq!(*deaf.conns.lock().unwrap(), 2, "closed after unanswered heartbeats, reopened");
+}
+
+/// Pool modes: ping-pong opens a connection per concurrent request; binding gives each
+/// downstream connection its own upstream connection.
+#[test]
+fn pingpong_and_binding_pools() {
+    let slow = BoltUpstream::start(std::sync::Arc::new(|f: &bolt::Frame| {
+        std::thread::sleep(Duration::from_millis(100));
+        Some(bolt::Frame::response_to(f, bolt::status::SUCCESS))
+    }));
+    let mosn = Mosn::start(&direct_config("bolt", "", &[slow.addr], json!({"bolt": {"pool_mode": "pingpong"}})));
+    let mut c = RawClient::connect(mosn.l7());
+    for id in 1..=4 {
+        c.send_bolt(&svc_request(id));
+    }
+    for _ in 0..4 {
+        assert_eq!(c.read_bolt().unwrap().status, bolt::status::SUCCESS);
+    }
+    assert_eq!(*slow.conns.lock().unwrap(), 4, "one upstream connection per request in flight");
+    drop(mosn);
+
+    let svc = BoltUpstream::echo();
+    let mosn = Mosn::start(&direct_config("bolt", "", &[svc.addr], json!({"bolt": {"pool_mode": "binding"}})));
+    let mut a = RawClient::connect(mosn.l7());
+    let mut b = RawClient::connect(mosn.l7());
+    for id in 1..=3 {
+        a.send_bolt(&svc_request(id));
+        a.read_bolt().unwrap();
+        b.send_bolt(&svc_request(id));
+        b.read_bolt().unwrap();
+    }
+    assert_eq!(*svc.conns.lock().unwrap(), 2, "one upstream connection per downstream one");
+}
