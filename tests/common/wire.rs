@@ -203,3 +203,128 @@ pub fn bolt_request(id: u32, entries: &[(&[u8], &[u8])], content: &[u8]) -> bolt
         raw: Bytes::new(),
     }
 }
+
+/// What a Dubbo upstream answers to one request frame (`None`: no answer).
+pub type DubboHandler = Arc<dyn Fn(&dubbo::Frame) -> Option<dubbo::Frame> + Send + Sync>;
+
+/// A Dubbo upstream on 127.0.0.1:0 that records every frame it receives.
+pub struct DubboUpstream {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Frames received, in order.
+    pub seen: Arc<Mutex<Vec<dubbo::Frame>>>,
+}
+
+impl DubboUpstream {
+    /// Starts it with `handler`.
+    pub fn start(handler: DubboHandler) -> DubboUpstream {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        let addr = rt().block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            tokio::spawn(async move {
+                while let Ok((mut s, _)) = l.accept().await {
+                    let (seen, handler) = (s2.clone(), handler.clone());
+                    tokio::spawn(async move {
+                        let mut buf = BytesMut::new();
+                        loop {
+                            while let Ok(Some(f)) = dubbo::Frame::decode(&mut buf, 1 << 26) {
+                                seen.lock().unwrap().push(f.clone());
+                                if let Some(resp) = handler(&f) {
+                                    let mut out = BytesMut::new();
+                                    resp.encode(&mut out).unwrap();
+                                    if s.write_all(&out).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            match s.read_buf(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => {}
+                            }
+                        }
+                    });
+                }
+            });
+            addr
+        });
+        DubboUpstream { addr, seen }
+    }
+
+    /// Answers requests with status OK and `RESPONSE_VALUE` + the hessian string `echo:<method>`;
+    /// heartbeats get the heartbeat reply.
+    pub fn echo() -> DubboUpstream {
+        DubboUpstream::start(Arc::new(|f: &dubbo::Frame| {
+            if f.is_event() {
+                return Some(dubbo::Frame::heartbeat_reply(f));
+            }
+            if !f.is_request() || !f.is_two_way() {
+                return None;
+            }
+            let inv = dubbo::parse_invocation(&f.body).ok()?;
+            let mut body = BytesMut::new();
+            body.extend_from_slice(&[0x91]);
+            mosn_wire::hessian2::write_string(&mut body, &format!("echo:{}", inv.method));
+            Some(dubbo::Frame {
+                flag: dubbo::HESSIAN2,
+                status: dubbo::status::OK,
+                request_id: f.request_id,
+                body: body.freeze(),
+                raw: Bytes::new(),
+            })
+        }))
+    }
+
+    /// Request frames received (events excluded).
+    pub fn requests(&self) -> Vec<dubbo::Frame> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|f| f.is_request() && !f.is_event())
+            .cloned()
+            .collect()
+    }
+}
+
+/// A two-way hessian2 Dubbo request invoking `service.method(String arg)` with `attachments`.
+pub fn dubbo_request(
+    id: u64,
+    service: &str,
+    method: &str,
+    arg: &str,
+    attachments: &[(&str, &str)],
+) -> dubbo::Frame {
+    let head = dubbo::Invocation {
+        dubbo_version: "2.0.2".into(),
+        service: service.into(),
+        version: "1.0.0".into(),
+        method: method.into(),
+        param_types: "Ljava/lang/String;".into(),
+        args: 0..0,
+        attachments: Vec::new(),
+        attachments_start: 0,
+    };
+    let mut args = BytesMut::new();
+    mosn_wire::hessian2::write_string(&mut args, arg);
+    let att: Vec<(String, String)> = attachments
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut body = BytesMut::new();
+    dubbo::encode_invocation(&head, &args, &att, &mut body);
+    dubbo::Frame {
+        flag: dubbo::FLAG_REQUEST | dubbo::FLAG_TWO_WAY | dubbo::HESSIAN2,
+        status: 0,
+        request_id: id,
+        body: body.freeze(),
+        raw: Bytes::new(),
+    }
+}
+
+/// The string a Dubbo `RESPONSE_VALUE` body carries.
+pub fn dubbo_response_string(body: &[u8]) -> Option<String> {
+    let rest = body.strip_prefix(&[0x91])?;
+    mosn_wire::hessian2::Reader::new(rest).read_string().ok()?
+}
