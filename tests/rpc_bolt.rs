@@ -282,3 +282,74 @@ fn pingpong_and_binding_pools() {
     }
     assert_eq!(*svc.conns.lock().unwrap(), 2, "one upstream connection per downstream one");
 }
+
+/// An upstream answer with a request id nobody waits for is dropped and counted; the real
+/// answer still reaches its client.
+#[test]
+fn unknown_response_ids_are_dropped_and_counted() {
+    // An upstream that sends an answer with a bogus id before each real one.
+    let liar = common::http::raw_upstream(|mut s| {
+        use std::io::{Read, Write};
+        let mut buf = bytes::BytesMut::new();
+        let mut b = [0u8; 4096];
+        loop {
+            let n = match s.read(&mut b) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            buf.extend_from_slice(&b[..n]);
+            while let Ok(Some(f)) = bolt::Frame::decode(&mut buf, 1 << 20) {
+                let mut bogus = bolt::Frame::response_to(&f, bolt::status::SUCCESS);
+                bogus.request_id = f.request_id.wrapping_add(1000);
+                let mut real = bolt::Frame::response_to(&f, bolt::status::SUCCESS);
+                real.content = Bytes::from_static(b"real");
+                let mut out = bytes::BytesMut::new();
+                bogus.encode(&mut out).unwrap();
+                real.encode(&mut out).unwrap();
+                if s.write_all(&out).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mosn = Mosn::start(&direct_config("bolt", "", &[liar], json!({})));
+    let mut c = RawClient::connect(mosn.l7());
+    for id in 1..=3 {
+        c.send_bolt(&svc_request(id));
+        let r = c.read_bolt().unwrap();
+        assert_eq!((r.request_id, r.content.as_ref()), (id, &b"real"[..]));
+    }
+    let (code, text) = mosn.admin_get("/stats/prometheus");
+    assert_eq!(code, 200);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("mosn_cluster_upstream_rpc_unknown_response") && l.contains("cluster=\"up\""))
+        .unwrap_or_else(|| panic!("counter missing:\n{text}"));
+    assert!(line.ends_with(" 3"), "{line}");
+}
+
+/// With `enable_bolt_goaway`, a graceful stop tells Bolt clients GoAway; requests in flight
+/// are still answered.
+#[test]
+fn goaway_on_graceful_stop() {
+    let slow = BoltUpstream::start(std::sync::Arc::new(|f: &bolt::Frame| {
+        std::thread::sleep(Duration::from_millis(400));
+        Some(bolt::Frame::response_to(f, bolt::status::SUCCESS))
+    }));
+    let mut mosn = Mosn::start(&direct_config(
+        "bolt",
+        "",
+        &[slow.addr],
+        json!({"bolt": {"enable_bolt_goaway": true}}),
+    ));
+    let mut c = RawClient::connect(mosn.l7());
+    c.send_bolt(&svc_request(9));
+    std::thread::sleep(Duration::from_millis(100));
+    mosn.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    let mut frames = vec![c.read_bolt().expect("a frame"), c.read_bolt().expect("a frame")];
+    frames.sort_by_key(|f| f.cmd_code);
+    assert_eq!(frames[0].cmd_code, bolt::CMD_RESPONSE, "{frames:?}");
+    assert_eq!((frames[0].request_id, frames[0].status), (9, bolt::status::SUCCESS));
+    assert_eq!(frames[1].cmd_code, bolt::CMD_GOAWAY, "{frames:?}");
+    assert!(c.closed(), "closed after the answer");
+}

@@ -174,6 +174,8 @@ pub struct ClusterStats {
     pub bytes_received: Arc<Counter>,
     /// Hosts in the current snapshot.
     pub hosts: Arc<Gauge>,
+    /// RPC answers whose request id no request waited for (dropped).
+    pub rpc_unknown_response: Arc<Counter>,
     /// L7 upstream request metrics: per status code, latency, retries, timeouts.
     pub requests: crate::http::RequestStats,
 }
@@ -191,6 +193,7 @@ impl ClusterStats {
             bytes_sent: scope.counter("upstream_bytes_write_total"),
             bytes_received: scope.counter("upstream_bytes_read_total"),
             hosts: scope.gauge("host_total"),
+            rpc_unknown_response: scope.counter("upstream_rpc_unknown_response"),
             requests: crate::http::RequestStats::new(scope, "upstream"),
         }
     }

@@ -57,6 +57,8 @@ pub trait ConnObserver {
     fn on_connect_failed(&self, _timeout: bool) {}
     /// An established connection closed.
     fn on_closed(&self) {}
+    /// An RPC answer arrived for a request id nobody waits for (it was dropped).
+    fn on_unknown_response(&self) {}
 }
 
 /// Why a request could not be sent or answered.
@@ -274,8 +276,7 @@ where
                         let obs = obs();
                         match self.connect(addr, settings, &obs).await {
                             Ok(io) => {
-                                let c =
-                                    RpcConn::start(io, family, addr, s, move || obs.on_closed());
+                                let c = RpcConn::start(io, family, addr, s, obs);
                                 self.rpc.add(addr, family, s, Some(&c));
                                 c
                             }

@@ -91,6 +91,9 @@ impl ConnObserver for HostObserver {
         self.host.stats.cx_active.dec();
         self.cluster.stats.cx_active.dec();
     }
+    fn on_unknown_response(&self) {
+        self.cluster.stats.rpc_unknown_response.inc();
+    }
 }
 
 fn local_reply(status: StatusCode, text: &'static str, flags: ResponseFlags) -> LocalReply {

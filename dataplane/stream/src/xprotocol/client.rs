@@ -15,7 +15,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -23,10 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::{Family, Frame, PoolMode, RpcError, RpcSettings};
-
-/// Answers from upstreams whose request id no request waits for (late, after a timeout, or
-/// bogus), over every connection: dropped and counted.
-pub static UNKNOWN_RESPONSES: AtomicU64 = AtomicU64::new(0);
+use crate::pool::ConnObserver;
 
 /// One upstream RPC connection.
 pub struct RpcConn {
@@ -42,6 +38,8 @@ pub struct RpcConn {
     used: Cell<u32>,
     /// Turns true when the connection is closed from our side: the tasks stop.
     shutdown: watch::Sender<bool>,
+    /// Counts this connection's events (closed, unknown answers) for the proxy layer.
+    obs: Rc<dyn ConnObserver>,
 }
 
 impl std::fmt::Debug for RpcConn {
@@ -68,14 +66,14 @@ impl Drop for Waiting<'_> {
 }
 
 impl RpcConn {
-    /// Starts the reader, writer and heartbeat tasks over a connected `io`. `on_closed`
-    /// runs once when the connection is gone.
+    /// Starts the reader, writer and heartbeat tasks over a connected `io`; `obs` hears
+    /// when it closes and about answers nobody waited for.
     pub fn start<C>(
         io: C,
         family: Family,
         addr: SocketAddr,
         settings: &RpcSettings,
-        on_closed: impl FnOnce() + 'static,
+        obs: Rc<dyn ConnObserver>,
     ) -> Rc<RpcConn>
     where
         C: AsyncRead + AsyncWrite + Unpin + 'static,
@@ -93,6 +91,7 @@ impl RpcConn {
             last_active: Cell::new(Instant::now()),
             used: Cell::new(0),
             shutdown: watch::channel(false).0,
+            obs: obs.clone(),
         });
         let weak = Rc::downgrade(&conn);
         let max_frame = settings.max_frame;
@@ -103,7 +102,7 @@ impl RpcConn {
             if let Some(c) = weak.upgrade() {
                 c.mark_closed();
             }
-            on_closed();
+            obs.on_closed();
         });
         if let Some(every) = settings.heartbeat_interval {
             tokio::task::spawn_local(heartbeat_loop(
@@ -193,7 +192,7 @@ impl RpcConn {
             return;
         }
         if !frame.is_response() {
-            UNKNOWN_RESPONSES.fetch_add(1, Ordering::Relaxed);
+            self.obs.on_unknown_response();
             return;
         }
         let waiter = self.pending.borrow_mut().remove(&frame.request_id());
@@ -202,7 +201,7 @@ impl RpcConn {
                 let _ = w.send(frame);
             }
             None => {
-                UNKNOWN_RESPONSES.fetch_add(1, Ordering::Relaxed);
+                self.obs.on_unknown_response();
                 tracing::debug!(addr = %self.addr, id = frame.request_id(), "answer for an unknown request id dropped");
             }
         }
