@@ -14,6 +14,12 @@ for pkg in iproute2 iptables python3 ca-certificates \
     nghttp2-client python3-grpcio python3-websockets; do
     have "$pkg" || need+=("$pkg")
 done
+# RPC peers (tests/rpc_*.rs): node runs the real SOFARPC Bolt and Dubbo peers in
+# tests/tools/rpc/. Checked as commands: a nodejs that ships its own npm (NodeSource's) is kept.
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+# anthunder (the second Bolt client) is pip-installed for Debian's python into its own folder.
+have python3-pip || need+=(python3-pip)
 if ((${#need[@]})); then
     echo "ci/setup.sh: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -25,3 +31,20 @@ for c in rustfmt clippy; do
         rustup component add "$c"
     fi
 done
+# The peers' npm packages, pinned by tests/tools/rpc/package-lock.json; reinstalled when the
+# lock file is newer than node_modules.
+rpc="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tests/tools/rpc"
+if [[ ! -d "$rpc/node_modules" || "$rpc/package-lock.json" -nt "$rpc/node_modules" ]]; then
+    echo "ci/setup.sh: npm ci in tests/tools/rpc"
+    (cd "$rpc" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+    touch "$rpc/node_modules"
+fi
+# anthunder and its dependencies, pinned by tests/tools/rpc/requirements.txt, into
+# tests/tools/rpc/pydeps (--target: Debian's /usr/bin/python3 itself is not modified).
+if [[ ! -d "$rpc/pydeps" || "$rpc/requirements.txt" -nt "$rpc/pydeps" ]]; then
+    echo "ci/setup.sh: pip install --target tests/tools/rpc/pydeps"
+    rm -rf "$rpc/pydeps"
+    /usr/bin/python3 -m pip install --quiet --no-cache-dir --disable-pip-version-check \
+        --root-user-action=ignore --no-deps --target "$rpc/pydeps" -r "$rpc/requirements.txt"
+    touch "$rpc/pydeps"
+fi

@@ -185,6 +185,8 @@ fn hijack_replies_use_bolt_statuses() {
     assert_eq!((r.request_id, r.status), (3, bolt::status::NO_PROCESSOR));
     // The access log names the service and method as the path, and why it failed.
     mosn.logs_for("/svc/m", 1)[0].expect(503, &["UF"]);
+    let log = std::fs::read_to_string(mosn.access_log()).unwrap();
+    assert!(log.contains("svc=svc rpc_method=m"), "{log}");
 }
 
 /// A malformed frame gets a codec-exception reply and closes its own connection only; a

@@ -462,7 +462,8 @@ pub const ACCESS_LOG: &str = "@ACCESS_LOG@";
 /// The access log format the tests parse ([`LogLine`]).
 pub const LOG_FORMAT: &str = "code=%response_code% flags=%response_flag% \
      cluster=%upstream_cluster% route=%route_name% method=%x-mosn-method% \
-     path=%x-mosn-path% proto=%protocol% host=%upstream_host%";
+     path=%x-mosn-path% proto=%protocol% host=%upstream_host% \
+     svc=%x-mosn-rpc-service% rpc_method=%x-mosn-rpc-method%";
 
 /// A SIMPLE round-robin cluster.
 pub fn cluster(name: &str, hosts: &[SocketAddr]) -> Value {

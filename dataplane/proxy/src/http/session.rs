@@ -146,6 +146,15 @@ where
             r.log.path = Some(head.uri.path().to_owned());
             r.log.query = head.uri.query().map(str::to_owned);
             r.log.authority = convert::authority(&head.uri, &head.headers).map(str::to_owned);
+            if let Some(family) = self.proto.family() {
+                let method_key = match family {
+                    xprotocol::Family::Bolt => "sofa_head_method_name",
+                    xprotocol::Family::Dubbo => "method",
+                };
+                let text = |k: &str| head.headers.get(k).and_then(|v| v.to_str().ok()).map(Arc::from);
+                r.log.rpc_service = text("service");
+                r.log.rpc_method = text(method_key);
+            }
             for name in spec.log_request_headers.iter() {
                 for v in head.headers.get_all(name) {
                     r.log.request_headers.append(name.clone(), v.clone());
