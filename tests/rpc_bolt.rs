@@ -9,43 +9,10 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::http::{cluster, free_port, Mosn};
-use common::wire::{bolt_request, BoltUpstream, RawClient};
+use common::http::{cluster, Mosn};
+use common::wire::{bolt_request, mesh_config, BoltUpstream, RawClient};
 use mosn_wire::bolt;
 use serde_json::{json, Value};
-
-/// The reference mesh's two listeners on free ports: `client` (SofaRpc -> Http2) and
-/// `server` (Http2 -> SofaRpc), routes on `service` `.*`, in the legacy shape.
-fn mesh_config(service: std::net::SocketAddr, extend: Value) -> Value {
-    let (client_port, server_port) = (free_port(), free_port());
-    let listener = |name: &str, port: u16, down: &str, up: &str, router: &str| {
-        json!({
-            "name": name, "address": format!("127.0.0.1:{port}"), "bind_port": true,
-            "filter_chains": [{"tls_context": {}, "filters": [
-                {"type": "proxy", "config": {
-                    "downstream_protocol": down, "upstream_protocol": up,
-                    "router_config_name": router, "extend_config": extend.clone()}},
-                {"type": "connection_manager", "config": {
-                    "router_config_name": router,
-                    "virtual_hosts": [{"name": "h", "domains": ["*"], "routers": [
-                        {"match": {"headers": [{"name": "service", "value": ".*"}]},
-                         "route": {"cluster_name": format!("{router}_cluster")}}]}]}}
-            ]}]
-        })
-    };
-    json!({
-        "servers": [{"default_log_path": "stderr", "default_log_level": "INFO", "processor": 1,
-            "listeners": [
-                listener("serverListener", server_port, "Http2", "SofaRpc", "server"),
-                listener("clientListener", client_port, "SofaRpc", "Http2", "client"),
-            ]}],
-        "cluster_manager": {"clusters": [
-            cluster("server_cluster", &[service]),
-            cluster("client_cluster", &[format!("127.0.0.1:{server_port}").parse().unwrap()]),
-        ]},
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}}
-    })
-}
 
 fn entries() -> Vec<(&'static [u8], &'static [u8])> {
     vec![
@@ -66,7 +33,7 @@ fn entries() -> Vec<(&'static [u8], &'static [u8])> {
 #[test]
 fn bolt_over_http2_and_back_is_lossless() {
     let svc = BoltUpstream::echo();
-    let mosn = Mosn::start(&mesh_config(svc.addr, json!({})));
+    let mosn = Mosn::start(&mesh_config(svc.addr, "SofaRpc", json!({})));
     let addr = mosn.addr("clientListener");
     let mut c = RawClient::connect(addr);
     let content: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();

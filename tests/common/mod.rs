@@ -183,6 +183,30 @@ impl MosnProcess {
         }
     }
 
+    /// Takes over an already spawned mosn (e.g. inside a network namespace) whose stdout
+    /// and/or stderr are piped: both are collected as log lines.
+    pub fn adopt(mut child: Child) -> MosnProcess {
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        let err = child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        for stream in [out, err].into_iter().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    eprintln!("[mosn] {line}");
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        MosnProcess {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
     /// Waits for a log line containing `needle`; returns it.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;

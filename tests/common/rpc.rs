@@ -64,11 +64,33 @@ pub struct PeerServer {
     record: Option<PathBuf>,
 }
 
+/// `bin`, run inside network namespace `netns` when given (`ip netns exec`).
+fn command_in(bin: PathBuf, netns: Option<&str>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    }
+}
+
 impl PeerServer {
     fn spawn(name: &str, record: Option<&Path>, extra: &[&str]) -> PeerServer {
+        PeerServer::spawn_in(name, None, 0, record, extra)
+    }
+
+    fn spawn_in(
+        name: &str,
+        netns: Option<&str>,
+        port: u16,
+        record: Option<&Path>,
+        extra: &[&str],
+    ) -> PeerServer {
         let node = node_tools_ready();
-        let mut cmd = Command::new(node);
-        cmd.arg(script(name)).args(["--port", "0"]);
+        let mut cmd = command_in(node, netns);
+        cmd.arg(script(name)).arg("--port").arg(port.to_string());
         if let Some(r) = record {
             cmd.arg("--record").arg(r);
         }
@@ -147,6 +169,11 @@ impl BoltServer {
     }
 
     /// Starts it with extra flags (`--reply-oneway`, `--service NAME`).
+    /// Starts bolt_server.js inside network namespace `netns` on a fixed `port`.
+    pub fn start_in(netns: &str, port: u16, record: Option<&Path>) -> BoltServer {
+        BoltServer(PeerServer::spawn_in("bolt_server.js", Some(netns), port, record, &[]))
+    }
+
     pub fn start_with(record: Option<&Path>, extra: &[&str]) -> BoltServer {
         BoltServer(PeerServer::spawn("bolt_server.js", record, extra))
     }
@@ -170,6 +197,11 @@ impl DubboServer {
     }
 
     /// Starts it with extra flags (`--service PATH`, `--version V`).
+    /// Starts dubbo_server.js inside network namespace `netns` on a fixed `port`.
+    pub fn start_in(netns: &str, port: u16, record: Option<&Path>) -> DubboServer {
+        DubboServer(PeerServer::spawn_in("dubbo_server.js", Some(netns), port, record, &[]))
+    }
+
     pub fn start_with(record: Option<&Path>, extra: &[&str]) -> DubboServer {
         DubboServer(PeerServer::spawn("dubbo_server.js", record, extra))
     }
@@ -281,6 +313,8 @@ pub struct CallOpts {
     /// Bolt: the library's protobuf codec (11) instead of hessian2; echo/fail only, the
     /// argument goes as `EchoRequest{message}` (tests/tools/rpc/proto/echo.proto).
     pub protobuf: bool,
+    /// Run the client inside this network namespace.
+    pub netns: Option<String>,
 }
 
 impl Default for CallOpts {
@@ -304,6 +338,7 @@ impl Default for CallOpts {
             crc: false,
             target_app: None,
             protobuf: false,
+            netns: None,
         }
     }
 }
@@ -410,7 +445,7 @@ fn common_flags(cmd: &mut Command, addr: SocketAddr, o: &CallOpts) {
 /// Runs bolt_client.js (sofa-rpc-node RpcConsumer) to completion; one result per call.
 pub fn bolt_call(addr: SocketAddr, o: CallOpts) -> Vec<CallResult> {
     let node = node_tools_ready();
-    let mut cmd = Command::new(node);
+    let mut cmd = command_in(node, o.netns.as_deref());
     cmd.arg(script("bolt_client.js"));
     common_flags(&mut cmd, addr, &o);
     if o.oneway {
@@ -437,7 +472,7 @@ pub fn bolt_call(addr: SocketAddr, o: CallOpts) -> Vec<CallResult> {
 pub fn dubbo_call(addr: SocketAddr, o: CallOpts) -> Vec<CallResult> {
     assert!(!o.oneway, "dubbo-remoting has no oneway call");
     let node = node_tools_ready();
-    let mut cmd = Command::new(node);
+    let mut cmd = command_in(node, o.netns.as_deref());
     cmd.arg(script("dubbo_client.js"));
     common_flags(&mut cmd, addr, &o);
     if let Some(v) = &o.version {
@@ -471,7 +506,7 @@ pub fn anthunder_ready() -> PathBuf {
 /// (appended to its header map) and `target_app`; calls are sequential.
 pub fn anthunder_call(addr: SocketAddr, o: CallOpts) -> Vec<CallResult> {
     let py = anthunder_ready();
-    let mut cmd = Command::new(py);
+    let mut cmd = command_in(py, o.netns.as_deref());
     cmd.arg(script("anthunder_client.py"));
     cmd.arg("--addr").arg(addr.to_string());
     if let Some(s) = &o.service {

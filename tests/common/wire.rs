@@ -11,7 +11,9 @@ use bytes::{Bytes, BytesMut};
 use mosn_wire::{bolt, dubbo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::http::rt;
+use serde_json::{json, Value};
+
+use super::http::{cluster, free_port, rt};
 
 /// What an upstream answers to one request frame (`None`: no answer).
 pub type BoltHandler = Arc<dyn Fn(&bolt::Frame) -> Option<bolt::Frame> + Send + Sync>;
@@ -328,3 +330,37 @@ pub fn dubbo_response_string(body: &[u8]) -> Option<String> {
     let rest = body.strip_prefix(&[0x91])?;
     mosn_wire::hessian2::Reader::new(rest).read_string().ok()?
 }
+
+/// The reference mesh's two listeners on free ports: `clientListener` (`rpc` -> Http2) and
+/// `serverListener` (Http2 -> `rpc`), routes on `service` `.*`, in the legacy shape.
+pub fn mesh_config(service: std::net::SocketAddr, rpc: &str, extend: Value) -> Value {
+    let (client_port, server_port) = (free_port(), free_port());
+    let listener = |name: &str, port: u16, down: &str, up: &str, router: &str| {
+        json!({
+            "name": name, "address": format!("127.0.0.1:{port}"), "bind_port": true,
+            "filter_chains": [{"tls_context": {}, "filters": [
+                {"type": "proxy", "config": {
+                    "downstream_protocol": down, "upstream_protocol": up,
+                    "router_config_name": router, "extend_config": extend.clone()}},
+                {"type": "connection_manager", "config": {
+                    "router_config_name": router,
+                    "virtual_hosts": [{"name": "h", "domains": ["*"], "routers": [
+                        {"match": {"headers": [{"name": "service", "value": ".*"}]},
+                         "route": {"cluster_name": format!("{router}_cluster")}}]}]}}
+            ]}]
+        })
+    };
+    json!({
+        "servers": [{"default_log_path": "stderr", "default_log_level": "INFO", "processor": 1,
+            "listeners": [
+                listener("serverListener", server_port, "Http2", rpc, "server"),
+                listener("clientListener", client_port, rpc, "Http2", "client"),
+            ]}],
+        "cluster_manager": {"clusters": [
+            cluster("server_cluster", &[service]),
+            cluster("client_cluster", &[format!("127.0.0.1:{server_port}").parse().unwrap()]),
+        ]},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}}
+    })
+}
+
