@@ -49,12 +49,22 @@ fn bolt_over_http2_and_back_is_lossless() {
         assert_eq!(resp.request_id, id);
         assert_eq!(resp.proto, proto);
         assert_eq!(resp.status, bolt::status::SUCCESS);
-        assert_eq!(resp.class.as_ref(), b"com.alipay.sofa.rpc.core.response.SofaResponse");
-        let got: Vec<_> = resp.header.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert_eq!(
+            resp.class.as_ref(),
+            b"com.alipay.sofa.rpc.core.response.SofaResponse"
+        );
+        let got: Vec<_> = resp
+            .header
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         assert_eq!(
             got,
             vec![
-                (Bytes::from_static(b"Resp-Key"), Bytes::from_static(b"Resp Value")),
+                (
+                    Bytes::from_static(b"Resp-Key"),
+                    Bytes::from_static(b"Resp Value")
+                ),
                 (Bytes::from_static(b"bin"), Bytes::from_static(b"\x00\x01")),
             ]
         );
@@ -89,7 +99,11 @@ fn direct_config(down: &str, up: &str, hosts: &[std::net::SocketAddr], extend: V
 }
 
 fn svc_request(id: u32) -> bolt::Frame {
-    bolt_request(id, &[(b"service", b"svc"), (b"sofa_head_method_name", b"m")], b"hello")
+    bolt_request(
+        id,
+        &[(b"service", b"svc"), (b"sofa_head_method_name", b"m")],
+        b"hello",
+    )
 }
 
 /// Many requests in flight on one downstream connection share one upstream connection and
@@ -103,23 +117,41 @@ fn multiplexing_heartbeats_and_oneway() {
     for id in 1..=200u32 {
         c.send_bolt(&svc_request(id));
     }
-    let mut ids: Vec<u32> = (0..200).map(|_| c.read_bolt().expect("answer").request_id).collect();
+    let mut ids: Vec<u32> = (0..200)
+        .map(|_| c.read_bolt().expect("answer").request_id)
+        .collect();
     ids.sort_unstable();
     assert_eq!(ids, (1..=200).collect::<Vec<_>>());
-    assert_eq!(*svc.conns.lock().unwrap(), 1, "one multiplexed upstream connection");
+    assert_eq!(
+        *svc.conns.lock().unwrap(),
+        1,
+        "one multiplexed upstream connection"
+    );
 
     c.send_bolt(&bolt::Frame::heartbeat(bolt::PROTO_V1, 999));
     let ack = c.read_bolt().expect("heartbeat ack");
-    assert_eq!((ack.request_id, ack.cmd_code, ack.kind), (999, bolt::CMD_HEARTBEAT, bolt::TYPE_RESPONSE));
-    assert!(svc.seen.lock().unwrap().iter().all(|f| !f.is_heartbeat()), "heartbeats are not routed");
+    assert_eq!(
+        (ack.request_id, ack.cmd_code, ack.kind),
+        (999, bolt::CMD_HEARTBEAT, bolt::TYPE_RESPONSE)
+    );
+    assert!(
+        svc.seen.lock().unwrap().iter().all(|f| !f.is_heartbeat()),
+        "heartbeats are not routed"
+    );
 
     let mut oneway = svc_request(500);
     oneway.kind = bolt::TYPE_ONEWAY;
     c.send_bolt(&oneway);
     c.send_bolt(&svc_request(501));
     let next = c.read_bolt().expect("answer");
-    assert_eq!(next.request_id, 501, "nothing comes back for a one-way request");
-    assert!(svc.requests().iter().any(|f| f.is_oneway()), "the one-way request was forwarded");
+    assert_eq!(
+        next.request_id, 501,
+        "nothing comes back for a one-way request"
+    );
+    assert!(
+        svc.requests().iter().any(|f| f.is_oneway()),
+        "the one-way request was forwarded"
+    );
 }
 
 /// Local replies in Bolt's own form, with MOSN's status mapping and the client's id.
@@ -142,7 +174,10 @@ fn hijack_replies_use_bolt_statuses() {
     c.send_bolt(&quick);
     let r = c.read_bolt().unwrap();
     assert_eq!((r.request_id, r.status), (2, bolt::status::TIMEOUT));
-    assert!(t.elapsed() < Duration::from_secs(3), "the frame's own timeout applies");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "the frame's own timeout applies"
+    );
     drop(mosn);
 
     let mosn = Mosn::start(&direct_config("bolt", "", &[dead], json!({})));
@@ -182,10 +217,15 @@ fn malformed_frame_closes_only_its_connection() {
     raw.truncate(22 + req.class.len() + 5);
     bad.send_bytes(&raw);
     let r = bad.read_bolt().expect("codec error reply");
-    assert_eq!((r.request_id, r.status), (42, bolt::status::CODEC_EXCEPTION));
+    assert_eq!(
+        (r.request_id, r.status),
+        (42, bolt::status::CODEC_EXCEPTION)
+    );
     assert!(bad.closed(), "the broken connection is closed");
 
-    let r = other.read_bolt().expect("the other connection is untouched");
+    let r = other
+        .read_bolt()
+        .expect("the other connection is untouched");
     assert_eq!((r.request_id, r.status), (7, bolt::status::SUCCESS));
     assert_eq!(r.content.as_ref(), b"hello");
 }
@@ -201,7 +241,13 @@ fn upstream_heartbeats_and_their_failures() {
     c.send_bolt(&svc_request(1));
     c.read_bolt().unwrap();
     std::thread::sleep(Duration::from_millis(1200));
-    let beats = svc.seen.lock().unwrap().iter().filter(|f| f.is_heartbeat()).count();
+    let beats = svc
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|f| f.is_heartbeat())
+        .count();
     assert!(beats >= 2, "idle upstream connection heartbeated ({beats})");
     drop(mosn);
 
@@ -217,7 +263,11 @@ fn upstream_heartbeats_and_their_failures() {
     std::thread::sleep(Duration::from_millis(1000));
     c.send_bolt(&svc_request(2));
     assert_eq!(c.read_bolt().unwrap().status, bolt::status::SUCCESS);
-    assert_eq!(*deaf.conns.lock().unwrap(), 2, "closed after unanswered heartbeats, reopened");
+    assert_eq!(
+        *deaf.conns.lock().unwrap(),
+        2,
+        "closed after unanswered heartbeats, reopened"
+    );
 }
 
 /// Pool modes: ping-pong opens a connection per concurrent request; binding gives each
@@ -228,7 +278,12 @@ fn pingpong_and_binding_pools() {
         std::thread::sleep(Duration::from_millis(100));
         Some(bolt::Frame::response_to(f, bolt::status::SUCCESS))
     }));
-    let mosn = Mosn::start(&direct_config("bolt", "", &[slow.addr], json!({"bolt": {"pool_mode": "pingpong"}})));
+    let mosn = Mosn::start(&direct_config(
+        "bolt",
+        "",
+        &[slow.addr],
+        json!({"bolt": {"pool_mode": "pingpong"}}),
+    ));
     let mut c = RawClient::connect(mosn.l7());
     for id in 1..=4 {
         c.send_bolt(&svc_request(id));
@@ -236,11 +291,20 @@ fn pingpong_and_binding_pools() {
     for _ in 0..4 {
         assert_eq!(c.read_bolt().unwrap().status, bolt::status::SUCCESS);
     }
-    assert_eq!(*slow.conns.lock().unwrap(), 4, "one upstream connection per request in flight");
+    assert_eq!(
+        *slow.conns.lock().unwrap(),
+        4,
+        "one upstream connection per request in flight"
+    );
     drop(mosn);
 
     let svc = BoltUpstream::echo();
-    let mosn = Mosn::start(&direct_config("bolt", "", &[svc.addr], json!({"bolt": {"pool_mode": "binding"}})));
+    let mosn = Mosn::start(&direct_config(
+        "bolt",
+        "",
+        &[svc.addr],
+        json!({"bolt": {"pool_mode": "binding"}}),
+    ));
     let mut a = RawClient::connect(mosn.l7());
     let mut b = RawClient::connect(mosn.l7());
     for id in 1..=3 {
@@ -249,7 +313,11 @@ fn pingpong_and_binding_pools() {
         b.send_bolt(&svc_request(id));
         b.read_bolt().unwrap();
     }
-    assert_eq!(*svc.conns.lock().unwrap(), 2, "one upstream connection per downstream one");
+    assert_eq!(
+        *svc.conns.lock().unwrap(),
+        2,
+        "one upstream connection per downstream one"
+    );
 }
 
 /// An upstream answer with a request id nobody waits for is dropped and counted; the real
@@ -292,7 +360,10 @@ fn unknown_response_ids_are_dropped_and_counted() {
     assert_eq!(code, 200);
     let line = text
         .lines()
-        .find(|l| l.starts_with("mosn_cluster_upstream_rpc_unknown_response") && l.contains("cluster=\"up\""))
+        .find(|l| {
+            l.starts_with("mosn_cluster_upstream_rpc_unknown_response")
+                && l.contains("cluster=\"up\"")
+        })
         .unwrap_or_else(|| panic!("counter missing:\n{text}"));
     assert!(line.ends_with(" 3"), "{line}");
 }
@@ -305,7 +376,7 @@ fn goaway_on_graceful_stop() {
         std::thread::sleep(Duration::from_millis(400));
         Some(bolt::Frame::response_to(f, bolt::status::SUCCESS))
     }));
-    let mut mosn = Mosn::start(&direct_config(
+    let mosn = Mosn::start(&direct_config(
         "bolt",
         "",
         &[slow.addr],
@@ -315,10 +386,16 @@ fn goaway_on_graceful_stop() {
     c.send_bolt(&svc_request(9));
     std::thread::sleep(Duration::from_millis(100));
     mosn.proc.signal(nix::sys::signal::Signal::SIGTERM);
-    let mut frames = vec![c.read_bolt().expect("a frame"), c.read_bolt().expect("a frame")];
+    let mut frames = vec![
+        c.read_bolt().expect("a frame"),
+        c.read_bolt().expect("a frame"),
+    ];
     frames.sort_by_key(|f| f.cmd_code);
     assert_eq!(frames[0].cmd_code, bolt::CMD_RESPONSE, "{frames:?}");
-    assert_eq!((frames[0].request_id, frames[0].status), (9, bolt::status::SUCCESS));
+    assert_eq!(
+        (frames[0].request_id, frames[0].status),
+        (9, bolt::status::SUCCESS)
+    );
     assert_eq!(frames[1].cmd_code, bolt::CMD_GOAWAY, "{frames:?}");
     assert!(c.closed(), "closed after the answer");
 }

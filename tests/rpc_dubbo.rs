@@ -53,13 +53,19 @@ fn dubbo_to_dubbo_routes_and_forwards_the_frame() {
     c.send_dubbo(&req);
     let resp = c.read_dubbo().expect("answer");
     assert_eq!((resp.request_id, resp.status), (77, dubbo::status::OK));
-    assert_eq!(dubbo_response_string(&resp.body).as_deref(), Some("echo:echo"));
+    assert_eq!(
+        dubbo_response_string(&resp.body).as_deref(),
+        Some("echo:echo")
+    );
     let seen = provider.requests().pop().unwrap();
     assert_eq!((seen.flag, &seen.body), (req.flag, &req.body));
 
     c.send_dubbo(&dubbo_request(78, SVC, "echo", "hi", &[("group", "other")]));
     let r = c.read_dubbo().unwrap();
-    assert_eq!((r.request_id, r.status), (78, dubbo::status::SERVICE_NOT_FOUND));
+    assert_eq!(
+        (r.request_id, r.status),
+        (78, dubbo::status::SERVICE_NOT_FOUND)
+    );
 
     let mut hb = dubbo_request(79, SVC, "", "", &[]);
     hb.flag |= dubbo::FLAG_EVENT;
@@ -85,7 +91,10 @@ fn dubbo_over_http2_and_back_is_lossless() {
     let route = |c: &str| json!([{"match": {"headers": [{"name": "service", "value": ".*"}]}, "route": {"cluster_name": c}}]);
     let cfg = common::http::config(
         vec![server, client],
-        vec![common::http::router("r", route("hop")), common::http::router("r2", route("up"))],
+        vec![
+            common::http::router("r", route("hop")),
+            common::http::router("r2", route("up")),
+        ],
         vec![
             cluster("hop", &[format!("127.0.0.1:{sp}").parse().unwrap()]),
             cluster("up", &[provider.addr]),
@@ -93,11 +102,20 @@ fn dubbo_over_http2_and_back_is_lossless() {
     );
     let mosn = Mosn::start(&cfg);
     let mut c = RawClient::connect(mosn.addr("client"));
-    let req = dubbo_request(5, SVC, "echo", "über ✓ 𝄞", &[("k", "v"), ("Odd Key", "x\ty")]);
+    let req = dubbo_request(
+        5,
+        SVC,
+        "echo",
+        "über ✓ 𝄞",
+        &[("k", "v"), ("Odd Key", "x\ty")],
+    );
     c.send_dubbo(&req);
     let resp = c.read_dubbo().expect("answer");
     assert_eq!((resp.request_id, resp.status), (5, dubbo::status::OK));
-    assert_eq!(dubbo_response_string(&resp.body).as_deref(), Some("echo:echo"));
+    assert_eq!(
+        dubbo_response_string(&resp.body).as_deref(),
+        Some("echo:echo")
+    );
     let seen = provider.requests().pop().unwrap();
     assert_eq!((seen.flag, &seen.body), (req.flag, &req.body));
 }
@@ -126,20 +144,37 @@ fn http_to_dubbo() {
     let mosn = Mosn::start(&config("Http1", "dubbo", &[provider.addr], json!([])));
     let url = format!("http://{}/", mosn.l7());
     let (status, head, _) = curl(&[
-        "-H", &format!("service: {SVC}"),
-        "-H", "method: echo",
-        "-H", "version: 1.0.0",
-        "-H", "x-tenant: t1",
-        "--data-binary", "payload",
+        "-H",
+        &format!("service: {SVC}"),
+        "-H",
+        "method: echo",
+        "-H",
+        "version: 1.0.0",
+        "-H",
+        "x-tenant: t1",
+        "--data-binary",
+        "payload",
         &url,
     ]);
     assert_eq!(status, 200);
-    assert!(head.contains("x-mosn-dubbo-meta: flag=2;status=20"), "{head}");
+    assert!(
+        head.contains("x-mosn-dubbo-meta: flag=2;status=20"),
+        "{head}"
+    );
     let seen = provider.requests().pop().unwrap();
     let inv = dubbo::parse_invocation(&seen.body).unwrap();
-    assert_eq!((inv.service.as_str(), inv.method.as_str(), inv.version.as_str()), (SVC, "echo", "1.0.0"));
+    assert_eq!(
+        (
+            inv.service.as_str(),
+            inv.method.as_str(),
+            inv.version.as_str()
+        ),
+        (SVC, "echo", "1.0.0")
+    );
     assert_eq!(inv.param_types, "Ljava/lang/String;");
-    let arg = mosn_wire::hessian2::Reader::new(&seen.body[inv.args.clone()]).read_string().unwrap();
+    let arg = mosn_wire::hessian2::Reader::new(&seen.body[inv.args.clone()])
+        .read_string()
+        .unwrap();
     assert_eq!(arg.as_deref(), Some("payload"));
     assert_eq!(inv.attachment("x-tenant"), Some("t1"));
     assert_eq!(inv.attachment("interface"), Some(SVC));
@@ -152,14 +187,28 @@ fn http_to_bolt() {
     let svc = BoltUpstream::echo();
     let mosn = Mosn::start(&config("Http1", "bolt", &[svc.addr], json!([])));
     let url = format!("http://{}/", mosn.l7());
-    let (status, head, body) = curl(&["-H", &format!("service: {SVC}"), "-H", "x-a: 1", "--data-binary", "abc", &url]);
+    let (status, head, body) = curl(&[
+        "-H",
+        &format!("service: {SVC}"),
+        "-H",
+        "x-a: 1",
+        "--data-binary",
+        "abc",
+        &url,
+    ]);
     assert_eq!((status, body.as_str()), (200, "abc"));
     assert!(head.contains("x-mosn-bolt-meta: proto=1;"), "{head}");
     assert!(head.contains("resp-key: resp value"), "{head}");
     let seen = svc.requests().pop().unwrap();
-    assert_eq!(seen.header.get(b"service").map(|v| v.as_ref()), Some(SVC.as_bytes()));
+    assert_eq!(
+        seen.header.get(b"service").map(|v| v.as_ref()),
+        Some(SVC.as_bytes())
+    );
     assert_eq!(seen.header.get(b"x-a").map(|v| v.as_ref()), Some(&b"1"[..]));
-    assert!(seen.header.get(b"host").is_none(), "connection fields stay out of the header map");
+    assert!(
+        seen.header.get(b"host").is_none(),
+        "connection fields stay out of the header map"
+    );
     assert_eq!(seen.content.as_ref(), b"abc");
 }
 
@@ -171,7 +220,14 @@ fn rpc_to_plain_http_service() {
     let up = Upstream::echo("web");
     let mosn = Mosn::start(&config("bolt,dubbo", "Http1", &[up.addr], json!([])));
     let mut c = RawClient::connect(mosn.l7());
-    c.send_bolt(&bolt_request(3, &[(b"service", SVC.as_bytes()), (b"sofa_head_method_name", b"echo")], b"xyz"));
+    c.send_bolt(&bolt_request(
+        3,
+        &[
+            (b"service", SVC.as_bytes()),
+            (b"sofa_head_method_name", b"echo"),
+        ],
+        b"xyz",
+    ));
     let r = c.read_bolt().unwrap();
     assert_eq!((r.request_id, r.status), (3, bolt::status::SUCCESS));
     let seen = up.last();
@@ -183,7 +239,10 @@ fn rpc_to_plain_http_service() {
     d.send_dubbo(&dubbo_request(4, SVC, "echo", "hi", &[]));
     let r = d.read_dubbo().unwrap();
     assert_eq!((r.request_id, r.status), (4, dubbo::status::OK));
-    assert!(dubbo_response_string(&r.body).is_some(), "the HTTP body as the return value");
+    assert!(
+        dubbo_response_string(&r.body).is_some(),
+        "the HTTP body as the return value"
+    );
     assert_eq!(up.last().header("method"), Some("echo"));
 }
 
@@ -200,8 +259,21 @@ fn auto_detects_http_bolt_and_dubbo_on_one_port() {
     d.send_dubbo(&dubbo_request(2, SVC, "echo", "x", &[]));
     assert_eq!(d.read_dubbo().unwrap().request_id, 2);
     let url = format!("http://{}/", mosn.l7());
-    let (status, _, body) = curl(&["-H", &format!("service: {SVC}"), "--data-binary", "h1", &url]);
+    let (status, _, body) = curl(&[
+        "-H",
+        &format!("service: {SVC}"),
+        "--data-binary",
+        "h1",
+        &url,
+    ]);
     assert_eq!((status, body.as_str()), (200, "h1"));
-    let (status, _, body) = curl(&["--http2-prior-knowledge", "-H", &format!("service: {SVC}"), "--data-binary", "h2", &url]);
+    let (status, _, body) = curl(&[
+        "--http2-prior-knowledge",
+        "-H",
+        &format!("service: {SVC}"),
+        "--data-binary",
+        "h2",
+        &url,
+    ]);
     assert_eq!((status, body.as_str()), (200, "h2"));
 }

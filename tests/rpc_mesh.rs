@@ -21,7 +21,18 @@ use serde_json::{json, Value};
 /// a client randomizes).
 fn comparable(mut r: Value) -> Value {
     if let Some(o) = r.as_object_mut() {
-        for k in ["req_id", "id", "ts", "time", "ms", "elapsed", "peer", "remote", "frame_len", "crc"] {
+        for k in [
+            "req_id",
+            "id",
+            "ts",
+            "time",
+            "ms",
+            "elapsed",
+            "peer",
+            "remote",
+            "frame_len",
+            "crc",
+        ] {
             o.remove(k);
         }
     }
@@ -30,7 +41,19 @@ fn comparable(mut r: Value) -> Value {
 
 fn results(rs: &[CallResult]) -> Vec<Value> {
     rs.iter()
-        .map(|c| json!([c.ok, c.result, c.result_len, c.echoed, c.error, c.code, c.status, c.heartbeat, c.oneway]))
+        .map(|c| {
+            json!([
+                c.ok,
+                c.result,
+                c.result_len,
+                c.echoed,
+                c.error,
+                c.code,
+                c.status,
+                c.heartbeat,
+                c.oneway
+            ])
+        })
         .collect()
 }
 
@@ -48,11 +71,18 @@ fn same_both_ways(
     let mid = wait_len(records, before + d.len().min(1));
     let m = call(mesh, opts);
     let after = wait_len(records, mid + m.len().min(1));
-    assert_eq!(results(&d), results(&m), "the client sees the same through mosn");
+    assert_eq!(
+        results(&d),
+        results(&m),
+        "the client sees the same through mosn"
+    );
     let all = records();
     let (rd, rm) = (&all[before..mid], &all[mid..after]);
     let norm = |rs: &[Value]| {
-        let mut v: Vec<String> = rs.iter().map(|r| comparable(r.clone()).to_string()).collect();
+        let mut v: Vec<String> = rs
+            .iter()
+            .map(|r| comparable(r.clone()).to_string())
+            .collect();
         v.sort();
         v
     };
@@ -86,7 +116,11 @@ fn sofarpc_through_bolt_http2_bolt_is_indistinguishable() {
     let r = go(CallOpts::call("echo", json!(["hello mosn"])));
     assert!(r[0].ok && r[0].text() == "hello mosn", "{:?}", r[0].raw);
     let r = go(CallOpts::call("fail", json!(["boom"])));
-    assert_eq!(r[0].status, Some(2), "the service's exception status comes back exactly");
+    assert_eq!(
+        r[0].status,
+        Some(2),
+        "the service's exception status comes back exactly"
+    );
     let r = go(CallOpts {
         count: 200,
         concurrency: 200,
@@ -114,7 +148,10 @@ fn sofarpc_through_bolt_http2_bolt_is_indistinguishable() {
         ..Default::default()
     });
     go(CallOpts {
-        headers: vec![("x-tenant".into(), "t1".into()), ("Zone".into(), "GZ 00a".into())],
+        headers: vec![
+            ("x-tenant".into(), "t1".into()),
+            ("Zone".into(), "GZ 00a".into()),
+        ],
         ..Default::default()
     });
     go(CallOpts {
@@ -133,7 +170,10 @@ fn sofarpc_through_bolt_http2_bolt_is_indistinguishable() {
             ..Default::default()
         },
     );
-    assert!(r.iter().all(|h| h.ok && h.heartbeat && h.status == Some(0)), "{r:?}");
+    assert!(
+        r.iter().all(|h| h.ok && h.heartbeat && h.status == Some(0)),
+        "{r:?}"
+    );
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(records().len(), before, "heartbeats are not routed");
 }
@@ -164,7 +204,12 @@ fn anthunder_through_the_mesh() {
             .collect()
     };
     assert_eq!(keys(&recs[0]), keys(&recs[3]));
-    let order = |r: &Value| -> Vec<String> { record_pairs(r, "headers").into_iter().map(|p| p.0).collect() };
+    let order = |r: &Value| -> Vec<String> {
+        record_pairs(r, "headers")
+            .into_iter()
+            .map(|p| p.0)
+            .collect()
+    };
     assert_eq!(order(&recs[0]), order(&recs[3]), "every key, in order");
 }
 
@@ -180,7 +225,10 @@ fn dubbo_through_dubbo_http2_dubbo_is_indistinguishable() {
     let r = go(CallOpts::call("echo", json!(["hello dubbo"])));
     assert!(r[0].ok && r[0].text() == "hello dubbo", "{:?}", r[0].raw);
     go(CallOpts {
-        attachments: vec![("tenant".into(), "t1".into()), ("Trace-Id".into(), "abc".into())],
+        attachments: vec![
+            ("tenant".into(), "t1".into()),
+            ("Trace-Id".into(), "abc".into()),
+        ],
         ..Default::default()
     });
     go(CallOpts::call("fail", json!(["boom"])));
@@ -220,7 +268,10 @@ impl Netns {
             .args(["netns", "del", &name])
             .stderr(Stdio::null())
             .status();
-        let ok = Command::new("ip").args(["netns", "add", &name]).status().unwrap();
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
         assert!(ok.success());
         let ns = Netns(name);
         let up = Command::new("ip")
@@ -240,7 +291,9 @@ impl Drop for Netns {
 
 /// `mosn start -c <config>` inside `ns`, waiting for `listeners`.
 fn mosn_in(ns: &Netns, config: &str, listeners: &[&str]) -> common::MosnProcess {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(config);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("configs")
+        .join(config);
     let child = Command::new("ip")
         .args(["netns", "exec", &ns.0])
         .arg(common::mosn_bin())
@@ -270,7 +323,11 @@ fn reference_mesh_configs_run_unchanged() {
     // Bolt: client -> 127.0.0.1:2045 -> HTTP/2 127.0.0.1:2046 -> service 127.0.0.1:8080.
     let rec = dir.path().join("bolt.jsonl");
     let svc = BoltServer::start_in(&ns.0, 8080, Some(&rec));
-    let mosn = mosn_in(&ns, "reference-mesh.json", &["serverListener", "clientListener"]);
+    let mosn = mosn_in(
+        &ns,
+        "reference-mesh.json",
+        &["serverListener", "clientListener"],
+    );
     let opts = |count| CallOpts {
         args: json!(["reference"]),
         count,
@@ -281,7 +338,10 @@ fn reference_mesh_configs_run_unchanged() {
     let direct = bolt_call("127.0.0.1:8080".parse().unwrap(), opts(20));
     let mesh = bolt_call("127.0.0.1:2045".parse().unwrap(), opts(20));
     assert_eq!(results(&direct), results(&mesh));
-    assert!(mesh.iter().all(|c| c.ok && c.text() == "reference"), "{mesh:?}");
+    assert!(
+        mesh.iter().all(|c| c.ok && c.text() == "reference"),
+        "{mesh:?}"
+    );
     let recs = read_records(&rec);
     assert_eq!(recs.len(), 40);
     assert_eq!(comparable(recs[0].clone()), comparable(recs[39].clone()));
@@ -291,9 +351,16 @@ fn reference_mesh_configs_run_unchanged() {
     // Dubbo: client -> 127.0.0.1:2065 -> HTTP/2 127.0.0.1:2066 -> provider 127.0.0.1:20880.
     let rec = dir.path().join("dubbo.jsonl");
     let _provider = DubboServer::start_in(&ns.0, 20880, Some(&rec));
-    let _dmosn = mosn_in(&ns, "reference-mesh-dubbo.json", &["dubboServerListener", "dubboClientListener"]);
+    let _dmosn = mosn_in(
+        &ns,
+        "reference-mesh-dubbo.json",
+        &["dubboServerListener", "dubboClientListener"],
+    );
     let direct = dubbo_call("127.0.0.1:20880".parse().unwrap(), opts(20));
     let mesh = dubbo_call("127.0.0.1:2065".parse().unwrap(), opts(20));
     assert_eq!(results(&direct), results(&mesh));
-    assert!(mesh.iter().all(|c| c.ok && c.text() == "reference"), "{mesh:?}");
+    assert!(
+        mesh.iter().all(|c| c.ok && c.text() == "reference"),
+        "{mesh:?}"
+    );
 }

@@ -187,8 +187,14 @@ impl MosnProcess {
     /// and/or stderr are piped: both are collected as log lines.
     pub fn adopt(mut child: Child) -> MosnProcess {
         let (tx, rx) = mpsc::channel();
-        let out = child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
-        let err = child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        let out = child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        let err = child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
         for stream in [out, err].into_iter().flatten() {
             let tx = tx.clone();
             std::thread::spawn(move || {

@@ -171,7 +171,13 @@ impl BoltServer {
     /// Starts it with extra flags (`--reply-oneway`, `--service NAME`).
     /// Starts bolt_server.js inside network namespace `netns` on a fixed `port`.
     pub fn start_in(netns: &str, port: u16, record: Option<&Path>) -> BoltServer {
-        BoltServer(PeerServer::spawn_in("bolt_server.js", Some(netns), port, record, &[]))
+        BoltServer(PeerServer::spawn_in(
+            "bolt_server.js",
+            Some(netns),
+            port,
+            record,
+            &[],
+        ))
     }
 
     pub fn start_with(record: Option<&Path>, extra: &[&str]) -> BoltServer {
@@ -199,7 +205,13 @@ impl DubboServer {
     /// Starts it with extra flags (`--service PATH`, `--version V`).
     /// Starts dubbo_server.js inside network namespace `netns` on a fixed `port`.
     pub fn start_in(netns: &str, port: u16, record: Option<&Path>) -> DubboServer {
-        DubboServer(PeerServer::spawn_in("dubbo_server.js", Some(netns), port, record, &[]))
+        DubboServer(PeerServer::spawn_in(
+            "dubbo_server.js",
+            Some(netns),
+            port,
+            record,
+            &[],
+        ))
     }
 
     pub fn start_with(record: Option<&Path>, extra: &[&str]) -> DubboServer {

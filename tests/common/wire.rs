@@ -363,4 +363,3 @@ pub fn mesh_config(service: std::net::SocketAddr, rpc: &str, extend: Value) -> V
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}}
     })
 }
-

@@ -344,14 +344,21 @@ fn rpc_settings(
         }
     };
     if let Some((at, v)) = extend_value(p, &["bolt", "boltv2", "SofaRpc"], "enable_bolt_goaway") {
-        server.bolt_goaway = v.as_bool().ok_or_else(|| bad(&at, "must be true or false"))?;
+        server.bolt_goaway = v
+            .as_bool()
+            .ok_or_else(|| bad(&at, "must be true or false"))?;
     }
     if let Some((at, v)) = extend_value(p, &RPC_SECTIONS, "pool_mode") {
         up.pool_mode = match v.as_str().map(str::to_ascii_lowercase).as_deref() {
             Some("multiplex") => PoolMode::Multiplex,
             Some("pingpong") | Some("ping_pong") => PoolMode::PingPong,
             Some("binding") => PoolMode::Binding,
-            _ => return Err(bad(&at, "must be \"multiplex\", \"pingpong\" or \"binding\"")),
+            _ => {
+                return Err(bad(
+                    &at,
+                    "must be \"multiplex\", \"pingpong\" or \"binding\"",
+                ))
+            }
         };
     }
     if let Some(n) = uint("connections_per_host")? {

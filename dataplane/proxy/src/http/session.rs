@@ -151,7 +151,12 @@ where
                     xprotocol::Family::Bolt => "sofa_head_method_name",
                     xprotocol::Family::Dubbo => "method",
                 };
-                let text = |k: &str| head.headers.get(k).and_then(|v| v.to_str().ok()).map(Arc::from);
+                let text = |k: &str| {
+                    head.headers
+                        .get(k)
+                        .and_then(|v| v.to_str().ok())
+                        .map(Arc::from)
+                };
                 r.log.rpc_service = text("service");
                 r.log.rpc_method = text(method_key);
             }

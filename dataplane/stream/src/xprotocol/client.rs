@@ -292,7 +292,10 @@ async fn heartbeat_loop(conn: std::rc::Weak<RpcConn>, every: Duration, max_failu
         }
         let id = c.next_id();
         let mut out = BytesMut::new();
-        if Frame::heartbeat(c.family, id).encode(false, &mut out).is_err() {
+        if Frame::heartbeat(c.family, id)
+            .encode(false, &mut out)
+            .is_err()
+        {
             return;
         }
         let (otx, orx) = oneshot::channel();
@@ -429,7 +432,13 @@ impl RpcPools {
 
     /// A connect for a `Connect` checkout ended (`conn`: the new connection, or `None` on
     /// failure); waiters are woken.
-    pub fn add(&self, addr: SocketAddr, family: Family, s: &RpcSettings, conn: Option<&Rc<RpcConn>>) {
+    pub fn add(
+        &self,
+        addr: SocketAddr,
+        family: Family,
+        s: &RpcSettings,
+        conn: Option<&Rc<RpcConn>>,
+    ) {
         let key = (addr, family);
         match s.pool_mode {
             PoolMode::Multiplex => {

@@ -386,7 +386,8 @@ pub async fn request_to_frame(
     let meta = parts.extensions.get::<Meta>().map(|m| &m.0);
     match (family, meta) {
         (Family::Bolt, Some(Frame::Bolt(orig))) => {
-            let raw_ok = content == orig.content && bolt_fields_unchanged(&orig.header, &parts.headers);
+            let raw_ok =
+                content == orig.content && bolt_fields_unchanged(&orig.header, &parts.headers);
             let mut f = orig.clone();
             if !raw_ok {
                 f.raw = Bytes::new();
@@ -415,7 +416,10 @@ pub async fn request_to_frame(
             f.content = content;
             Ok((Frame::Bolt(f), false))
         }
-        (Family::Dubbo, _) => Ok((Frame::Dubbo(dubbo_request_from_http(&parts, content)?), false)),
+        (Family::Dubbo, _) => Ok((
+            Frame::Dubbo(dubbo_request_from_http(&parts, content)?),
+            false,
+        )),
     }
 }
 
@@ -488,8 +492,9 @@ fn dubbo_request_from_http(
         }
         None if body.is_empty() => String::new(),
         None => {
-            let s = std::str::from_utf8(&body)
-                .map_err(|_| RpcError::Encode("a plain HTTP body for Dubbo must be UTF-8".into()))?;
+            let s = std::str::from_utf8(&body).map_err(|_| {
+                RpcError::Encode("a plain HTTP body for Dubbo must be UTF-8".into())
+            })?;
             hessian2::write_string(&mut args, s);
             "Ljava/lang/String;".to_owned()
         }
@@ -503,7 +508,11 @@ fn dubbo_request_from_http(
             attachments.push((n.as_str().to_owned(), v.to_owned()));
         }
     }
-    for (k, v) in [("path", service), ("interface", service), ("version", version)] {
+    for (k, v) in [
+        ("path", service),
+        ("interface", service),
+        ("version", version),
+    ] {
         if !attachments.iter().any(|(ak, _)| ak == k) {
             attachments.push((k.to_owned(), v.to_owned()));
         }
@@ -539,7 +548,10 @@ pub async fn response_to_frame(req: &Frame, resp: Response<Body>) -> (Frame, boo
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(error = %e, "response body failed; answering with an error");
-            return (hijack(req, super::code::INTERNAL_ERROR, "upstream body failed"), false);
+            return (
+                hijack(req, super::code::INTERNAL_ERROR, "upstream body failed"),
+                false,
+            );
         }
     };
     if let Some(code) = code {
@@ -621,7 +633,11 @@ fn dubbo_response_from_http(
     }
     let code = super::code_for_http_status(parts.status.as_u16());
     if code != super::code::SUCCESS {
-        let msg = format!("{}|{}", parts.status.as_u16(), String::from_utf8_lossy(&content));
+        let msg = format!(
+            "{}|{}",
+            parts.status.as_u16(),
+            String::from_utf8_lossy(&content)
+        );
         return dubbo::Frame::error_response(req, super::dubbo_status_for(code), msg.trim_end());
     }
     // A plain HTTP answer: the body as the invocation's return value (a string).
@@ -710,7 +726,16 @@ mod tests {
         assert_eq!(back.header, orig.header);
         assert_eq!(back.class, orig.class);
         assert_eq!(
-            (back.proto, back.ver1, back.kind, back.cmd_code, back.ver2, back.codec, back.switch, back.timeout),
+            (
+                back.proto,
+                back.ver1,
+                back.kind,
+                back.cmd_code,
+                back.ver2,
+                back.codec,
+                back.switch,
+                back.timeout
+            ),
             (2, 2, 1, 1, 1, 1, 1, 3000)
         );
         assert_eq!(back.content, orig.content);
@@ -724,12 +749,18 @@ mod tests {
         render_http(&parts.extensions, &mut parts.headers);
         parts.extensions = http::Extensions::new();
         parts.headers.remove("a");
-        parts.headers.append("added", HeaderValue::from_static("yes"));
+        parts
+            .headers
+            .append("added", HeaderValue::from_static("yes"));
         let (back, _) = request_to_frame(Family::Bolt, false, Request::from_parts(parts, body))
             .await
             .unwrap();
         let Frame::Bolt(back) = back else { panic!() };
-        let got: Vec<_> = back.header.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let got: Vec<_> = back
+            .header
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -754,11 +785,15 @@ mod tests {
         assert_eq!(out.raw(), &f.raw);
 
         let mut req = request_from_frame(Frame::Bolt(f));
-        req.headers_mut().insert("k", HeaderValue::from_static("changed"));
+        req.headers_mut()
+            .insert("k", HeaderValue::from_static("changed"));
         let (out, raw) = request_to_frame(Family::Bolt, false, req).await.unwrap();
         assert!(!raw);
         let Frame::Bolt(out) = out else { panic!() };
-        assert_eq!(out.header.get(b"k").unwrap(), &Bytes::from_static(b"changed"));
+        assert_eq!(
+            out.header.get(b"k").unwrap(),
+            &Bytes::from_static(b"changed")
+        );
     }
 
     /// Local replies become each protocol's own error with MOSN's status mapping.
@@ -776,7 +811,10 @@ mod tests {
             resp.extensions_mut().insert(ReplyCode(code));
             let (f, _) = response_to_frame(&req, resp).await;
             let Frame::Bolt(f) = f else { panic!() };
-            assert_eq!((f.status, f.request_id, f.cmd_code), (want, 7, bolt::CMD_RESPONSE));
+            assert_eq!(
+                (f.status, f.request_id, f.cmd_code),
+                (want, 7, bolt::CMD_RESPONSE)
+            );
         }
     }
 
@@ -785,7 +823,9 @@ mod tests {
         let all: Vec<u8> = (0..=255u8).collect();
         let mut enc = Vec::new();
         pct_encode(&mut enc, &all);
-        assert!(enc.iter().all(|b| b.is_ascii_graphic() && *b != b',' && *b != b'='));
+        assert!(enc
+            .iter()
+            .all(|b| b.is_ascii_graphic() && *b != b',' && *b != b'='));
         assert_eq!(pct_decode(&enc).unwrap(), all);
         assert!(pct_decode(b"%zz").is_none());
         assert!(pct_decode(b"%4").is_none());
