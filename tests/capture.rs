@@ -113,8 +113,47 @@ fn free_port() -> u16 {
 }
 
 /// The L7 config shared by both tests: `outbound` takes captured connections and hands them
-/// on by original destination; `svc` (virtual, at `service`) routes `/a` and `/b`.
+/// on by original destination; `svc` (virtual, at `service`) routes `/a` and `/b`; with
+/// `bolt` = (service address, upstream), `boltsvc` (virtual, SofaRpc) routes every Bolt
+/// `service` to cluster `bolt`.
 fn capture_config(
+    outbound: SocketAddr,
+    service: SocketAddr,
+    a: SocketAddr,
+    b: SocketAddr,
+    capture: &str,
+    access_log: &Path,
+    bolt: Option<(SocketAddr, SocketAddr)>,
+) -> String {
+    let mut cfg: serde_json::Value = serde_json::from_str(&capture_config_base(
+        outbound, service, a, b, capture, access_log,
+    ))
+    .unwrap();
+    if let Some((svc, up)) = bolt {
+        let server = &mut cfg["servers"][0];
+        server["routers"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+            "router_config_name": "bolt", "virtual_hosts": [{"name": "bolt", "domains": ["*"],
+            "routers": [{"match": {"headers": [{"name": "service", "value": ".*"}]},
+                         "route": {"cluster_name": "bolt"}}]}]}));
+        server["listeners"].as_array_mut().unwrap().push(serde_json::json!({
+            "name": "boltsvc", "address": svc.to_string(), "bind_port": false,
+            "access_logs": [{"log_path": access_log, "log_format": "%downstream_local_address% %x-mosn-rpc-service% %response_code% %upstream_cluster%"}],
+            "filter_chains": [{"filters": [{"type": "proxy", "config": {
+                "downstream_protocol": "SofaRpc", "router_config_name": "bolt"}}]}]}));
+        cfg["cluster_manager"]["clusters"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+            "name": "bolt", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+            "hosts": [{"address": up.to_string()}]}));
+    }
+    cfg.to_string()
+}
+
+fn capture_config_base(
     outbound: SocketAddr,
     service: SocketAddr,
     a: SocketAddr,
@@ -180,6 +219,10 @@ fn ebpf_capture_routes_by_original_destination_and_cleans_up() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
+    // A real SOFARPC service, and the Bolt address the application calls.
+    common::rpc::node_tools_ready();
+    let bolt_up = common::rpc::BoltServer::start(None);
+    let bolt_service: SocketAddr = format!("127.0.0.7:{}", service.port() + 1).parse().unwrap();
     let capture = format!(
         r#"{{"mode": "ebpf", "on_failure": "refuse", "cgroup_path": "{}", "outbound_port": {},
             "destinations": ["127.0.0.7/32"], "proxy_mark": 19821, "instance": "e2e{}"}}"#,
@@ -190,7 +233,15 @@ fn ebpf_capture_routes_by_original_destination_and_cleans_up() {
     let cfg = write_config(
         &dir,
         "capture.json",
-        &capture_config(outbound, service, a, b, &capture, &log),
+        &capture_config(
+            outbound,
+            service,
+            a,
+            b,
+            &capture,
+            &log,
+            Some((bolt_service, bolt_up.addr())),
+        ),
     );
     let mut m = MosnProcess::start(&cfg);
     m.wait_for("traffic capture installed", Duration::from_secs(20));
@@ -210,6 +261,22 @@ fn ebpf_capture_routes_by_original_destination_and_cleans_up() {
     let o = app.run(&url("/b/two"));
     assert_eq!(stdout(&o), "B:/b/two", "captured /b reaches cluster b");
 
+    // An unmodified SOFARPC client in the cgroup calls the Bolt service address: captured,
+    // handed to the Bolt listener by original destination, routed by its `service` header.
+    let calls = common::rpc::bolt_call(
+        bolt_service,
+        common::rpc::CallOpts {
+            args: serde_json::json!(["captured bolt"]),
+            count: 3,
+            cgroup: Some(app.0.clone()),
+            ..Default::default()
+        },
+    );
+    assert!(
+        calls.iter().all(|c| c.ok && c.text() == "captured bolt"),
+        "{calls:?}"
+    );
+
     // Outside the cgroup nothing is captured: nothing listens on the service address.
     let outside = Command::new("sh")
         .args(["-c", &url("/a/x")])
@@ -228,6 +295,12 @@ fn ebpf_capture_routes_by_original_destination_and_cleans_up() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains(&format!("{service} /a/one 200 a")), "{text}");
     assert!(text.contains(&format!("{service} /b/two 200 b")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "{bolt_service} com.alipay.test.EchoService:1.0 200 bolt"
+        )),
+        "{text}"
+    );
 
     // Nothing left attached to the application's cgroup.
     let show = Command::new("bpftool")
@@ -304,7 +377,7 @@ fn iptables_capture_in_a_netns_routes_by_original_destination() {
     let cfg = write_config(
         &dir,
         "capture.json",
-        &capture_config(outbound, service, up, up, capture, &log),
+        &capture_config(outbound, service, up, up, capture, &log, None),
     );
     let mut mosn = Kill(
         exec(&[
@@ -385,7 +458,7 @@ fn refused_capture_stops_start_up_with_the_reason() {
     let cfg = write_config(
         &dir,
         "refuse.json",
-        &capture_config(outbound, service, up, up, &capture, &log),
+        &capture_config(outbound, service, up, up, &capture, &log, None),
     );
     let mut m = MosnProcess::start(&cfg);
     assert_eq!(m.wait_exit(Duration::from_secs(20)), 1, "refused: exit 1");

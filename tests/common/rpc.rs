@@ -76,6 +76,21 @@ fn command_in(bin: PathBuf, netns: Option<&str>) -> Command {
     }
 }
 
+/// A client command for `o`: inside its network namespace, or moved into its cgroup v2
+/// first (the shell writes its own pid to `cgroup.procs`, then execs the client).
+fn client_command(bin: PathBuf, o: &CallOpts) -> Command {
+    match &o.cgroup {
+        Some(cg) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", "echo $$ > \"$0/cgroup.procs\" && exec \"$@\""])
+                .arg(cg)
+                .arg(bin);
+            c
+        }
+        None => command_in(bin, o.netns.as_deref()),
+    }
+}
+
 impl PeerServer {
     fn spawn(name: &str, record: Option<&Path>, extra: &[&str]) -> PeerServer {
         PeerServer::spawn_in(name, None, 0, record, extra)
@@ -327,6 +342,8 @@ pub struct CallOpts {
     pub protobuf: bool,
     /// Run the client inside this network namespace.
     pub netns: Option<String>,
+    /// Run the client inside this cgroup v2 (traffic capture tests).
+    pub cgroup: Option<PathBuf>,
 }
 
 impl Default for CallOpts {
@@ -351,6 +368,7 @@ impl Default for CallOpts {
             target_app: None,
             protobuf: false,
             netns: None,
+            cgroup: None,
         }
     }
 }
@@ -457,7 +475,7 @@ fn common_flags(cmd: &mut Command, addr: SocketAddr, o: &CallOpts) {
 /// Runs bolt_client.js (sofa-rpc-node RpcConsumer) to completion; one result per call.
 pub fn bolt_call(addr: SocketAddr, o: CallOpts) -> Vec<CallResult> {
     let node = node_tools_ready();
-    let mut cmd = command_in(node, o.netns.as_deref());
+    let mut cmd = client_command(node, &o);
     cmd.arg(script("bolt_client.js"));
     common_flags(&mut cmd, addr, &o);
     if o.oneway {
@@ -484,7 +502,7 @@ pub fn bolt_call(addr: SocketAddr, o: CallOpts) -> Vec<CallResult> {
 pub fn dubbo_call(addr: SocketAddr, o: CallOpts) -> Vec<CallResult> {
     assert!(!o.oneway, "dubbo-remoting has no oneway call");
     let node = node_tools_ready();
-    let mut cmd = command_in(node, o.netns.as_deref());
+    let mut cmd = client_command(node, &o);
     cmd.arg(script("dubbo_client.js"));
     common_flags(&mut cmd, addr, &o);
     if let Some(v) = &o.version {
@@ -518,7 +536,7 @@ pub fn anthunder_ready() -> PathBuf {
 /// (appended to its header map) and `target_app`; calls are sequential.
 pub fn anthunder_call(addr: SocketAddr, o: CallOpts) -> Vec<CallResult> {
     let py = anthunder_ready();
-    let mut cmd = command_in(py, o.netns.as_deref());
+    let mut cmd = client_command(py, &o);
     cmd.arg(script("anthunder_client.py"));
     cmd.arg("--addr").arg(addr.to_string());
     if let Some(s) = &o.service {
