@@ -399,3 +399,54 @@ fn goaway_on_graceful_stop() {
     assert_eq!(frames[1].cmd_code, bolt::CMD_GOAWAY, "{frames:?}");
     assert!(c.closed(), "closed after the answer");
 }
+
+/// A frame over `max_frame_size` is a codec error: the protocol's reply, then that
+/// connection closes.
+#[test]
+fn oversized_frame_is_a_codec_error() {
+    let svc = BoltUpstream::echo();
+    let mosn = Mosn::start(&direct_config(
+        "bolt",
+        "",
+        &[svc.addr],
+        json!({"bolt": {"max_frame_size": 4096}}),
+    ));
+    let mut c = RawClient::connect(mosn.l7());
+    c.send_bolt(&svc_request(1));
+    assert_eq!(c.read_bolt().unwrap().status, bolt::status::SUCCESS);
+    let big = bolt_request(2, &[(b"service", b"svc")], &vec![7u8; 8192]);
+    c.send_bolt(&big);
+    let r = c.read_bolt().expect("codec error reply");
+    assert_eq!((r.request_id, r.status), (2, bolt::status::CODEC_EXCEPTION));
+    assert!(c.closed());
+    assert!(svc
+        .requests()
+        .iter()
+        .all(|f| f.request_id != 2 || f.content.len() < 8192));
+}
+
+/// `connections_per_host` spreads multiplexed requests over that many upstream connections;
+/// the legacy `X` + `sub_protocol` names the codec.
+#[test]
+fn connections_per_host_and_legacy_x_protocol() {
+    let svc = BoltUpstream::start(std::sync::Arc::new(|f: &bolt::Frame| {
+        std::thread::sleep(Duration::from_millis(50));
+        Some(bolt::Frame::response_to(f, bolt::status::SUCCESS))
+    }));
+    let mut cfg = direct_config(
+        "X",
+        "",
+        &[svc.addr],
+        json!({"sub_protocol": "bolt", "bolt": {"connections_per_host": 3}}),
+    );
+    cfg["servers"][0]["processor"] = json!(1);
+    let mosn = Mosn::start(&cfg);
+    let mut c = RawClient::connect(mosn.l7());
+    for id in 1..=30 {
+        c.send_bolt(&svc_request(id));
+    }
+    for _ in 0..30 {
+        assert_eq!(c.read_bolt().unwrap().status, bolt::status::SUCCESS);
+    }
+    assert_eq!(*svc.conns.lock().unwrap(), 3);
+}

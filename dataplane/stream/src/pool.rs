@@ -273,18 +273,20 @@ where
                 let conn = match self.rpc.checkout(addr, family, s, max).await {
                     Checkout::Ready(c) => c,
                     Checkout::Connect => {
+                        // Gives the pool its slot back however this ends (a caller's timer
+                        // may drop us mid-connect).
+                        let slot = ConnectSlot {
+                            rpc: &self.rpc,
+                            addr,
+                            family,
+                            settings: s,
+                        };
                         let obs = obs();
-                        match self.connect(addr, settings, &obs).await {
-                            Ok(io) => {
-                                let c = RpcConn::start(io, family, addr, s, obs);
-                                self.rpc.add(addr, family, s, Some(&c));
-                                c
-                            }
-                            Err(e) => {
-                                self.rpc.add(addr, family, s, None);
-                                return Err(e);
-                            }
-                        }
+                        let io = self.connect(addr, settings, &obs).await?;
+                        let c = RpcConn::start(io, family, addr, s, obs);
+                        std::mem::forget(slot);
+                        self.rpc.add(addr, family, s, Some(&c));
+                        c
                     }
                 };
                 Ok(Upstream(Up::Rpc {
@@ -571,6 +573,21 @@ where
                 }))
             }
         }
+    }
+}
+
+/// An RPC connect in progress: when dropped (failure, or the caller gave up), the pool
+/// learns that no connection came of it.
+struct ConnectSlot<'a> {
+    rpc: &'a RpcPools,
+    addr: SocketAddr,
+    family: Family,
+    settings: &'a RpcSettings,
+}
+
+impl Drop for ConnectSlot<'_> {
+    fn drop(&mut self) {
+        self.rpc.add(self.addr, self.family, self.settings, None);
     }
 }
 

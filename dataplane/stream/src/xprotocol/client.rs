@@ -327,7 +327,8 @@ type Key = (SocketAddr, Family);
 pub struct RpcPools {
     multiplex: RefCell<HashMap<Key, Vec<Rc<RpcConn>>>>,
     rotor: Cell<usize>,
-    connecting: RefCell<HashMap<Key, Rc<Notify>>>,
+    /// Connects in progress per host, and who waits for one to finish.
+    connecting: RefCell<HashMap<Key, (usize, Rc<Notify>)>>,
     idle: RefCell<HashMap<Key, Vec<Rc<RpcConn>>>>,
     binding: RefCell<HashMap<(u64, SocketAddr, Family), Rc<RpcConn>>>,
 }
@@ -400,32 +401,31 @@ impl RpcPools {
                 }
                 Checkout::Connect
             }
+            // Up to `conns_per_host` connections (counting connects in flight); requests
+            // beyond that share the open ones round robin, or wait for a connect to finish.
             PoolMode::Multiplex => loop {
-                {
+                let notified = {
                     let mut m = self.multiplex.borrow_mut();
                     let list = m.entry(key).or_default();
                     list.retain(|c| c.is_usable() && c.used.get() < max_requests);
-                    let want_more = list.len() < s.conns_per_host.max(1);
-                    let connecting = self.connecting.borrow().contains_key(&key);
-                    if !list.is_empty() && (!want_more || connecting) {
+                    let mut connecting = self.connecting.borrow_mut();
+                    let slot = connecting
+                        .entry(key)
+                        .or_insert_with(|| (0, Rc::new(Notify::new())));
+                    if list.len() + slot.0 < s.conns_per_host.max(1) {
+                        slot.0 += 1;
+                        return Checkout::Connect;
+                    }
+                    if !list.is_empty() {
                         let i = self.rotor.get();
                         self.rotor.set(i.wrapping_add(1));
                         return Checkout::Ready(list[i % list.len()].clone());
                     }
-                    if !connecting {
-                        self.connecting
-                            .borrow_mut()
-                            .insert(key, Rc::new(Notify::new()));
-                        return Checkout::Connect;
-                    }
-                }
-                let n = self.connecting.borrow().get(&key).cloned();
-                if let Some(n) = n {
-                    let notified = n.notified();
-                    if self.connecting.borrow().contains_key(&key) {
-                        notified.await;
-                    }
-                }
+                    slot.1.clone()
+                };
+                // Registered before the borrow ends: a connect finishing now still wakes us.
+                let wait = notified.notified();
+                wait.await;
             },
         }
     }
@@ -449,8 +449,9 @@ impl RpcPools {
                         .or_default()
                         .push(c.clone());
                 }
-                if let Some(n) = self.connecting.borrow_mut().remove(&key) {
-                    n.notify_waiters();
+                if let Some(slot) = self.connecting.borrow_mut().get_mut(&key) {
+                    slot.0 = slot.0.saturating_sub(1);
+                    slot.1.notify_waiters();
                 }
             }
             PoolMode::Binding => {
