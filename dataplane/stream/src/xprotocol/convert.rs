@@ -115,6 +115,35 @@ fn pct_decode(s: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// How many values of each field name a walk over a header map has consumed. Maps hold a
+/// handful of names: a linear scan beats hashing (and allocates only when one repeats).
+#[derive(Default)]
+struct Used(Vec<(HeaderName, usize)>);
+
+impl Used {
+    /// The index of the next value of `name`, counting this one.
+    fn next(&mut self, name: &HeaderName) -> usize {
+        match self.0.iter_mut().find(|(n, _)| n == name) {
+            Some((_, i)) => {
+                *i += 1;
+                *i - 1
+            }
+            None => {
+                self.0.push((name.clone(), 1));
+                0
+            }
+        }
+    }
+
+    /// Values of `name` consumed so far.
+    fn count(&self, name: &HeaderName) -> usize {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, i)| *i)
+    }
+}
+
 fn header_value(bytes: Vec<u8>) -> HeaderValue {
     // Percent-encoded and `k=v;` forms are visible ASCII.
     HeaderValue::from_bytes(&bytes).unwrap_or_else(|_| HeaderValue::from_static(""))
@@ -132,17 +161,16 @@ fn bolt_fields(map: &bolt::HeaderMap, headers: &mut HeaderMap) {
 /// Does `headers` hold exactly the readable view of `map` (nothing added, removed or
 /// changed)? Then the original bytes may be forwarded.
 fn bolt_fields_unchanged(map: &bolt::HeaderMap, headers: &HeaderMap) -> bool {
-    let mut seen: HashMap<HeaderName, usize> = HashMap::new();
+    let mut seen = Used::default();
     let mut count = 0;
     for (k, v) in map.iter() {
         let Some((n, v)) = readable(k, v) else {
             continue;
         };
-        let idx = seen.entry(n.clone()).or_insert(0);
-        if headers.get_all(&n).iter().nth(*idx) != Some(&v) {
+        let idx = seen.next(&n);
+        if headers.get_all(&n).iter().nth(idx) != Some(&v) {
             return false;
         }
-        *idx += 1;
         count += 1;
     }
     count == headers.len()
@@ -167,7 +195,7 @@ fn bolt_manifest(map: &bolt::HeaderMap) -> HeaderValue {
 /// Rebuilds a header map from HTTP fields (and a manifest, when there is one).
 fn bolt_map_from_fields(headers: &HeaderMap) -> Result<bolt::HeaderMap, RpcError> {
     let mut map = bolt::HeaderMap::new();
-    let mut used: HashMap<HeaderName, usize> = HashMap::new();
+    let mut used = Used::default();
     if let Some(manifest) = headers.get(BOLT_KEYS) {
         let bad = || RpcError::Encode("malformed x-mosn-bolt-keys".into());
         for entry in manifest.as_bytes().split(|b| *b == b',') {
@@ -187,12 +215,11 @@ fn bolt_map_from_fields(headers: &HeaderMap) -> Result<bolt::HeaderMap, RpcError
             let Ok(name) = HeaderName::from_bytes(&key) else {
                 return Err(bad());
             };
-            let idx = used.entry(name.clone()).or_insert(0);
-            if let Some(v) = headers.get_all(&name).iter().nth(*idx) {
+            let idx = used.next(&name);
+            if let Some(v) = headers.get_all(&name).iter().nth(idx) {
                 map.push(Bytes::from(key), Bytes::copy_from_slice(v.as_bytes()));
             }
             // else: removed on the HTTP hop.
-            *idx += 1;
         }
     }
     // Fields the manifest does not account for (added on the way, or a plain HTTP peer);
@@ -202,7 +229,7 @@ fn bolt_map_from_fields(headers: &HeaderMap) -> Result<bolt::HeaderMap, RpcError
         if reserved(name) || (manifest && name == http::header::DATE) {
             continue;
         }
-        let skip = used.get(name).copied().unwrap_or(0);
+        let skip = used.count(name);
         for v in headers.get_all(name).iter().skip(skip) {
             map.push(
                 Bytes::copy_from_slice(name.as_str().as_bytes()),
@@ -427,16 +454,15 @@ pub async fn request_to_frame(
 /// in the original order with their current values, removed ones dropped, new ones last.
 fn rebuild_bolt_map(orig: &bolt::HeaderMap, headers: &HeaderMap) -> bolt::HeaderMap {
     let mut map = bolt::HeaderMap::new();
-    let mut used: HashMap<HeaderName, usize> = HashMap::new();
+    let mut used = Used::default();
     for (k, v) in orig.iter() {
         match readable(k, v) {
             None => map.push(k.clone(), v.clone()),
             Some((n, _)) => {
-                let idx = used.entry(n.clone()).or_insert(0);
-                if let Some(cur) = headers.get_all(&n).iter().nth(*idx) {
+                let idx = used.next(&n);
+                if let Some(cur) = headers.get_all(&n).iter().nth(idx) {
                     map.push(k.clone(), Bytes::copy_from_slice(cur.as_bytes()));
                 }
-                *idx += 1;
             }
         }
     }
@@ -444,7 +470,7 @@ fn rebuild_bolt_map(orig: &bolt::HeaderMap, headers: &HeaderMap) -> bolt::Header
         if reserved(name) {
             continue;
         }
-        let skip = used.get(name).copied().unwrap_or(0);
+        let skip = used.count(name);
         for v in headers.get_all(name).iter().skip(skip) {
             map.push(
                 Bytes::copy_from_slice(name.as_str().as_bytes()),
