@@ -7,11 +7,13 @@
 //!  backends         kernel.rs     tokio + socket2 sockets (SO_REUSEPORT, SO_ORIGINAL_DST)
 //!                   userspace.rs  smoltcp Interface over any phy::Device (loopback, TAP, DPDK later)
 //!  data movement    pipe.rs       bidirectional copy with buffer limits, back-pressure, half-close
+//!  classification   inspector.rs  TLS inspector: ClientHello (SNI, ALPN) or plaintext, bytes replayed
 //! ```
 //!
 //! Depends on nothing of mosn-rs: lower layers take small parameter structs, not the config.
 #![forbid(unsafe_code)]
 
+pub mod inspector;
 pub mod kernel;
 pub mod pipe;
 pub mod transport;
