@@ -155,6 +155,25 @@ impl Frame {
         }
     }
 
+    /// A copy with only what an answer to this frame needs (ids, versions, codec): no class,
+    /// header map or payload.
+    pub fn reply_template(&self) -> Frame {
+        match self {
+            Frame::Bolt(f) => Frame::Bolt(bolt::Frame {
+                class: Bytes::new(),
+                header: bolt::HeaderMap::new(),
+                content: Bytes::new(),
+                raw: Bytes::new(),
+                ..*f
+            }),
+            Frame::Dubbo(f) => Frame::Dubbo(dubbo::Frame {
+                body: Bytes::new(),
+                raw: Bytes::new(),
+                ..*f
+            }),
+        }
+    }
+
     /// The answer to a heartbeat request.
     pub fn heartbeat_ack(&self) -> Frame {
         match self {
@@ -203,9 +222,23 @@ impl Frame {
     }
 }
 
-/// Request/response extension: the RPC frame a message was decoded from (content included).
+/// Request/response extension: the RPC frame a message was decoded from (content included),
+/// and the HTTP fields its routing entries became when it was converted.
 #[derive(Debug, Clone)]
-pub struct Meta(pub Frame);
+pub struct Meta {
+    frame: Frame,
+    /// The fields as the message's `HeaderMap` iterated right after conversion (so "nothing
+    /// changed" is one pass, no parsing); `None`: not made (responses get fields only when
+    /// an HTTP peer needs them, see `convert::render_http`).
+    fields: Option<Vec<(http::HeaderName, http::HeaderValue)>>,
+}
+
+impl Meta {
+    /// The frame.
+    pub fn frame(&self) -> &Frame {
+        &self.frame
+    }
+}
 
 /// Response extension set by the proxy on its own replies: MOSN's internal status code
 /// (`mosn/api` xprotocol.go: 0 codec error, 403, 404 no route, 502 no healthy upstream,

@@ -172,7 +172,9 @@ where
             spec.max_request_body,
         ));
 
-        let resp = match self.process(&mut head, body, &mut r).await {
+        // Boxed: the request flow's state is several KiB; a small outer future keeps the
+        // per-request task cheap to spawn and move (RPC connections spawn one per request).
+        let resp = match Box::pin(self.process(&mut head, body, &mut r)).await {
             Ok(resp) => resp,
             Err(reply) => {
                 r.flag(reply.flags);
@@ -446,7 +448,10 @@ where
         };
 
         // The route's timeout; an RPC frame's own (Bolt `timeout`) when shorter or alone.
-        let frame_timeout = head.extensions.get::<Meta>().and_then(|m| m.0.timeout());
+        let frame_timeout = head
+            .extensions
+            .get::<Meta>()
+            .and_then(|m| m.frame().timeout());
         let deadline = match (forward.timeout(), frame_timeout) {
             (Some(route), Some(frame)) => route.min(frame),
             (route, frame) => route.or(frame).unwrap_or(self.spec.default_timeout),

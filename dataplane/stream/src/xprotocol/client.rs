@@ -407,7 +407,9 @@ impl RpcPools {
                 let notified = {
                     let mut m = self.multiplex.borrow_mut();
                     let list = m.entry(key).or_default();
-                    list.retain(|c| c.is_usable() && c.used.get() < max_requests);
+                    // Not retired by request count: ids wrap per connection, and MOSN's
+                    // multiplex pools keep their connections.
+                    list.retain(|c| c.is_usable());
                     let mut connecting = self.connecting.borrow_mut();
                     let slot = connecting
                         .entry(key)

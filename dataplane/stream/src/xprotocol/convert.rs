@@ -158,22 +158,27 @@ fn bolt_fields(map: &bolt::HeaderMap, headers: &mut HeaderMap) {
     }
 }
 
-/// Does `headers` hold exactly the readable view of `map` (nothing added, removed or
-/// changed)? Then the original bytes may be forwarded.
-fn bolt_fields_unchanged(map: &bolt::HeaderMap, headers: &HeaderMap) -> bool {
-    let mut seen = Used::default();
-    let mut count = 0;
-    for (k, v) in map.iter() {
-        let Some((n, v)) = readable(k, v) else {
-            continue;
-        };
-        let idx = seen.next(&n);
-        if headers.get_all(&n).iter().nth(idx) != Some(&v) {
-            return false;
+/// The fields as `headers` iterates them now (what [`fields_unchanged`] compares against).
+fn snapshot(headers: &HeaderMap) -> Vec<(HeaderName, HeaderValue)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
+}
+
+/// Are the fields exactly what the conversion made (nothing added, removed or changed)?
+/// Then the original bytes may be forwarded.
+fn fields_unchanged(meta: &Meta, headers: &HeaderMap) -> bool {
+    match &meta.fields {
+        None => headers.is_empty(),
+        Some(snap) => {
+            headers.len() == snap.len()
+                && headers
+                    .iter()
+                    .zip(snap)
+                    .all(|((n, v), (sn, sv))| n == sn && v == sv)
         }
-        count += 1;
     }
-    count == headers.len()
 }
 
 /// The manifest of a header map.
@@ -353,31 +358,41 @@ pub fn request_from_frame(frame: Frame) -> Request<Body> {
         Family::Dubbo => "method",
     };
     *req.uri_mut() = rpc_path(headers.get("service"), headers.get(method_key));
-    req.extensions_mut().insert(Meta(frame));
+    let fields = Some(snapshot(req.headers()));
+    req.extensions_mut().insert(Meta { frame, fields });
     req
 }
 
-/// A decoded RPC response as a common-model response (status mapped to HTTP).
+/// A decoded RPC response as a common-model response (status mapped to HTTP). Its header
+/// map becomes fields only if an HTTP peer needs them ([`render_http`]): an RPC client of
+/// the same protocol gets the frame as it came.
 pub fn response_from_frame(frame: Frame) -> Response<Body> {
     let mut resp = Response::new(Body::full(frame.payload().clone()));
     let status = match &frame {
-        Frame::Bolt(f) => {
-            bolt_fields(&f.header, resp.headers_mut());
-            super::http_status_for_bolt(f.status)
-        }
+        Frame::Bolt(f) => super::http_status_for_bolt(f.status),
         Frame::Dubbo(f) => super::http_status_for_dubbo(f.status),
     };
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    resp.extensions_mut().insert(Meta(frame));
+    resp.extensions_mut().insert(Meta {
+        frame,
+        fields: None,
+    });
     resp
 }
 
-/// Writes an RPC message's own fields as `x-mosn-*` fields, for an HTTP peer. Called when a
-/// message carrying [`Meta`] leaves over HTTP.
+/// Writes an RPC message's own fields as `x-mosn-*` fields (and its header map as fields
+/// when that was left for later), for an HTTP peer. Called when a message carrying [`Meta`]
+/// leaves over HTTP.
 pub fn render_http(extensions: &http::Extensions, headers: &mut HeaderMap) {
-    let Some(Meta(frame)) = extensions.get::<Meta>() else {
+    let Some(meta) = extensions.get::<Meta>() else {
         return;
     };
+    let frame = &meta.frame;
+    if meta.fields.is_none() {
+        if let Frame::Bolt(f) = frame {
+            bolt_fields(&f.header, headers);
+        }
+    }
     headers.insert(PROTOCOL, HeaderValue::from_static(frame.family().name()));
     match frame {
         Frame::Bolt(f) => {
@@ -410,22 +425,21 @@ pub async fn request_to_frame(
 ) -> Result<(Frame, bool), RpcError> {
     let (parts, body) = req.into_parts();
     let content = collect(body).await?;
-    let meta = parts.extensions.get::<Meta>().map(|m| &m.0);
-    match (family, meta) {
-        (Family::Bolt, Some(Frame::Bolt(orig))) => {
-            let raw_ok =
-                content == orig.content && bolt_fields_unchanged(&orig.header, &parts.headers);
+    let meta = parts.extensions.get::<Meta>();
+    match (family, meta.map(|m| (m, &m.frame))) {
+        (Family::Bolt, Some((m, Frame::Bolt(orig)))) => {
+            let raw_ok = content == orig.content && fields_unchanged(m, &parts.headers);
             let mut f = orig.clone();
             if !raw_ok {
                 f.raw = Bytes::new();
                 f.content = content;
                 // Entries that could not be HTTP fields stay; readable ones come from the
                 // (possibly changed) fields, in the original order.
-                f.header = rebuild_bolt_map(&orig.header, &parts.headers);
+                f.header = rebuild_bolt_map(m, &orig.header, &parts.headers);
             }
             Ok((Frame::Bolt(f), raw_ok))
         }
-        (Family::Dubbo, Some(Frame::Dubbo(orig))) => {
+        (Family::Dubbo, Some((_, Frame::Dubbo(orig)))) => {
             let raw_ok = content == orig.body;
             let mut f = orig.clone();
             if !raw_ok {
@@ -450,9 +464,20 @@ pub async fn request_to_frame(
     }
 }
 
-/// The header map of a same-protocol request after the proxy touched its fields: entries
+/// The header map of a same-protocol message after the proxy touched its fields: entries
 /// in the original order with their current values, removed ones dropped, new ones last.
-fn rebuild_bolt_map(orig: &bolt::HeaderMap, headers: &HeaderMap) -> bolt::HeaderMap {
+/// (A message whose map never became fields keeps every entry; new fields come last.)
+fn rebuild_bolt_map(meta: &Meta, orig: &bolt::HeaderMap, headers: &HeaderMap) -> bolt::HeaderMap {
+    if meta.fields.is_none() {
+        let mut map = orig.clone();
+        for (n, v) in headers.iter().filter(|(n, _)| !reserved(n)) {
+            map.push(
+                Bytes::copy_from_slice(n.as_str().as_bytes()),
+                Bytes::copy_from_slice(v.as_bytes()),
+            );
+        }
+        return map;
+    }
     let mut map = bolt::HeaderMap::new();
     let mut used = Used::default();
     for (k, v) in orig.iter() {
@@ -584,20 +609,19 @@ pub async fn response_to_frame(req: &Frame, resp: Response<Body>) -> (Frame, boo
         let text = String::from_utf8_lossy(&content);
         return (hijack(req, code, text.trim_end()), false);
     }
-    let meta = parts.extensions.get::<Meta>().map(|m| &m.0);
-    let mut out = match (req, meta) {
-        (Frame::Bolt(_), Some(Frame::Bolt(orig))) => {
-            let raw_ok =
-                content == orig.content && bolt_fields_unchanged(&orig.header, &parts.headers);
+    let meta = parts.extensions.get::<Meta>();
+    let mut out = match (req, meta.map(|m| (m, &m.frame))) {
+        (Frame::Bolt(_), Some((m, Frame::Bolt(orig)))) => {
+            let raw_ok = content == orig.content && fields_unchanged(m, &parts.headers);
             let mut f = orig.clone();
             if !raw_ok {
                 f.raw = Bytes::new();
                 f.content = content;
-                f.header = rebuild_bolt_map(&orig.header, &parts.headers);
+                f.header = rebuild_bolt_map(m, &orig.header, &parts.headers);
             }
             (Frame::Bolt(f), raw_ok)
         }
-        (Frame::Dubbo(_), Some(Frame::Dubbo(orig))) => {
+        (Frame::Dubbo(_), Some((_, Frame::Dubbo(orig)))) => {
             let raw_ok = content == orig.body;
             let mut f = orig.clone();
             if !raw_ok {

@@ -171,20 +171,22 @@ fn dispatch<H: Handler>(
     let guard = InFlightGuard(inflight.clone());
     let tx = tx.clone();
     let handler = handler.clone();
-    tokio::task::spawn_local(async move {
+    let fut = async move {
         let _guard = guard;
         let _permit = permit;
         let oneway = frame.is_oneway();
-        let req = convert::request_from_frame(frame.clone());
+        let template = frame.reply_template();
+        let req = convert::request_from_frame(frame);
         let resp = handler.handle(req).await;
         if oneway {
             // Nobody waits for an answer; let the response (and its stats hook) finish.
             let _ = resp.into_body().collect().await;
             return;
         }
-        let (out, raw) = convert::response_to_frame(&frame, resp).await;
+        let (out, raw) = convert::response_to_frame(&template, resp).await;
         send_frame(&tx, &out, raw);
-    });
+    };
+    tokio::task::spawn_local(fut);
 }
 
 /// The protocol's codec-error reply, when the broken frame's request id can be read.
