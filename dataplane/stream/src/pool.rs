@@ -14,6 +14,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -248,56 +249,79 @@ where
         settings: &UpstreamSettings,
         obs: impl FnOnce() -> Rc<dyn ConnObserver>,
     ) -> Result<Upstream<T>, SendError> {
-        let max = settings.max_request_per_conn.max(1);
+        // Each protocol's path is boxed: the caller's request future then holds a pointer,
+        // not the largest of the three state machines.
         match proto {
             StreamProtocol::Http1 => {
-                let idle = match self.checkout_h1(addr).await {
-                    Some(c) => c,
-                    None => self.connect_h1(addr, settings, &obs()).await?,
-                };
-                Ok(Upstream(Up::H1 {
-                    pools: self.clone(),
-                    addr,
-                    idle,
-                    max,
-                    settings: *settings,
-                }))
+                Box::pin(self.checkout_h1_or_connect(addr, settings, obs)).await
             }
-            StreamProtocol::Http2 => Ok(Upstream(Up::H2(
-                self.checkout_or_connect_h2(addr, settings, obs, max)
-                    .await?,
-            ))),
+            StreamProtocol::Http2 => {
+                let max = settings.max_request_per_conn.max(1);
+                Ok(Upstream(Up::H2(
+                    Box::pin(self.checkout_or_connect_h2(addr, settings, obs, max)).await?,
+                )))
+            }
             StreamProtocol::Bolt | StreamProtocol::BoltV2 | StreamProtocol::Dubbo => {
-                let family = proto.family().unwrap_or(Family::Bolt);
-                let s = &settings.rpc;
-                let conn = match self.rpc.checkout(addr, family, s, max).await {
-                    Checkout::Ready(c) => c,
-                    Checkout::Connect => {
-                        // Gives the pool its slot back however this ends (a caller's timer
-                        // may drop us mid-connect).
-                        let slot = ConnectSlot {
-                            rpc: &self.rpc,
-                            addr,
-                            family,
-                            settings: s,
-                        };
-                        let obs = obs();
-                        let io = self.connect(addr, settings, &obs).await?;
-                        let c = RpcConn::start(io, family, addr, s, obs);
-                        std::mem::forget(slot);
-                        self.rpc.add(addr, family, s, Some(&c));
-                        c
-                    }
-                };
-                Ok(Upstream(Up::Rpc {
-                    pools: self.clone(),
-                    addr,
-                    proto,
-                    conn,
-                    mode: s.pool_mode,
-                }))
+                Box::pin(self.checkout_rpc(addr, proto, settings, obs)).await
             }
         }
+    }
+
+    async fn checkout_h1_or_connect(
+        self: &Rc<Self>,
+        addr: SocketAddr,
+        settings: &UpstreamSettings,
+        obs: impl FnOnce() -> Rc<dyn ConnObserver>,
+    ) -> Result<Upstream<T>, SendError> {
+        let idle = match self.checkout_h1(addr).await {
+            Some(c) => c,
+            None => self.connect_h1(addr, settings, &obs()).await?,
+        };
+        Ok(Upstream(Up::H1 {
+            pools: self.clone(),
+            addr,
+            idle,
+            max: settings.max_request_per_conn.max(1),
+            settings: *settings,
+        }))
+    }
+
+    async fn checkout_rpc(
+        self: &Rc<Self>,
+        addr: SocketAddr,
+        proto: StreamProtocol,
+        settings: &UpstreamSettings,
+        obs: impl FnOnce() -> Rc<dyn ConnObserver>,
+    ) -> Result<Upstream<T>, SendError> {
+        let family = proto.family().unwrap_or(Family::Bolt);
+        let s = &settings.rpc;
+        let max = settings.max_request_per_conn.max(1);
+        let conn = match self.rpc.checkout(addr, family, s, max).await {
+            Checkout::Ready(c) => c,
+            Checkout::Connect => {
+                // Gives the pool its slot back however this ends (a caller's timer may drop
+                // us mid-connect).
+                let slot = ConnectSlot {
+                    rpc: &self.rpc,
+                    addr,
+                    family,
+                    settings: s,
+                };
+                let obs = obs();
+                let io = self.connect(addr, settings, &obs).await?;
+                let c = RpcConn::start(io, family, addr, s, obs);
+                std::mem::forget(slot);
+                self.rpc.add(addr, family, s, Some(&c));
+                c
+            }
+        };
+        Ok(Upstream(Up::Rpc {
+            pools: self.clone(),
+            addr,
+            proto,
+            conn,
+            mode: s.pool_mode,
+        }))
     }
 
     async fn connect_h1(
@@ -478,15 +502,8 @@ where
 
     /// Sends `req` and waits for the response head. An HTTP/1 connection returns to its pool
     /// once the response body has been read to the end (never after a protocol switch).
-    pub async fn send(self, req: Request<Body>) -> Result<Response<Body>, SendError> {
-        let upgrade = is_upgrade(&req);
-        let fail = |e: hyper::Error| {
-            let not_sent = e.is_canceled();
-            SendError::Request {
-                source: e,
-                not_sent,
-            }
-        };
+    /// The future is boxed per protocol (only the chosen path's state is allocated).
+    pub fn send(self, req: Request<Body>) -> Pin<Box<dyn Future<Output = SendResult>>> {
         match self.0 {
             Up::Rpc {
                 pools,
@@ -494,86 +511,116 @@ where
                 proto,
                 conn,
                 mode,
-            } => {
-                let family = proto.family().unwrap_or(Family::Bolt);
-                let rpc_fail = |source: RpcError| {
-                    let not_sent = matches!(source, RpcError::Encode(_) | RpcError::Body(_));
-                    SendError::Rpc { source, not_sent }
-                };
-                let (frame, raw) =
-                    rpc_convert::request_to_frame(family, proto == StreamProtocol::BoltV2, req)
-                        .await
-                        .map_err(rpc_fail)?;
-                let answer = conn.call(frame, raw).await.map_err(rpc_fail)?;
-                if mode == PoolMode::PingPong {
-                    pools
-                        .rpc
-                        .checkin(addr, family, conn, pools.max_idle_per_host);
-                }
-                Ok(match answer {
-                    Some(f) => rpc_convert::response_from_frame(f),
-                    // One-way: nothing comes back; the downstream side sends nothing either.
-                    None => Response::new(Body::empty()),
-                })
-            }
-            Up::H2(conn) => {
+            } => Box::pin(send_rpc(pools, addr, proto, conn, mode, req)),
+            Up::H2(conn) => Box::pin(async move {
                 let mut sender = conn.sender.clone();
-                let resp = sender.send_request(req).await.map_err(fail)?;
+                let resp = sender.send_request(req).await.map_err(request_failed)?;
                 Ok(resp.map(Body::new))
-            }
+            }),
             Up::H1 {
                 pools,
                 addr,
                 idle,
                 max,
                 settings,
-            } => {
-                let H1Idle {
-                    mut sender,
-                    used,
-                    obs,
-                } = idle;
-                let (sender, used, resp) = match sender.try_send_request(req).await {
-                    Ok(resp) => (sender, used + 1, resp),
-                    Err(mut e) => match e.take_message() {
-                        // A pooled connection the upstream closed while it sat idle: the
-                        // request never left, so it goes once more on a fresh connection.
-                        Some(req) if used > 0 => {
-                            tracing::debug!(%addr, "pooled connection was closed by the upstream; reconnecting");
-                            let mut sender = pools.connect_h1(addr, &settings, &obs).await?.sender;
-                            let resp = sender.send_request(req).await.map_err(fail)?;
-                            (sender, 1, resp)
-                        }
-                        _ => return Err(fail(e.into_error())),
-                    },
-                };
-                if upgrade || used >= max {
-                    // Not reusable: the connection closes once `sender` and the response are
-                    // gone.
-                    return Ok(resp.map(Body::new));
-                }
-                if resp.body().is_end_stream() {
-                    // Nothing left to read (`Content-Length: 0`, 204, 304, HEAD): reusable
-                    // now. The downstream codec never polls a body that is already at its
-                    // end, so a `PooledBody` would never see the end and the connection
-                    // would be closed instead of reused.
-                    pools.checkin_h1(addr, H1Idle { sender, used, obs });
-                    return Ok(resp.map(Body::new));
-                }
-                let back = ReturnToPool {
-                    pools: Rc::downgrade(&pools),
-                    addr,
-                    idle: Some(H1Idle { sender, used, obs }),
-                };
-                Ok(resp.map(|b| {
-                    Body::new(PooledBody {
-                        inner: b,
-                        back: Some(back),
-                    })
-                }))
-            }
+            } => Box::pin(send_h1(pools, addr, idle, max, settings, req)),
         }
     }
+}
+
+/// What [`Upstream::send`] resolves to.
+pub type SendResult = Result<Response<Body>, SendError>;
+
+fn request_failed(e: hyper::Error) -> SendError {
+    let not_sent = e.is_canceled();
+    SendError::Request {
+        source: e,
+        not_sent,
+    }
+}
+
+async fn send_rpc<T: Transport>(
+    pools: Rc<Pools<T>>,
+    addr: SocketAddr,
+    proto: StreamProtocol,
+    conn: Rc<RpcConn>,
+    mode: PoolMode,
+    req: Request<Body>,
+) -> SendResult {
+    let family = proto.family().unwrap_or(Family::Bolt);
+    let rpc_fail = |source: RpcError| {
+        let not_sent = matches!(source, RpcError::Encode(_) | RpcError::Body(_));
+        SendError::Rpc { source, not_sent }
+    };
+    let (frame, raw) = rpc_convert::request_to_frame(family, proto == StreamProtocol::BoltV2, req)
+        .await
+        .map_err(rpc_fail)?;
+    let answer = conn.call(frame, raw).await.map_err(rpc_fail)?;
+    if mode == PoolMode::PingPong {
+        pools
+            .rpc
+            .checkin(addr, family, conn, pools.max_idle_per_host);
+    }
+    Ok(match answer {
+        Some(f) => rpc_convert::response_from_frame(f),
+        // One-way: nothing comes back; the downstream side sends nothing either.
+        None => Response::new(Body::empty()),
+    })
+}
+
+async fn send_h1<T: Transport>(
+    pools: Rc<Pools<T>>,
+    addr: SocketAddr,
+    idle: H1Idle,
+    max: u32,
+    settings: UpstreamSettings,
+    req: Request<Body>,
+) -> SendResult
+where
+    T::Conn: Send,
+{
+    let upgrade = is_upgrade(&req);
+    let H1Idle {
+        mut sender,
+        used,
+        obs,
+    } = idle;
+    let (sender, used, resp) = match sender.try_send_request(req).await {
+        Ok(resp) => (sender, used + 1, resp),
+        Err(mut e) => match e.take_message() {
+            // A pooled connection the upstream closed while it sat idle: the request never
+            // left, so it goes once more on a fresh connection.
+            Some(req) if used > 0 => {
+                tracing::debug!(%addr, "pooled connection was closed by the upstream; reconnecting");
+                let mut sender = pools.connect_h1(addr, &settings, &obs).await?.sender;
+                let resp = sender.send_request(req).await.map_err(request_failed)?;
+                (sender, 1, resp)
+            }
+            _ => return Err(request_failed(e.into_error())),
+        },
+    };
+    if upgrade || used >= max {
+        // Not reusable: the connection closes once `sender` and the response are gone.
+        return Ok(resp.map(Body::new));
+    }
+    if resp.body().is_end_stream() {
+        // Nothing left to read (`Content-Length: 0`, 204, 304, HEAD): reusable now. The
+        // downstream codec never polls a body that is already at its end, so a `PooledBody`
+        // would never see the end and the connection would be closed instead of reused.
+        pools.checkin_h1(addr, H1Idle { sender, used, obs });
+        return Ok(resp.map(Body::new));
+    }
+    let back = ReturnToPool {
+        pools: Rc::downgrade(&pools),
+        addr,
+        idle: Some(H1Idle { sender, used, obs }),
+    };
+    Ok(resp.map(|b| {
+        Body::new(PooledBody {
+            inner: b,
+            back: Some(back),
+        })
+    }))
 }
 
 /// An RPC connect in progress: when dropped (failure, or the caller gave up), the pool
