@@ -1,0 +1,233 @@
+//! ClientConfig: a cluster's `tls_context` as a rustls client config, and the connect path.
+
+use std::sync::Arc;
+
+use mosn_config::TlsContext;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::TlsConnector;
+
+use crate::{params, server, source, Backend, HandshakeCounters, SessionInfo, TlsError, TlsStream};
+
+/// An upstream (cluster) TLS configuration. Cheap to clone; share one per cluster.
+#[derive(Clone)]
+pub struct ClientConfig {
+    backend: Backend,
+    config: Arc<rustls::ClientConfig>,
+    server_name: Option<ServerName<'static>>,
+    fall_back: bool,
+    counters: HandshakeCounters,
+}
+
+impl ClientConfig {
+    /// Builds the rustls backend's client config from a cluster's `tls_context`; `path` is its
+    /// JSON path (`cluster_manager.clusters[0].tls_context`), errors name `{path}.<key>`.
+    ///
+    /// - `server_name`: SNI and the name the certificate is checked against; when empty the
+    ///   host given to [`ClientConfig::connect`] is used.
+    /// - `ca_cert`: the roots; when empty, the Mozilla roots compiled in (webpki-roots).
+    /// - `insecure_skip`: accept any server certificate (the verifier is named
+    ///   `AcceptAnyServerCert`; only the handshake signature is still checked).
+    /// - `cert_chain` + `private_key`: the client certificate presented when asked.
+    /// - `alpn`, `min_version`/`max_version`, `cipher_suites`, `ecdh_curves`: as on listeners.
+    pub fn build(ctx: &TlsContext, path: &str) -> Result<ClientConfig, TlsError> {
+        if ctx.sds_source.is_some() {
+            return Err(TlsError::config(
+                format!("{path}.sds_source"),
+                "SDS certificates are not supported",
+            ));
+        }
+        server::warn_ignored(ctx, path);
+        let p = params::params(ctx, path)?;
+        let server_name = match ctx.server_name.trim() {
+            "" => None,
+            name => Some(ServerName::try_from(name.to_string()).map_err(|_| {
+                TlsError::config(
+                    format!("{path}.server_name"),
+                    format!("`{name}` is not a DNS name or IP address"),
+                )
+            })?),
+        };
+        let builder = rustls::ClientConfig::builder_with_provider(p.provider.clone())
+            .with_protocol_versions(&p.versions)
+            .map_err(|e| TlsError::rustls(path, e))?;
+        let builder = if ctx.insecure_skip {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCert(p.provider.clone())))
+        } else {
+            builder.with_root_certificates(roots(ctx, path)?)
+        };
+        let mut config = match (ctx.cert_chain.trim(), ctx.private_key.trim()) {
+            ("", "") => builder.with_no_client_auth(),
+            ("", _) => {
+                return Err(TlsError::config(
+                    format!("{path}.cert_chain"),
+                    "private_key is set without a certificate chain",
+                ))
+            }
+            (_, "") => {
+                return Err(TlsError::config(
+                    format!("{path}.private_key"),
+                    "cert_chain is set without a private key",
+                ))
+            }
+            _ => {
+                let chain = source::load_certs(&ctx.cert_chain, &format!("{path}.cert_chain"))?;
+                let key = source::load_key(&ctx.private_key, &format!("{path}.private_key"))?;
+                let certified = CertifiedKey::from_der(chain, key, &p.provider)
+                    .map_err(|e| TlsError::rustls(format!("{path}.private_key"), e))?;
+                builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
+            }
+        };
+        config.alpn_protocols = p.alpn;
+        Ok(ClientConfig {
+            backend: Backend::Rustls,
+            config: Arc::new(config),
+            server_name,
+            fall_back: ctx.fall_back,
+            counters: HandshakeCounters::default(),
+        })
+    }
+
+    /// Counts this config's handshakes into `counters` (e.g. from a cluster's metrics scope).
+    pub fn with_counters(mut self, counters: HandshakeCounters) -> ClientConfig {
+        self.counters = counters;
+        self
+    }
+
+    /// This config's handshake counters.
+    pub fn counters(&self) -> &HandshakeCounters {
+        &self.counters
+    }
+
+    /// The backend that runs the handshakes.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// `fall_back`: the caller retries in plaintext when the handshake fails (MOSN cluster
+    /// behaviour); this crate only reports it.
+    pub fn fall_back(&self) -> bool {
+        self.fall_back
+    }
+
+    /// The configured `server_name`, if any.
+    pub fn server_name(&self) -> Option<String> {
+        self.server_name.as_ref().map(|n| n.to_str().into_owned())
+    }
+
+    /// Runs the client handshake on `io`. The server name is the configured `server_name`,
+    /// else `host` (a DNS name, sent as SNI, or an IP literal, not sent). Bound it with a
+    /// timeout: a silent peer is waited for.
+    pub async fn connect<IO>(&self, io: IO, host: &str) -> Result<TlsStream<IO>, TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let result = self.connect_rustls(io, host).await;
+        self.counters.record(self.backend, result.is_ok());
+        if let Err(e) = &result {
+            tracing::debug!(host, error = %e, "TLS connect failed");
+        }
+        result
+    }
+
+    async fn connect_rustls<IO>(&self, io: IO, host: &str) -> Result<TlsStream<IO>, TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_string())
+                .map_err(|_| TlsError::ServerName(host.to_string()))?,
+        };
+        let sni = match &name {
+            ServerName::DnsName(dns) => Some(dns.as_ref().to_string()),
+            _ => None,
+        };
+        let stream = TlsConnector::from(self.config.clone())
+            .connect(name, io)
+            .await
+            .map_err(TlsError::Handshake)?;
+        let info = SessionInfo::from_rustls(stream.get_ref().1, sni, None);
+        Ok(TlsStream::rustls(stream.into(), info))
+    }
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("backend", &self.backend)
+            .field("server_name", &self.server_name)
+            .field("alpn", &self.config.alpn_protocols)
+            .field("fall_back", &self.fall_back)
+            .finish()
+    }
+}
+
+fn roots(ctx: &TlsContext, path: &str) -> Result<RootCertStore, TlsError> {
+    if ctx.ca_cert.trim().is_empty() {
+        Ok(RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        })
+    } else {
+        source::load_roots(&ctx.ca_cert, &format!("{path}.ca_cert"))
+    }
+}
+
+// === insecure_skip ===
+
+/// `insecure_skip: true`: accepts ANY server certificate, for any name, expired or self-signed.
+/// Only the handshake signature is checked (the peer holds the key of the certificate it sent),
+/// which protects against nothing when the certificate itself is not trusted. Never the default.
+#[derive(Debug)]
+pub(crate) struct AcceptAnyServerCert(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AcceptAnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,112 @@
+//! mosn-tls-offload: the TLS backends of mosn-rs, built from MOSN's `tls_context` keys.
+//!
+//! ```text
+//!  lib.rs      Backend (the seam), re-exports
+//!  server.rs   ServerConfig: tls_context / tls_context_set -> one rustls config per context,
+//!              SNI selection, accept(), reload()
+//!  client.rs   ClientConfig: cluster tls_context -> rustls client config, connect(),
+//!              AcceptAnyServerCert (insecure_skip)
+//!  stream.rs   TlsStream<IO> (tokio AsyncRead + AsyncWrite) and SessionInfo (ALPN, SNI,
+//!              peer certificates, version, suite, group, resumed)
+//!  params.rs   versions, cipher suite names, key-exchange groups, ALPN -> rustls; the crypto
+//!              provider (aws-lc-rs by default, `ring` feature)
+//!  source.rs   PEM text or file path -> certificates, keys, root stores; names served by a cert
+//!  reload.rs   Reloader: polls the files' mtime on a std thread and calls ServerConfig::reload
+//!  metrics.rs  HandshakeCounters (per config, registrable in mosn-metrics) and per-backend totals
+//!  error.rs    TlsError: every config error names the JSON path and key
+//! ```
+//!
+//! # The backend seam
+//!
+//! A backend is chosen when a config is built ([`ServerConfig::build_with`]), never per
+//! connection, and is a closed enum ([`Backend`]) rather than a trait object: the handshake
+//! futures and streams are concrete enums (`TlsStream` wraps one variant per backend), so a
+//! worker's event loop pays no dynamic dispatch and no boxing per read or write, and a future
+//! OpenSSL backend can bring its own async driver (the `SSL_MODE_ASYNC` retry loop that must
+//! resume on the same OS thread, ACCELERATION.md §7) as one more variant without changing the
+//! callers. Nothing here spawns tasks or threads on the data path (only [`Reloader`] owns a std
+//! thread): `accept`/`connect` run on the caller's single-threaded worker. Adding OpenSSL means
+//! `Backend::Openssl`, a variant in the private server/client/stream enums, and a cargo feature.
+//!
+//! # SNI selection
+//!
+//! Each context of a `tls_context_set` gets its own `rustls::ServerConfig` (contexts may differ
+//! in client verification, versions, suites, groups, ALPN). `accept` reads the ClientHello
+//! first (`LazyConfigAcceptor`), then picks the context the MOSN way: the SNI name exactly,
+//! then `*.parent` wildcards longest parent first, then the first context whose ALPN list
+//! shares a protocol with the client's offer, then the first context. A context serves the
+//! names of its certificate (subject CN and DNS SANs) plus its `server_name`.
+//!
+//! # Reload
+//!
+//! The per-context rustls configs (with their certified keys) live in one snapshot behind
+//! `arc-swap`. [`ServerConfig::reload`] rebuilds the snapshot from the same `tls_context`s
+//! (re-reading every file), keeping each context's session cache and ticket keys, and swaps it
+//! in one step; on any error the old snapshot stays. A handshake loads the snapshot once, so
+//! open connections keep their session and new full handshakes see the new certificates
+//! (a session resumed after a reload keeps the identity it was established with).
+//!
+//! Sits at layer 1: depends on mosn-config and mosn-metrics only.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
+compile_error!("mosn-tls-offload needs a rustls crypto provider: enable `aws-lc-rs` or `ring`");
+
+mod client;
+mod error;
+mod metrics;
+mod params;
+mod reload;
+mod server;
+mod source;
+mod stream;
+
+pub use client::ClientConfig;
+pub use error::TlsError;
+pub use metrics::{HandshakeCounters, HandshakeTotals};
+pub use reload::Reloader;
+pub use server::ServerConfig;
+pub use stream::{SessionInfo, TlsStream};
+
+/// Re-exported so callers can name peer certificates without depending on rustls directly.
+pub use rustls_pki_types::CertificateDer;
+
+/// A TLS implementation. Chosen per config at build time; see the crate docs for why this is
+/// an enum and not a trait object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// rustls 0.23 with the aws-lc-rs provider (or ring, with the `ring` feature only).
+    Rustls,
+}
+
+impl Backend {
+    /// Every backend compiled in, in a stable order (for metrics registration).
+    pub const ALL: &'static [Backend] = &[Backend::Rustls];
+
+    /// The backend's name, as used in metric labels and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Rustls => "rustls",
+        }
+    }
+
+    /// The crypto library under the backend (`aws-lc-rs` or `ring` for rustls).
+    pub fn crypto_provider(self) -> &'static str {
+        match self {
+            Backend::Rustls => params::PROVIDER_NAME,
+        }
+    }
+
+    /// Process-wide handshake totals of this backend, server and client sides together.
+    pub fn totals(self) -> HandshakeTotals {
+        metrics::totals(self)
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,467 @@
+//! ServerConfig: a listener's `tls_context` (or `tls_context_set`) as one rustls config per
+//! context, the SNI/ALPN selection between them, the accept path and certificate reload.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwap;
+use mosn_config::TlsContext;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{
+    danger::ClientCertVerifier, Acceptor, ProducesTickets, ServerSessionMemoryCache,
+    StoresServerSessions, WebPkiClientVerifier,
+};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls_pki_types::CertificateDer;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_rustls::LazyConfigAcceptor;
+
+use crate::{params, source, Backend, HandshakeCounters, SessionInfo, TlsError, TlsStream};
+
+/// Entries of each context's stateful session cache (always on; tickets come on top when
+/// `ticket` is set).
+const SESSION_CACHE_SIZE: usize = 4096;
+
+/// A listener's TLS configuration: one or more contexts chosen by SNI, reloadable.
+///
+/// Cheap to clone (the state is shared); share one per listener across workers.
+#[derive(Clone)]
+pub struct ServerConfig {
+    shared: Arc<Shared>,
+    counters: HandshakeCounters,
+}
+
+struct Shared {
+    backend: Backend,
+    path: String,
+    specs: Vec<Spec>,
+    snapshot: ArcSwap<Snapshot>,
+    generation: AtomicU64,
+    reload_lock: Mutex<()>,
+}
+
+/// One enabled context as configured, plus the state that survives reloads.
+struct Spec {
+    /// Index in the slice given to `build` (`tls_context_set[index]`).
+    index: usize,
+    /// JSON path of the context.
+    path: String,
+    ctx: TlsContext,
+    sessions: Arc<dyn StoresServerSessions>,
+    ticketer: Option<Arc<dyn ProducesTickets>>,
+}
+
+/// Everything a handshake needs, swapped whole on reload.
+struct Snapshot {
+    contexts: Vec<Built>,
+    selector: Selector,
+}
+
+struct Built {
+    index: usize,
+    config: Arc<rustls::ServerConfig>,
+    key: Arc<CertifiedKey>,
+}
+
+/// What selection looks at; positions index `Snapshot::contexts`.
+#[derive(Default)]
+struct Selector {
+    /// Served name (exact or `*.parent`) -> position; the first context wins a shared name.
+    names: HashMap<String, usize>,
+    /// Each context's ALPN list.
+    alpn: Vec<Vec<Vec<u8>>>,
+}
+
+impl ServerConfig {
+    /// Builds the rustls backend's config from a listener's `tls_context` (one element) or
+    /// `tls_context_set` (several). `path` is the JSON path of that key
+    /// (`listeners[0].filter_chains[0].tls_context`); errors name `{path}.cert_chain` for one
+    /// context and `{path}[i].cert_chain` for a set. Contexts with `status: false` are skipped.
+    pub fn build(contexts: &[TlsContext], path: &str) -> Result<ServerConfig, TlsError> {
+        ServerConfig::build_with(Backend::Rustls, contexts, path)
+    }
+
+    /// [`ServerConfig::build`] with an explicit backend.
+    pub fn build_with(
+        backend: Backend,
+        contexts: &[TlsContext],
+        path: &str,
+    ) -> Result<ServerConfig, TlsError> {
+        let mut specs = Vec::with_capacity(contexts.len());
+        for (index, ctx) in contexts.iter().enumerate() {
+            let cpath = if contexts.len() == 1 {
+                path.to_string()
+            } else {
+                format!("{path}[{index}]")
+            };
+            if !ctx.enabled {
+                tracing::debug!(path = %cpath, "TLS context has status false: skipped");
+                continue;
+            }
+            check_server_context(ctx, &cpath)?;
+            let ticketer = if ctx.ticket.is_empty() {
+                None
+            } else {
+                Some(
+                    params::provider::Ticketer::new()
+                        .map_err(|e| TlsError::rustls(format!("{cpath}.ticket"), e))?,
+                )
+            };
+            specs.push(Spec {
+                index,
+                path: cpath,
+                ctx: ctx.clone(),
+                sessions: ServerSessionMemoryCache::new(SESSION_CACHE_SIZE),
+                ticketer,
+            });
+        }
+        if specs.is_empty() {
+            return Err(TlsError::config(path, "no TLS context with status: true"));
+        }
+        let snapshot = build_snapshot(&specs)?;
+        Ok(ServerConfig {
+            shared: Arc::new(Shared {
+                backend,
+                path: path.to_string(),
+                specs,
+                snapshot: ArcSwap::from_pointee(snapshot),
+                generation: AtomicU64::new(0),
+                reload_lock: Mutex::new(()),
+            }),
+            counters: HandshakeCounters::default(),
+        })
+    }
+
+    /// Counts this config's handshakes into `counters` (e.g. from a listener's metrics scope).
+    pub fn with_counters(mut self, counters: HandshakeCounters) -> ServerConfig {
+        self.counters = counters;
+        self
+    }
+
+    /// This config's handshake counters.
+    pub fn counters(&self) -> &HandshakeCounters {
+        &self.counters
+    }
+
+    /// The backend that runs the handshakes.
+    pub fn backend(&self) -> Backend {
+        self.shared.backend
+    }
+
+    /// The JSON path given to `build`.
+    pub fn path(&self) -> &str {
+        &self.shared.path
+    }
+
+    /// Runs the server handshake on `io`: reads the ClientHello, picks the context by SNI
+    /// (exact, `*.parent` longest first), then ALPN, then the first context, and completes the
+    /// handshake with it. Bound it with a timeout: a silent peer is waited for.
+    pub async fn accept<IO>(&self, io: IO) -> Result<TlsStream<IO>, TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let result = match self.shared.backend {
+            Backend::Rustls => self.accept_rustls(io).await,
+        };
+        self.counters.record(self.shared.backend, result.is_ok());
+        if let Err(e) = &result {
+            tracing::debug!(path = %self.shared.path, error = %e, "TLS accept failed");
+        }
+        result
+    }
+
+    async fn accept_rustls<IO>(&self, io: IO) -> Result<TlsStream<IO>, TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let start = LazyConfigAcceptor::new(Acceptor::default(), io)
+            .await
+            .map_err(TlsError::Handshake)?;
+        let (config, index, sni) = {
+            let hello = start.client_hello();
+            let sni = hello.server_name().map(str::to_string);
+            let snapshot = self.shared.snapshot.load();
+            let offered: Vec<&[u8]> = hello.alpn().map(Iterator::collect).unwrap_or_default();
+            let built = &snapshot.contexts[snapshot.selector.select(sni.as_deref(), &offered)];
+            (built.config.clone(), built.index, sni)
+        };
+        let stream = start
+            .into_stream(config)
+            .await
+            .map_err(TlsError::Handshake)?;
+        let info = SessionInfo::from_rustls(stream.get_ref().1, sni, Some(index));
+        Ok(TlsStream::rustls(stream.into(), info))
+    }
+
+    /// Re-reads every certificate, key and CA file and swaps the new certificates in for new
+    /// handshakes; open connections are untouched. On error the old certificates stay.
+    /// Session caches and ticket keys are kept, so sessions resume across a reload.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let _serial = self
+            .shared
+            .reload_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let snapshot = build_snapshot(&self.shared.specs)?;
+        self.shared.snapshot.store(Arc::new(snapshot));
+        let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::info!(path = %self.shared.path, generation, "TLS certificates reloaded");
+        Ok(())
+    }
+
+    /// How many successful reloads happened (0 after `build`).
+    pub fn generation(&self) -> u64 {
+        self.shared.generation.load(Ordering::Relaxed)
+    }
+
+    /// The files `reload` re-reads (contexts given as file paths; PEM text is not watched).
+    pub fn watched_files(&self) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = Vec::new();
+        for spec in &self.shared.specs {
+            let c = &spec.ctx;
+            for value in [&c.cert_chain, &c.private_key, &c.ca_cert] {
+                if let Some(f) = source::file_of(value) {
+                    if !files.contains(&f) {
+                        files.push(f);
+                    }
+                }
+            }
+        }
+        files
+    }
+
+    /// The leaf certificate each enabled context currently serves, in config order.
+    pub fn leaf_certificates(&self) -> Vec<CertificateDer<'static>> {
+        let snapshot = self.shared.snapshot.load();
+        snapshot
+            .contexts
+            .iter()
+            .filter_map(|b| b.key.cert.first().cloned())
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("backend", &self.shared.backend)
+            .field("path", &self.shared.path)
+            .field("contexts", &self.shared.specs.len())
+            .field("generation", &self.generation())
+            .finish()
+    }
+}
+
+// === building ===
+
+/// Keys a server context must have, and keys this backend does not act on.
+fn check_server_context(ctx: &TlsContext, path: &str) -> Result<(), TlsError> {
+    if ctx.sds_source.is_some() {
+        return Err(TlsError::config(
+            format!("{path}.sds_source"),
+            "SDS certificates are not supported",
+        ));
+    }
+    if ctx.cert_chain.trim().is_empty() {
+        return Err(TlsError::config(
+            format!("{path}.cert_chain"),
+            "a listener TLS context needs a certificate chain",
+        ));
+    }
+    if ctx.private_key.trim().is_empty() {
+        return Err(TlsError::config(
+            format!("{path}.private_key"),
+            "a listener TLS context needs a private key",
+        ));
+    }
+    warn_ignored(ctx, path);
+    Ok(())
+}
+
+/// `type`, `extend_verify` and `callbacks` select MOSN Go plugins: ignored with a warning.
+pub(crate) fn warn_ignored(ctx: &TlsContext, path: &str) {
+    if !ctx.kind.is_empty() {
+        tracing::warn!(path = %format!("{path}.type"), kind = %ctx.kind, "custom TLS config hooks are not supported: default certificate handling used");
+    }
+    if ctx.extend_verify.is_some() {
+        tracing::warn!(path = %format!("{path}.extend_verify"), "ignored: custom verification hooks are not supported");
+    }
+    if ctx.callbacks.is_some() {
+        tracing::warn!(path = %format!("{path}.callbacks"), "ignored: TLS callbacks are not supported");
+    }
+}
+
+fn build_snapshot(specs: &[Spec]) -> Result<Snapshot, TlsError> {
+    let mut contexts = Vec::with_capacity(specs.len());
+    let mut selector = Selector::default();
+    for (pos, spec) in specs.iter().enumerate() {
+        let parts = build_context(spec)?;
+        for name in parts.served {
+            selector.names.entry(name).or_insert(pos);
+        }
+        selector.alpn.push(parts.alpn);
+        contexts.push(parts.built);
+    }
+    Ok(Snapshot { contexts, selector })
+}
+
+/// One context's rustls config, with what selection needs to know about it.
+struct Parts {
+    built: Built,
+    /// Names served: the certificate's DNS SANs and CN, and `server_name`.
+    served: Vec<String>,
+    alpn: Vec<Vec<u8>>,
+}
+
+fn build_context(spec: &Spec) -> Result<Parts, TlsError> {
+    let (ctx, path) = (&spec.ctx, spec.path.as_str());
+    let p = params::params(ctx, path)?;
+    let chain = source::load_certs(&ctx.cert_chain, &format!("{path}.cert_chain"))?;
+    let key = source::load_key(&ctx.private_key, &format!("{path}.private_key"))?;
+    let mut served = source::cert_names(&chain[0]);
+    let certified = Arc::new(
+        CertifiedKey::from_der(chain, key, &p.provider)
+            .map_err(|e| TlsError::rustls(format!("{path}.private_key"), e))?,
+    );
+    let server_name = ctx.server_name.trim().trim_end_matches('.');
+    if !server_name.is_empty() {
+        served.push(server_name.to_ascii_lowercase());
+    }
+
+    let builder = rustls::ServerConfig::builder_with_provider(p.provider.clone())
+        .with_protocol_versions(&p.versions)
+        .map_err(|e| TlsError::rustls(path, e))?;
+    let builder = match client_verifier(ctx, path, &p.provider)? {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config =
+        builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified.clone())));
+    config.alpn_protocols = p.alpn.clone();
+    config.ignore_client_order = p.server_order;
+    config.session_storage = spec.sessions.clone();
+    if let Some(ticketer) = &spec.ticketer {
+        config.ticketer = ticketer.clone();
+    }
+    let built = Built {
+        index: spec.index,
+        config: Arc::new(config),
+        key: certified,
+    };
+    Ok(Parts {
+        built,
+        served,
+        alpn: p.alpn,
+    })
+}
+
+/// `verify_client`: verify a client certificate when one is presented; `require_client_cert`:
+/// require one (and verify it). Both need `ca_cert`. MOSN's `require_client_cert` without
+/// `verify_client` only requests a certificate and never checks it; here it is verified too.
+fn client_verifier(
+    ctx: &TlsContext,
+    path: &str,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Option<Arc<dyn ClientCertVerifier>>, TlsError> {
+    if !ctx.verify_client && !ctx.require_client_cert {
+        return Ok(None);
+    }
+    let ca_path = format!("{path}.ca_cert");
+    if ctx.ca_cert.trim().is_empty() {
+        let key = if ctx.require_client_cert {
+            "require_client_cert"
+        } else {
+            "verify_client"
+        };
+        return Err(TlsError::config(
+            ca_path,
+            format!("{key} needs a CA to verify client certificates"),
+        ));
+    }
+    let roots = source::load_roots(&ctx.ca_cert, &ca_path)?;
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let builder = if ctx.require_client_cert {
+        builder
+    } else {
+        builder.allow_unauthenticated()
+    };
+    builder
+        .build()
+        .map(Some)
+        .map_err(|e| TlsError::config(ca_path, e.to_string()))
+}
+
+// === selection ===
+
+impl Selector {
+    /// The context for a ClientHello: SNI exact, then `*.parent` (longest parent first), then
+    /// the first context sharing an ALPN protocol with the offer, then the first context.
+    fn select(&self, sni: Option<&str>, offered_alpn: &[&[u8]]) -> usize {
+        if let Some(sni) = sni {
+            let name = sni.trim_end_matches('.').to_ascii_lowercase();
+            if let Some(&pos) = self.names.get(&name) {
+                return pos;
+            }
+            let mut wildcard = String::with_capacity(name.len() + 1);
+            let mut parent = name.as_str();
+            while let Some(dot) = parent.find('.') {
+                parent = &parent[dot + 1..];
+                if parent.is_empty() {
+                    break;
+                }
+                wildcard.clear();
+                wildcard.push_str("*.");
+                wildcard.push_str(parent);
+                if let Some(&pos) = self.names.get(&wildcard) {
+                    return pos;
+                }
+            }
+        }
+        if !offered_alpn.is_empty() {
+            if let Some(pos) = self
+                .alpn
+                .iter()
+                .position(|a| a.iter().any(|p| offered_alpn.contains(&p.as_slice())))
+            {
+                return pos;
+            }
+        }
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sni_exact_then_wildcard_longest_then_alpn_then_first() {
+        let names = [
+            ("a.example", 1),
+            ("*.b.example", 2),
+            ("*.example", 3),
+            ("*.deep.b.example", 4),
+        ];
+        let alpn: [&[&str]; 5] = [&[], &[], &["sofa"], &[], &["h2"]];
+        let s = Selector {
+            names: names.iter().map(|&(n, i)| (n.to_string(), i)).collect(),
+            alpn: alpn
+                .iter()
+                .map(|a| a.iter().map(|p| p.as_bytes().to_vec()).collect())
+                .collect(),
+        };
+        assert_eq!(s.select(Some("a.example"), &[]), 1);
+        assert_eq!(s.select(Some("A.Example."), &[]), 1);
+        assert_eq!(s.select(Some("x.b.example"), &[]), 2);
+        assert_eq!(s.select(Some("x.y.b.example"), &[]), 2);
+        assert_eq!(s.select(Some("x.deep.b.example"), &[]), 4);
+        assert_eq!(s.select(Some("c.example"), &[]), 3);
+        assert_eq!(s.select(Some("example"), &[]), 0);
+        assert_eq!(s.select(Some("other.test"), &[]), 0);
+        assert_eq!(s.select(None, &[b"http/1.1", b"h2"]), 4);
+        assert_eq!(s.select(Some("other.test"), &[b"sofa"]), 2);
+        assert_eq!(s.select(None, &[]), 0);
+    }
+}
