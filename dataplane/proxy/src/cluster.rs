@@ -64,7 +64,28 @@ pub struct ClusterSpec {
     pub conn_buffer_limit_bytes: u32,
     /// Subset load balancing (`lb_subset_config`).
     pub subset: SubsetSpec,
+    /// Upstream TLS (`tls_context`), `None`: plaintext.
+    pub tls: Option<ClusterTls>,
 }
+
+/// A cluster's upstream TLS: the client configuration, compared by the config it came
+/// from (so an unchanged cluster stays unchanged across reloads).
+#[derive(Debug, Clone)]
+pub struct ClusterTls {
+    /// The client configuration (roots, SNI, client certificate, ALPN).
+    pub config: Arc<mosn_tls_offload::ClientConfig>,
+    /// What it was built from.
+    pub source: mosn_config::TlsContext,
+}
+
+impl PartialEq for ClusterTls {
+    fn eq(&self, other: &ClusterTls) -> bool {
+        self.source == other.source
+    }
+}
+
+// JSON values in `source` have no NaN: equality is reflexive.
+impl Eq for ClusterTls {}
 
 /// What a request whose `metadata_match` no host satisfies gets (MOSN `fall_back_policy`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -527,6 +548,7 @@ mod tests {
             max_request_per_conn: 1024,
             conn_buffer_limit_bytes: 16384,
             subset: SubsetSpec::default(),
+            tls: None,
         }
     }
 

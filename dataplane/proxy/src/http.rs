@@ -116,15 +116,16 @@ pub fn stream_protocol_by_name(name: &str) -> Option<StreamProtocol> {
 static CONNECTION_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// Serves one accepted downstream connection until it closes (or drains).
-pub async fn serve<T: Transport>(
+pub async fn serve<T: Transport, C>(
     pools: &Rc<Pools<T>>,
     spec: Arc<HttpProxySpec>,
     clusters: Arc<ClusterManager>,
     listener: &ListenerCtx,
-    accepted: Accepted<T::Conn>,
+    accepted: Accepted<C>,
     drain: watch::Receiver<bool>,
 ) where
     T::Conn: Send,
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Accepted {
         stream,

@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use mosn_metrics::{Counter, GaugeGuard};
 use mosn_net::pipe::{pipe, Direction, PipeConfig, PipeEnd, PipeObserver, Side};
 use mosn_net::{Accepted, Transport};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::cluster::{Cluster, ClusterManager};
 use crate::lb::LbContext;
@@ -133,12 +134,12 @@ impl PipeObserver for Bytes<'_> {
 }
 
 /// Proxies one accepted connection to completion.
-pub async fn serve<T: Transport>(
+pub async fn serve<T: Transport, C: AsyncRead + AsyncWrite + Unpin>(
     transport: &T,
     spec: &TcpProxySpec,
     clusters: &ClusterManager,
     listener: &ListenerCtx,
-    accepted: Accepted<T::Conn>,
+    accepted: Accepted<C>,
 ) -> SessionEnd {
     let Accepted {
         stream: mut downstream,

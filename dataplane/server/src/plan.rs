@@ -9,7 +9,9 @@ use mosn_config as cfg;
 use mosn_ebpf::{CaptureSpec, Destination, Mode, OnFailure};
 use mosn_net::ListenSpec;
 use mosn_proxy::accesslog::AccessLogFormat;
-use mosn_proxy::cluster::{ClusterKind, ClusterSpec, HostSource, SubsetFallback, SubsetSpec};
+use mosn_proxy::cluster::{
+    ClusterKind, ClusterSpec, ClusterTls, HostSource, SubsetFallback, SubsetSpec,
+};
 use mosn_proxy::filter::{FilterChain, FilterRegistry};
 use mosn_proxy::lb::LbType;
 use mosn_proxy::router::RouterSet;
@@ -74,7 +76,18 @@ pub fn plan(config: &cfg::Config) -> Result<Plan, Vec<Unsupported>> {
     if !problems.is_empty() {
         return Err(problems);
     }
-    let clusters = config.clusters.iter().map(cluster_spec).collect();
+    let mut clusters = Vec::new();
+    for (i, c) in config.clusters.iter().enumerate() {
+        let mut spec = cluster_spec(c);
+        match cluster_tls(c, &format!("cluster_manager.clusters[{i}].tls_context")) {
+            Ok(tls) => spec.tls = tls,
+            Err(e) => problems.push(e),
+        }
+        clusters.push(spec);
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     let (log_target, log_level) = match server {
         Some(s) => (
             log_target(&s.default_log_path),
@@ -242,15 +255,7 @@ fn listener_plan(
         Serving::Tcp(t) => FilterPlan::TcpProxy(tcp_proxy_spec(t)),
         Serving::Http(p) => FilterPlan::Http(Box::new(http_plan(l, p, path, &fpath, ctx)?)),
     };
-    if l.filter_chains
-        .iter()
-        .any(|c| c.tls_context.as_ref().is_some_and(|t| t.enabled))
-    {
-        return Err(Unsupported {
-            path: format!("{path}.filter_chains[0].tls_context"),
-            reason: "TLS listeners are not available in this build yet".to_string(),
-        });
-    }
+    let tls = listener_tls(l, path)?;
     if l.use_original_dst == Some(cfg::OriginalDst::Tproxy) {
         return Err(Unsupported {
             path: format!("{path}.use_original_dst"),
@@ -267,7 +272,53 @@ fn listener_plan(
         buffer_limit: l.per_connection_buffer_limit_bytes as usize,
         idle_timeout: l.connection_idle_timeout,
         filter,
+        tls,
     })
+}
+
+/// The listener's TLS from its first filter chain: `tls_context_set` (several certificates,
+/// by SNI) or `tls_context`, when enabled (`status: true`); certificates are loaded now, so a
+/// bad file stops start-up with its path.
+fn listener_tls(l: &cfg::Listener, path: &str) -> Result<Option<crate::run::TlsPlan>, Unsupported> {
+    let Some(chain) = l.filter_chains.first() else {
+        return Ok(None);
+    };
+    let (contexts, at): (Vec<cfg::TlsContext>, String) = if !chain.tls_context_set.is_empty() {
+        (
+            chain
+                .tls_context_set
+                .iter()
+                .filter(|t| t.enabled)
+                .cloned()
+                .collect(),
+            format!("{path}.filter_chains[0].tls_context_set"),
+        )
+    } else {
+        (
+            chain
+                .tls_context
+                .iter()
+                .filter(|t| t.enabled)
+                .cloned()
+                .collect(),
+            format!("{path}.filter_chains[0].tls_context"),
+        )
+    };
+    if contexts.is_empty() {
+        if l.inspector {
+            tracing::warn!(listener = %l.name, "inspector is set but no TLS context is enabled: serving plaintext only");
+        }
+        return Ok(None);
+    }
+    let config =
+        mosn_tls_offload::ServerConfig::build(&contexts, &at).map_err(|e| Unsupported {
+            path: at.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(Some(crate::run::TlsPlan {
+        config,
+        inspector: l.inspector,
+    }))
 }
 
 fn filter_name(f: &cfg::NetworkFilter) -> &str {
@@ -543,6 +594,21 @@ fn tcp_proxy_spec(t: &cfg::TcpProxy) -> TcpProxySpec {
     }
 }
 
+/// A cluster's upstream TLS, when its `tls_context` is enabled.
+fn cluster_tls(c: &cfg::Cluster, path: &str) -> Result<Option<ClusterTls>, Unsupported> {
+    let Some(ctx) = c.tls_context.as_ref().filter(|t| t.enabled) else {
+        return Ok(None);
+    };
+    let config = mosn_tls_offload::ClientConfig::build(ctx, path).map_err(|e| Unsupported {
+        path: path.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(ClusterTls {
+        config: Arc::new(config),
+        source: ctx.clone(),
+    }))
+}
+
 fn cluster_spec(c: &cfg::Cluster) -> ClusterSpec {
     let kind = match c.kind {
         cfg::ClusterType::Simple => ClusterKind::Simple,
@@ -594,5 +660,6 @@ fn cluster_spec(c: &cfg::Cluster) -> ClusterSpec {
                 default_subset: s.default_subset.clone(),
             },
         },
+        tls: None,
     }
 }

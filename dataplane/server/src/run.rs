@@ -77,7 +77,21 @@ pub struct ListenerPlan {
     pub idle_timeout: Option<Duration>,
     /// The network filter.
     pub filter: FilterPlan,
+    /// TLS termination (`tls_context` / `tls_context_set`), with `inspector`.
+    pub tls: Option<TlsPlan>,
 }
+
+/// A listener's TLS, built and checked when the plan is made.
+#[derive(Debug, Clone)]
+pub struct TlsPlan {
+    /// The server configuration (certificates loaded).
+    pub config: mosn_tls_offload::ServerConfig,
+    /// `inspector: true`: TLS and plaintext on one port.
+    pub inspector: bool,
+}
+
+/// How often certificate files are checked for changes.
+pub const TLS_RELOAD_EVERY: Duration = Duration::from_secs(5);
 
 /// Network filters this build runs.
 #[derive(Debug, Clone)]
@@ -284,8 +298,28 @@ fn listener_runtime(
             }))
         }
     };
+    let tls = l.tls.as_ref().map(|t| {
+        let scope = registry.scope("listener", &[("listener", &l.name)]);
+        let config = t
+            .config
+            .clone()
+            .with_counters(mosn_tls_offload::HandshakeCounters::from_scope(&scope));
+        let reloader = match mosn_tls_offload::Reloader::spawn(config.clone(), TLS_RELOAD_EVERY) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(listener = %l.name, error = %e, "cannot start the certificate reloader");
+                None
+            }
+        };
+        crate::worker::ListenerTls {
+            config,
+            inspector: t.inspector,
+            reloader,
+        }
+    });
     Ok(ListenerRuntime {
         use_original_dst: l.use_original_dst,
+        tls,
         ctx: ListenerCtx {
             name: l.name.clone(),
             buffer_limit: l.buffer_limit,

@@ -10,13 +10,17 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use mosn_metrics::{Counter, Gauge, GaugeGuard, Registry};
+use mosn_net::inspector::{self, Inspection};
 use mosn_net::kernel::{KernelListener, KernelTransport};
 use mosn_net::userspace::UserspaceTransport;
 use mosn_net::{Accepted, Listener, Transport};
 use mosn_proxy::cluster::ClusterManager;
 use mosn_proxy::http::{self, HttpProxySpec, RequestStats};
 use mosn_proxy::tcp_proxy::{self, ListenerCtx, TcpProxySpec};
+use mosn_stream::detect::Rewind;
 use mosn_stream::pool::Pools;
+use mosn_tls_offload::{Reloader, ServerConfig};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 
 // === shared state ===
@@ -26,11 +30,28 @@ use tokio::sync::watch;
 pub struct ListenerRuntime {
     /// Hand connections to the listener of their original destination.
     pub use_original_dst: bool,
+    /// Terminate TLS on accepted connections (and with `inspector`, plaintext too).
+    pub tls: Option<ListenerTls>,
     /// Context handed to each session (name, limits, byte counters).
     pub ctx: ListenerCtx,
     /// The network filter.
     pub filter: NetworkFilter,
 }
+
+/// A listener's TLS: the server configuration (shared by every worker), the inspector
+/// switch, and the certificate-file watcher that lives as long as this snapshot.
+#[derive(Debug)]
+pub struct ListenerTls {
+    /// Certificates, versions, suites, ALPN; chosen by SNI.
+    pub config: ServerConfig,
+    /// `inspector: true`: TLS and plaintext on one port.
+    pub inspector: bool,
+    /// Reloads certificates when their files change.
+    pub reloader: Option<Reloader>,
+}
+
+/// How long a new connection may take to send its ClientHello (and finish the handshake).
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The network filters this build runs.
 #[derive(Debug)]
@@ -148,6 +169,16 @@ pub trait WorkerTransport: Transport {
         accepted: Accepted<Self::Conn>,
         drain: watch::Receiver<bool>,
     ) -> impl std::future::Future<Output = ()>;
+
+    /// Serves one connection of a TLS listener: inspector, handshake, then its filter.
+    fn serve_tls(
+        pools: &Rc<Pools<Self>>,
+        shared: &Arc<Shared>,
+        runtime: &ListenerRuntime,
+        tls: &ListenerTls,
+        accepted: Accepted<Self::Conn>,
+        drain: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()>;
 }
 
 impl WorkerTransport for KernelTransport {
@@ -161,9 +192,31 @@ impl WorkerTransport for KernelTransport {
     ) -> impl std::future::Future<Output = ()> {
         http::serve(pools, spec, clusters, ctx, accepted, drain)
     }
+
+    fn serve_tls(
+        pools: &Rc<Pools<Self>>,
+        shared: &Arc<Shared>,
+        runtime: &ListenerRuntime,
+        tls: &ListenerTls,
+        accepted: Accepted<Self::Conn>,
+        drain: watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> {
+        serve_tls(pools, shared, runtime, tls, accepted, drain)
+    }
 }
 
 impl<D: smoltcp::phy::Device + 'static> WorkerTransport for UserspaceTransport<D> {
+    async fn serve_tls(
+        _pools: &Rc<Pools<Self>>,
+        _shared: &Arc<Shared>,
+        runtime: &ListenerRuntime,
+        _tls: &ListenerTls,
+        accepted: Accepted<Self::Conn>,
+        _drain: watch::Receiver<bool>,
+    ) {
+        tracing::warn!(listener = %runtime.ctx.name, peer = %accepted.peer, "TLS does not run over the userspace stack yet; closing");
+    }
+
     async fn serve_http(
         _pools: &Rc<Pools<Self>>,
         spec: Arc<HttpProxySpec>,
@@ -249,32 +302,148 @@ pub async fn serve_listener<T: WorkerTransport>(
         tokio::task::spawn_local(async move {
             let _guard = guard;
             let (runtime, _) = &*rt;
-            match &runtime.filter {
-                NetworkFilter::TcpProxy(spec) => {
-                    tcp_proxy::serve(
-                        pools.transport(),
-                        spec,
-                        &shared.clusters,
-                        &runtime.ctx,
-                        accepted,
-                    )
-                    .await;
-                }
-                NetworkFilter::Http(spec) => {
-                    T::serve_http(
-                        &pools,
-                        spec.clone(),
-                        shared.clusters.clone(),
-                        &runtime.ctx,
-                        accepted,
-                        drain,
-                    )
-                    .await;
-                }
+            match &runtime.tls {
+                None => serve_conn(&pools, &shared, runtime, accepted, drain).await,
+                Some(tls) => T::serve_tls(&pools, &shared, runtime, tls, accepted, drain).await,
             }
         });
     }
     tracing::debug!(listener = %name, "stopped accepting");
+}
+
+/// Runs the listener's network filter on one connection.
+async fn serve_conn<T: WorkerTransport>(
+    pools: &Rc<Pools<T>>,
+    shared: &Arc<Shared>,
+    runtime: &ListenerRuntime,
+    accepted: Accepted<T::Conn>,
+    drain: watch::Receiver<bool>,
+) {
+    match &runtime.filter {
+        NetworkFilter::TcpProxy(spec) => {
+            tcp_proxy::serve(
+                pools.transport(),
+                spec,
+                &shared.clusters,
+                &runtime.ctx,
+                accepted,
+            )
+            .await;
+        }
+        NetworkFilter::Http(spec) => {
+            T::serve_http(
+                pools,
+                spec.clone(),
+                shared.clusters.clone(),
+                &runtime.ctx,
+                accepted,
+                drain,
+            )
+            .await;
+        }
+    }
+}
+
+/// A TLS listener's connection: with `inspector`, the first bytes decide TLS or plaintext
+/// (replayed either way); then the handshake, within [`TLS_HANDSHAKE_TIMEOUT`]; then the
+/// network filter over the session.
+async fn serve_tls<T: Transport>(
+    pools: &Rc<Pools<T>>,
+    shared: &Arc<Shared>,
+    runtime: &ListenerRuntime,
+    tls: &ListenerTls,
+    accepted: Accepted<T::Conn>,
+    drain: watch::Receiver<bool>,
+) where
+    T::Conn: Send,
+{
+    let Accepted {
+        mut stream,
+        peer,
+        local,
+        original_dst,
+    } = accepted;
+    let name = &runtime.ctx.name;
+    let seen = if tls.inspector {
+        let inspected =
+            inspector::inspect_stream(&mut stream, TLS_HANDSHAKE_TIMEOUT, inspector::MAX_HELLO)
+                .await;
+        match inspected {
+            Ok((Inspection::Tls(_), seen)) => seen,
+            Ok((_, seen)) => {
+                let stream = Rewind::new(seen, stream);
+                let plain = Accepted {
+                    stream,
+                    peer,
+                    local,
+                    original_dst,
+                };
+                return serve_plain(pools, shared, runtime, plain, drain).await;
+            }
+            Err(e) => {
+                tracing::debug!(listener = %name, %peer, error = %e, "TLS inspector: closing");
+                return;
+            }
+        }
+    } else {
+        bytes::Bytes::new()
+    };
+    let io = Rewind::new(seen, stream);
+    let session = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.config.accept(io)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(listener = %name, %peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(listener = %name, %peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let secured = Accepted {
+        stream: session,
+        peer,
+        local,
+        original_dst,
+    };
+    serve_plain(pools, shared, runtime, secured, drain).await;
+}
+
+/// The listener's network filter over a stream the TLS path produced (the session, or the
+/// replayed plaintext).
+async fn serve_plain<T: Transport, C>(
+    pools: &Rc<Pools<T>>,
+    shared: &Arc<Shared>,
+    runtime: &ListenerRuntime,
+    accepted: Accepted<C>,
+    drain: watch::Receiver<bool>,
+) where
+    T::Conn: Send,
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match &runtime.filter {
+        NetworkFilter::TcpProxy(spec) => {
+            tcp_proxy::serve(
+                pools.transport(),
+                spec,
+                &shared.clusters,
+                &runtime.ctx,
+                accepted,
+            )
+            .await;
+        }
+        NetworkFilter::Http(spec) => {
+            http::serve(
+                pools,
+                spec.clone(),
+                shared.clusters.clone(),
+                &runtime.ctx,
+                accepted,
+                drain,
+            )
+            .await;
+        }
+    }
 }
 
 // === worker threads ===

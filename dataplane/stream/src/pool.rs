@@ -19,6 +19,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -29,6 +30,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mosn_net::Transport;
+use mosn_tls_offload::{ClientConfig, TlsStream};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
 use crate::body::BoxError;
@@ -37,7 +40,7 @@ use crate::xprotocol::{convert as rpc_convert, Family, PoolMode, RpcError, RpcSe
 use crate::{Body, LocalExec, StreamProtocol};
 
 /// Per-request upstream settings (from the cluster).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct UpstreamSettings {
     /// Connect timeout.
     pub connect_timeout: Duration,
@@ -46,6 +49,8 @@ pub struct UpstreamSettings {
     pub max_request_per_conn: u32,
     /// RPC pooling and heartbeats.
     pub rpc: RpcSettings,
+    /// TLS towards the upstream (the cluster's `tls_context`); `None`: plaintext.
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 /// Told about the connections a pool opens for one host (the proxy layer counts them).
@@ -205,7 +210,42 @@ where
             .map_or(0, |v| v.iter().filter(|c| !c.sender.is_closed()).count())
     }
 
+    /// A connection to `addr` for pooled use: TCP, then TLS when the cluster has it (both
+    /// within the connect timeout). With the cluster's `fall_back`, a failed handshake is
+    /// retried once in plaintext (logged).
     async fn connect(
+        &self,
+        addr: SocketAddr,
+        settings: &UpstreamSettings,
+        obs: &Rc<dyn ConnObserver>,
+    ) -> Result<UpstreamIo<T::Conn>, SendError> {
+        let Some(tls) = &settings.tls else {
+            return Ok(UpstreamIo::Plain(
+                self.connect_tcp(addr, settings, obs).await?,
+            ));
+        };
+        let host = tls.server_name().unwrap_or_else(|| addr.ip().to_string());
+        let tcp = self.connect_tcp(addr, settings, obs).await?;
+        match tokio::time::timeout(settings.connect_timeout, tls.connect(tcp, &host)).await {
+            Ok(Ok(s)) => Ok(UpstreamIo::Tls(Box::new(s))),
+            Ok(Err(e)) if tls.fall_back() => {
+                tracing::warn!(%addr, error = %e, "upstream TLS handshake failed; falling back to plaintext (fall_back)");
+                Ok(UpstreamIo::Plain(
+                    self.connect_tcp(addr, settings, obs).await?,
+                ))
+            }
+            Ok(Err(e)) => {
+                obs.on_connect_failed(false);
+                Err(SendError::Connect(io::Error::other(e.to_string())))
+            }
+            Err(_) => {
+                obs.on_connect_failed(true);
+                Err(SendError::ConnectTimeout(settings.connect_timeout))
+            }
+        }
+    }
+
+    async fn connect_tcp(
         &self,
         addr: SocketAddr,
         settings: &UpstreamSettings,
@@ -235,7 +275,7 @@ where
         settings: &UpstreamSettings,
         obs: Rc<dyn ConnObserver>,
     ) -> Result<Counted<T::Conn>, SendError> {
-        let conn = self.connect(addr, settings, &obs).await?;
+        let conn = self.connect_tcp(addr, settings, &obs).await?;
         Ok(Counted { conn, obs })
     }
 
@@ -282,7 +322,7 @@ where
             addr,
             idle,
             max: settings.max_request_per_conn.max(1),
-            settings: *settings,
+            settings: settings.clone(),
         }))
     }
 
@@ -711,5 +751,69 @@ where
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// An upstream connection: plain, or a TLS session over it.
+enum UpstreamIo<C> {
+    Plain(C),
+    Tls(Box<TlsStream<C>>),
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> AsyncRead for UpstreamIo<C> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(c) => Pin::new(c).poll_read(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> AsyncWrite for UpstreamIo<C> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(c) => Pin::new(c).poll_write(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(c) => Pin::new(c).poll_write_vectored(cx, bufs),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            UpstreamIo::Plain(c) => c.is_write_vectored(),
+            UpstreamIo::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(c) => Pin::new(c).poll_flush(cx),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(c) => Pin::new(c).poll_shutdown(cx),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
     }
 }

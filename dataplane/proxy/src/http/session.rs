@@ -465,6 +465,7 @@ where
                 binding_key: self.connection_id,
                 ..self.spec.rpc_upstream
             },
+            tls: cluster.spec().tls.as_ref().map(|t| t.config.clone()),
         };
         let mut tried = Tried::default();
         let keep_head = max_attempts > 1 || !self.spec.filters.is_empty();
@@ -951,6 +952,7 @@ async fn mirror<T: Transport>(
             pool_mode: xprotocol::PoolMode::Multiplex,
             ..xprotocol::RpcSettings::default()
         },
+        tls: cluster.spec().tls.as_ref().map(|t| t.config.clone()),
     };
     let observer = || -> Rc<dyn ConnObserver> {
         Rc::new(HostObserver {

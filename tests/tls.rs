@@ -1,0 +1,302 @@
+//! TLS end to end through the real binary: listener TLS (HTTP/1, HTTP/2 by ALPN) checked by
+//! curl, the inspector serving TLS and plaintext (HTTP and Bolt) on one port, mTLS accepted
+//! and refused, a TLS hop between two mosn listeners (cluster `tls_context`) carrying the
+//! reference mesh's Bolt -> HTTP/2 -> Bolt, and a bad certificate stopping start-up with its
+//! path. Certificates are made at test time with the openssl CLI.
+
+mod common;
+#[path = "../tls-offload/tests/common/mod.rs"]
+mod pki;
+
+use std::net::SocketAddr;
+use std::process::Command;
+
+use common::http::{cluster, free_port, Mosn, Upstream};
+use common::wire::{bolt_request, BoltUpstream};
+use mosn_wire::bolt;
+use pki::{Key, Pki};
+use serde_json::{json, Value};
+
+struct Certs {
+    _pki: Pki,
+    ca: pki::Cert,
+    server: pki::Cert,
+    client: pki::Cert,
+    stranger: pki::Cert,
+}
+
+fn certs() -> Certs {
+    let p = Pki::new();
+    let ca = p.ca("ca");
+    let other_ca = p.ca("other-ca");
+    let server = p.leaf(
+        &ca,
+        "server",
+        Key::EcPkcs8,
+        "mosn.test",
+        &["mosn.test", "localhost"],
+    );
+    let client = p.leaf(&ca, "client", Key::EcPkcs8, "client", &["client.test"]);
+    let stranger = p.leaf(
+        &other_ca,
+        "stranger",
+        Key::EcPkcs8,
+        "stranger",
+        &["stranger.test"],
+    );
+    Certs {
+        _pki: p,
+        ca,
+        server,
+        client,
+        stranger,
+    }
+}
+
+fn path(p: &std::path::Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
+/// `l7` on TLS with `tls` keys (server cert added), routing everything to `up`.
+fn tls_config(c: &Certs, up: SocketAddr, downstream: &str, tls: Value, inspector: bool) -> Value {
+    let mut cfg = common::http::simple_config(downstream, &[up], json!({}));
+    let l = &mut cfg["servers"][0]["listeners"][0];
+    let mut ctx = json!({"status": true, "cert_chain": path(&c.server.cert),
+                         "private_key": path(&c.server.key)});
+    ctx.as_object_mut()
+        .unwrap()
+        .extend(tls.as_object().unwrap().clone());
+    l["filter_chains"][0]["tls_context"] = ctx;
+    l["inspector"] = json!(inspector);
+    cfg
+}
+
+struct Curl {
+    code: u16,
+    body: String,
+    version: String,
+}
+
+fn curl(args: &[&str]) -> Curl {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "10",
+            "-w",
+            "\n%{http_code} %{http_version}",
+        ])
+        .args(args)
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, tail) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let mut t = tail.split_whitespace();
+    Curl {
+        code: t.next().and_then(|c| c.parse().ok()).unwrap_or(0),
+        version: t.next().unwrap_or("").to_string(),
+        body: body.to_string(),
+    }
+}
+
+fn https(c: &Certs, addr: SocketAddr, extra: &[&str]) -> Curl {
+    let resolve = format!("mosn.test:{}:127.0.0.1", addr.port());
+    let url = format!("https://mosn.test:{}/hello", addr.port());
+    let ca = path(&c.ca.cert);
+    let mut args = vec!["--resolve", &resolve, "--cacert", &ca];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    curl(&args)
+}
+
+#[test]
+fn listener_tls_serves_http1_and_http2_by_alpn() {
+    let c = certs();
+    let up = Upstream::echo("up");
+    let mosn = Mosn::start(&tls_config(
+        &c,
+        up.addr,
+        "Auto",
+        json!({"alpn": "h2,http/1.1"}),
+        false,
+    ));
+    let r = https(&c, mosn.l7(), &["--http1.1"]);
+    assert_eq!((r.code, r.version.as_str()), (200, "1.1"), "{}", r.body);
+    let r = https(&c, mosn.l7(), &["--http2"]);
+    assert_eq!((r.code, r.version.as_str()), (200, "2"), "{}", r.body);
+    // Plaintext on a TLS-only listener gets nowhere.
+    let r = curl(&[&format!("http://{}/hello", mosn.l7())]);
+    assert_ne!(r.code, 200);
+    let (code, text) = mosn.admin_get("/stats/prometheus");
+    assert_eq!(code, 200);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("mosn_listener_tls_handshake_ok")
+                && l.contains("l7")
+                && !l.ends_with(" 0")),
+        "{text}"
+    );
+}
+
+#[test]
+fn inspector_serves_tls_and_plaintext_on_one_port() {
+    let c = certs();
+    let bolt_svc = BoltUpstream::echo();
+    let mut cfg = tls_config(
+        &c,
+        bolt_svc.addr,
+        "Auto",
+        json!({"alpn": "h2,http/1.1"}),
+        true,
+    );
+    cfg["servers"][0]["listeners"][0]["filter_chains"][0]["filters"][0]["config"]
+        ["upstream_protocol"] = json!("bolt");
+    let mosn = Mosn::start(&cfg);
+    let addr = mosn.l7();
+    // HTTP/1 and HTTP/2 over TLS, and in plaintext, on the same port, all converted to Bolt.
+    let r = https(
+        &c,
+        addr,
+        &["--http1.1", "-H", "service: s", "--data-binary", "tls-h1"],
+    );
+    assert_eq!((r.code, r.body.as_str()), (200, "tls-h1"));
+    let r = https(
+        &c,
+        addr,
+        &["--http2", "-H", "service: s", "--data-binary", "tls-h2"],
+    );
+    assert_eq!(
+        (r.code, r.version.as_str(), r.body.as_str()),
+        (200, "2", "tls-h2")
+    );
+    let r = curl(&[
+        "-H",
+        "service: s",
+        "--data-binary",
+        "plain",
+        &format!("http://{addr}/"),
+    ]);
+    assert_eq!((r.code, r.body.as_str()), (200, "plain"));
+    // Bolt in plaintext and over TLS on the same port.
+    let mut plain = common::wire::RawClient::connect(addr);
+    plain.send_bolt(&bolt_request(1, &[(b"service", b"s")], b"bolt-plain"));
+    assert_eq!(plain.read_bolt().unwrap().content.as_ref(), b"bolt-plain");
+    let got = common::http::rt().block_on(async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let ctx = mosn_config::TlsContext {
+            enabled: true,
+            ca_cert: path(&c.ca.cert),
+            server_name: "mosn.test".into(),
+            ..Default::default()
+        };
+        let client = mosn_tls_offload::ClientConfig::build(&ctx, "test").unwrap();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut s = client.connect(tcp, "mosn.test").await.unwrap();
+        let mut out = bytes::BytesMut::new();
+        bolt_request(2, &[(b"service", b"s")], b"bolt-tls")
+            .encode(&mut out)
+            .unwrap();
+        s.write_all(&out).await.unwrap();
+        let mut buf = bytes::BytesMut::new();
+        loop {
+            if let Some(f) = bolt::Frame::decode(&mut buf, 1 << 20).unwrap() {
+                return f;
+            }
+            assert!(s.read_buf(&mut buf).await.unwrap() > 0, "closed");
+        }
+    });
+    assert_eq!(
+        (got.request_id, got.content.as_ref()),
+        (2, &b"bolt-tls"[..])
+    );
+}
+
+#[test]
+fn mtls_accepts_known_clients_and_refuses_others() {
+    let c = certs();
+    let up = Upstream::echo("up");
+    let tls = json!({"ca_cert": path(&c.ca.cert), "require_client_cert": true});
+    let mosn = Mosn::start(&tls_config(&c, up.addr, "Http1", tls, false));
+    let (cert, key) = (path(&c.client.cert), path(&c.client.key));
+    let r = https(&c, mosn.l7(), &["--cert", &cert, "--key", &key]);
+    assert_eq!(r.code, 200);
+    assert_eq!(
+        https(&c, mosn.l7(), &[]).code,
+        0,
+        "no client certificate: refused"
+    );
+    let (cert, key) = (path(&c.stranger.cert), path(&c.stranger.key));
+    assert_eq!(
+        https(&c, mosn.l7(), &["--cert", &cert, "--key", &key]).code,
+        0,
+        "a certificate from another CA: refused"
+    );
+}
+
+/// The reference mesh with its HTTP/2 hop over TLS: the client listener's cluster has a
+/// `tls_context` (CA, SNI, ALPN h2), the server listener terminates TLS.
+#[test]
+fn bolt_mesh_with_a_tls_hop() {
+    let c = certs();
+    let svc = BoltUpstream::echo();
+    let (cp, sp) = (free_port(), free_port());
+    let listener = |name: &str, port: u16, down: &str, up: &str, router: &str| {
+        json!({"name": name, "address": format!("127.0.0.1:{port}"), "bind_port": true,
+               "filter_chains": [{"filters": [{"type": "proxy", "config": {
+                   "downstream_protocol": down, "upstream_protocol": up, "router_config_name": router}}]}]})
+    };
+    let mut server = listener("server", sp, "Http2", "bolt", "rs");
+    server["filter_chains"][0]["tls_context"] = json!({"status": true, "alpn": "h2",
+        "cert_chain": path(&c.server.cert), "private_key": path(&c.server.key)});
+    let client = listener("client", cp, "bolt", "Http2", "rc");
+    let route = |cl: &str| json!([{"match": {"headers": [{"name": "service", "value": ".*"}]}, "route": {"cluster_name": cl}}]);
+    let mut hop = cluster("hop", &[format!("127.0.0.1:{sp}").parse().unwrap()]);
+    hop["tls_context"] = json!({"status": true, "ca_cert": path(&c.ca.cert),
+                                "server_name": "mosn.test", "alpn": "h2"});
+    let cfg = common::http::config(
+        vec![server, client],
+        vec![
+            common::http::router("rc", route("hop")),
+            common::http::router("rs", route("svc")),
+        ],
+        vec![hop, cluster("svc", &[svc.addr])],
+    );
+    let mosn = Mosn::start(&cfg);
+    let mut cl = common::wire::RawClient::connect(mosn.addr("client"));
+    let req = bolt_request(9, &[(b"service", b"s"), (b"Odd Key", b"v")], b"over tls");
+    cl.send_bolt(&req);
+    let r = cl.read_bolt().unwrap();
+    assert_eq!(
+        (r.request_id, r.status, r.content.as_ref()),
+        (9, bolt::status::SUCCESS, &b"over tls"[..])
+    );
+    assert_eq!(svc.requests().pop().unwrap().header, req.header);
+    let (_, text) = mosn.admin_get("/stats/prometheus");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("mosn_listener_tls_handshake_ok")
+                && l.contains("server")
+                && !l.ends_with(" 0")),
+        "the hop was TLS: {text}"
+    );
+}
+
+#[test]
+fn unreadable_certificate_stops_start_up_with_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Upstream::echo("up");
+    let mut cfg = common::http::simple_config("Http1", &[up.addr], json!({}));
+    cfg["servers"][0]["listeners"][0]["filter_chains"][0]["tls_context"] = json!({"status": true, "cert_chain": "/nonexistent/cert.pem", "private_key": "/nonexistent/key.pem"});
+    let p = common::write_config(&dir, "bad.json", &cfg.to_string());
+    let out = Command::new(common::mosn_bin())
+        .args(["start", "-c", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("servers[0].listeners[0].filter_chains[0].tls_context")
+            && err.contains("/nonexistent/cert.pem"),
+        "{err}"
+    );
+}
