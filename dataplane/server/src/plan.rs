@@ -311,10 +311,7 @@ fn listener_tls(l: &cfg::Listener, path: &str) -> Result<Option<crate::run::TlsP
         return Ok(None);
     }
     let config =
-        mosn_tls_offload::ServerConfig::build(&contexts, &at).map_err(|e| Unsupported {
-            path: at.clone(),
-            reason: e.to_string(),
-        })?;
+        mosn_tls_offload::ServerConfig::build(&contexts, &at).map_err(|e| tls_problem(&at, e))?;
     Ok(Some(crate::run::TlsPlan {
         config,
         inspector: l.inspector,
@@ -594,15 +591,29 @@ fn tcp_proxy_spec(t: &cfg::TcpProxy) -> TcpProxySpec {
     }
 }
 
+/// A TLS configuration error as a problem at its JSON path (the error names the key under
+/// `at`, e.g. `...tls_context.cert_chain: cannot read ...`).
+fn tls_problem(at: &str, e: mosn_tls_offload::TlsError) -> Unsupported {
+    let text = e.to_string();
+    match text.split_once(": ") {
+        Some((path, reason)) if path.starts_with(at) => Unsupported {
+            path: path.to_string(),
+            reason: reason.to_string(),
+        },
+        _ => Unsupported {
+            path: at.to_string(),
+            reason: text,
+        },
+    }
+}
+
 /// A cluster's upstream TLS, when its `tls_context` is enabled.
 fn cluster_tls(c: &cfg::Cluster, path: &str) -> Result<Option<ClusterTls>, Unsupported> {
     let Some(ctx) = c.tls_context.as_ref().filter(|t| t.enabled) else {
         return Ok(None);
     };
-    let config = mosn_tls_offload::ClientConfig::build(ctx, path).map_err(|e| Unsupported {
-        path: path.to_string(),
-        reason: e.to_string(),
-    })?;
+    let config =
+        mosn_tls_offload::ClientConfig::build(ctx, path).map_err(|e| tls_problem(path, e))?;
     Ok(Some(ClusterTls {
         config: Arc::new(config),
         source: ctx.clone(),
