@@ -72,6 +72,17 @@ fn reserved(name: &HeaderName) -> bool {
 
 /// The HTTP field an RPC header entry travels as, when it can.
 fn readable(key: &[u8], value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
+    let name = readable_name(key, value)?;
+    Some((name, HeaderValue::from_bytes(value).ok()?))
+}
+
+/// [`readable`] for a value already in a `Bytes` (shared, not copied).
+fn readable_shared(key: &[u8], value: &Bytes) -> Option<(HeaderName, HeaderValue)> {
+    let name = readable_name(key, value)?;
+    Some((name, HeaderValue::from_maybe_shared(value.clone()).ok()?))
+}
+
+fn readable_name(key: &[u8], value: &[u8]) -> Option<HeaderName> {
     let name = HeaderName::from_bytes(key).ok()?;
     if reserved(&name) {
         return None;
@@ -82,8 +93,7 @@ fn readable(key: &[u8], value: &[u8]) -> Option<(HeaderName, HeaderValue)> {
     {
         return None;
     }
-    let value = HeaderValue::from_bytes(value).ok()?;
-    Some((name, value))
+    Some(name)
 }
 
 fn pct_encode(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -152,7 +162,7 @@ fn header_value(bytes: Vec<u8>) -> HeaderValue {
 /// A header map's readable entries as HTTP fields, in order.
 fn bolt_fields(map: &bolt::HeaderMap, headers: &mut HeaderMap) {
     for (k, v) in map.iter() {
-        if let Some((n, v)) = readable(k, v) {
+        if let Some((n, v)) = readable_shared(k, v) {
             headers.append(n, v);
         }
     }
