@@ -8,10 +8,13 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 # eBPF capture (ebpf/): clang + libbpf-dev + linux-libc-dev build the programs (without clang
 # the committed ebpf/prebuilt/ objects are used), bpftool and curl drive its tests, setpriv
 # (util-linux) drops capabilities in one of them. L7 tests (tests/l7_*.rs): curl, h2load
-# (nghttp2-client), grpcio and websockets for Debian's /usr/bin/python3.
+# (nghttp2-client), grpcio and websockets for Debian's /usr/bin/python3. TLS offload
+# (tls-offload/, feature `openssl`): libssl-dev + pkg-config build the OpenSSL backend and its
+# test engine; the openssl CLI (openssl) makes the test PKI and drives s_client.
 for pkg in iproute2 iptables python3 ca-certificates \
     clang libbpf-dev linux-libc-dev bpftool curl util-linux \
-    nghttp2-client python3-grpcio python3-websockets; do
+    nghttp2-client python3-grpcio python3-websockets \
+    openssl libssl-dev pkg-config; do
     have "$pkg" || need+=("$pkg")
 done
 # RPC peers (tests/rpc_*.rs): node runs the real SOFARPC Bolt and Dubbo peers in

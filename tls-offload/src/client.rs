@@ -18,6 +18,9 @@ use crate::{params, server, source, Backend, HandshakeCounters, SessionInfo, Tls
 pub struct ClientConfig {
     backend: Backend,
     config: Arc<rustls::ClientConfig>,
+    /// OpenSSL backend: the context and settings (None for rustls).
+    #[cfg(feature = "openssl")]
+    openssl: Option<Arc<OpenSslClient>>,
     server_name: Option<ServerName<'static>>,
     fall_back: bool,
     counters: HandshakeCounters,
@@ -88,10 +91,35 @@ impl ClientConfig {
         Ok(ClientConfig {
             backend: Backend::Rustls,
             config: Arc::new(config),
+            #[cfg(feature = "openssl")]
+            openssl: None,
             server_name,
             fall_back: ctx.fall_back,
             counters: HandshakeCounters::default(),
         })
+    }
+
+    /// The OpenSSL backend with `settings` (same keys as [`ClientConfig::build`]; without
+    /// `ca_cert` the system's default CA paths are used instead of the compiled-in roots). The
+    /// accelerator is loaded first; when it fails, `settings.on_failure` decides: refuse
+    /// ([`TlsError::Offload`]) or build with rustls ([`ClientConfig::backend`] then says so).
+    #[cfg(feature = "openssl")]
+    pub fn build_openssl(
+        ctx: &TlsContext,
+        path: &str,
+        settings: &crate::openssl::OpenSslBackend,
+    ) -> Result<ClientConfig, TlsError> {
+        let loaded = crate::openssl::Settings::load(settings, path)?;
+        let mut config = ClientConfig::build(ctx, path)?;
+        if let Some(settings) = loaded {
+            config.openssl = Some(Arc::new(OpenSslClient {
+                context: crate::openssl::client_context(ctx, path)?,
+                settings,
+                verify: !ctx.insecure_skip,
+            }));
+            config.backend = Backend::OpenSsl;
+        }
+        Ok(config)
     }
 
     /// Counts this config's handshakes into `counters` (e.g. from a cluster's metrics scope).
@@ -128,6 +156,12 @@ impl ClientConfig {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        #[cfg(feature = "openssl")]
+        let result = match &self.openssl {
+            Some(o) => self.connect_openssl(o, io, host).await,
+            None => self.connect_rustls(io, host).await,
+        };
+        #[cfg(not(feature = "openssl"))]
         let result = self.connect_rustls(io, host).await;
         self.counters.record(self.backend, result.is_ok());
         if let Err(e) = &result {
@@ -155,6 +189,61 @@ impl ClientConfig {
             .map_err(TlsError::Handshake)?;
         let info = SessionInfo::from_rustls(stream.get_ref().1, sni, None);
         Ok(TlsStream::rustls(stream.into(), info))
+    }
+}
+
+/// The OpenSSL side of a client config.
+#[cfg(feature = "openssl")]
+struct OpenSslClient {
+    context: ::openssl::ssl::SslContext,
+    settings: crate::openssl::Settings,
+    /// Check the server's name (off with `insecure_skip`).
+    verify: bool,
+}
+
+#[cfg(feature = "openssl")]
+impl ClientConfig {
+    async fn connect_openssl<IO>(
+        &self,
+        o: &OpenSslClient,
+        io: IO,
+        host: &str,
+    ) -> Result<TlsStream<IO>, TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => ServerName::try_from(host.trim_matches(|c| c == '[' || c == ']').to_string())
+                .map_err(|_| TlsError::ServerName(host.to_string()))?,
+        };
+        let other = |e: ::openssl::error::ErrorStack| TlsError::Handshake(std::io::Error::other(e));
+        let mut ssl = ::openssl::ssl::Ssl::new(&o.context).map_err(other)?;
+        ssl.set_connect_state();
+        let sni = match &name {
+            ServerName::DnsName(dns) => {
+                let dns = dns.as_ref();
+                ssl.set_hostname(dns).map_err(other)?;
+                if o.verify {
+                    ssl.param_mut().set_host(dns).map_err(other)?;
+                }
+                Some(dns.to_string())
+            }
+            ServerName::IpAddress(ip) => {
+                if o.verify {
+                    let ip = std::net::IpAddr::from(*ip);
+                    ssl.param_mut().set_ip(ip).map_err(other)?;
+                }
+                None
+            }
+            _ => None,
+        };
+        let mut stream = crate::openssl::Stream::new(ssl, io, o.settings.async_mode, Vec::new())
+            .map_err(TlsError::Handshake)?;
+        stream.handshake().await.map_err(TlsError::Handshake)?;
+        o.settings.record_handshake();
+        let info = crate::openssl::info(stream.ssl(), sni, None);
+        Ok(TlsStream::openssl(stream, info))
     }
 }
 

@@ -35,6 +35,19 @@ pub enum TlsError {
         /// The rustls error.
         source: rustls::Error,
     },
+    /// OpenSSL refused a certificate, key or setting (OpenSSL backend).
+    #[cfg(feature = "openssl")]
+    #[error("{path}: OpenSSL: {source}")]
+    OpenSsl {
+        /// JSON path of the context or key.
+        path: String,
+        /// OpenSSL's error queue.
+        source: ::openssl::error::ErrorStack,
+    },
+    /// The TLS accelerator (ENGINE or provider) could not be loaded or initialised, and the
+    /// config says to refuse rather than fall back to rustls.
+    #[error("TLS offload initialisation failed: {0}")]
+    Offload(String),
     /// The name given for an upstream connection is neither a DNS name nor an IP address.
     #[error("invalid TLS server name `{0}`")]
     ServerName(String),

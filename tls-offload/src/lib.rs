@@ -14,6 +14,8 @@
 //!  reload.rs   Reloader: polls the files' mtime on a std thread and calls ServerConfig::reload
 //!  metrics.rs  HandshakeCounters (per config, registrable in mosn-metrics) and per-backend totals
 //!  error.rs    TlsError: every config error names the JSON path and key
+//!  openssl/    (feature `openssl`) the OpenSSL backend: ENGINE/provider offload, SSL_MODE_ASYNC
+//!              and its async driver, the only `unsafe` of the crate (openssl/ffi.rs)
 //! ```
 //!
 //! # The backend seam
@@ -25,8 +27,14 @@
 //! OpenSSL backend can bring its own async driver (the `SSL_MODE_ASYNC` retry loop that must
 //! resume on the same OS thread, ACCELERATION.md §7) as one more variant without changing the
 //! callers. Nothing here spawns tasks or threads on the data path (only [`Reloader`] owns a std
-//! thread): `accept`/`connect` run on the caller's single-threaded worker. Adding OpenSSL means
-//! `Backend::Openssl`, a variant in the private server/client/stream enums, and a cargo feature.
+//! thread; with OpenSSL, an SSL dropped while its async job is paused is finished by a task of
+//! the same runtime, and external accelerator polling has its own thread): `accept`/`connect` run
+//! on the caller's single-threaded worker.
+//!
+//! The OpenSSL backend (feature `openssl`) is `Backend::OpenSsl`, a variant in the private
+//! server/client/stream enums; its settings (accelerator, async mode, polling, what to do when
+//! the accelerator fails) are an `openssl::OpenSslBackend` given to
+//! `ServerConfig::build_openssl` / `ClientConfig::build_openssl`, so `Backend` stays a plain tag.
 //!
 //! # SNI selection
 //!
@@ -47,7 +55,9 @@
 //! (a session resumed after a reload keeps the identity it was established with).
 //!
 //! Sits at layer 1: depends on mosn-config and mosn-metrics only.
-#![forbid(unsafe_code)]
+// `unsafe` only in the OpenSSL FFI module (openssl/ffi.rs), and only with that feature.
+#![cfg_attr(not(feature = "openssl"), forbid(unsafe_code))]
+#![cfg_attr(feature = "openssl", deny(unsafe_code))]
 #![deny(missing_docs)]
 
 #[cfg(not(any(feature = "aws-lc-rs", feature = "ring")))]
@@ -56,6 +66,8 @@ compile_error!("mosn-tls-offload needs a rustls crypto provider: enable `aws-lc-
 mod client;
 mod error;
 mod metrics;
+#[cfg(feature = "openssl")]
+pub mod openssl;
 mod params;
 mod reload;
 mod server;
@@ -79,23 +91,35 @@ pub use rustls_pki_types::CertificateDer;
 pub enum Backend {
     /// rustls 0.23 with the aws-lc-rs provider (or ring, with the `ring` feature only).
     Rustls,
+    /// The system OpenSSL 3, with ENGINE/provider offload and `SSL_MODE_ASYNC` (feature
+    /// `openssl`; settings in [`openssl::OpenSslBackend`]).
+    #[cfg(feature = "openssl")]
+    OpenSsl,
 }
 
 impl Backend {
     /// Every backend compiled in, in a stable order (for metrics registration).
+    #[cfg(not(feature = "openssl"))]
     pub const ALL: &'static [Backend] = &[Backend::Rustls];
+    /// Every backend compiled in, in a stable order (for metrics registration).
+    #[cfg(feature = "openssl")]
+    pub const ALL: &'static [Backend] = &[Backend::Rustls, Backend::OpenSsl];
 
     /// The backend's name, as used in metric labels and logs.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Rustls => "rustls",
+            #[cfg(feature = "openssl")]
+            Backend::OpenSsl => "openssl",
         }
     }
 
-    /// The crypto library under the backend (`aws-lc-rs` or `ring` for rustls).
+    /// The crypto library under the backend (`aws-lc-rs` or `ring` for rustls, `openssl`).
     pub fn crypto_provider(self) -> &'static str {
         match self {
             Backend::Rustls => params::PROVIDER_NAME,
+            #[cfg(feature = "openssl")]
+            Backend::OpenSsl => "openssl",
         }
     }
 

@@ -44,6 +44,10 @@ impl HandshakeCounters {
         let (mine, total) = match (backend, ok) {
             (Backend::Rustls, true) => (&self.ok, &RUSTLS.0),
             (Backend::Rustls, false) => (&self.failed, &RUSTLS.1),
+            #[cfg(feature = "openssl")]
+            (Backend::OpenSsl, true) => (&self.ok, &OPENSSL.0),
+            #[cfg(feature = "openssl")]
+            (Backend::OpenSsl, false) => (&self.failed, &OPENSSL.1),
         };
         mine.inc();
         total.fetch_add(1, Ordering::Relaxed);
@@ -60,10 +64,14 @@ pub struct HandshakeTotals {
 }
 
 static RUSTLS: (AtomicU64, AtomicU64) = (AtomicU64::new(0), AtomicU64::new(0));
+#[cfg(feature = "openssl")]
+static OPENSSL: (AtomicU64, AtomicU64) = (AtomicU64::new(0), AtomicU64::new(0));
 
 pub(crate) fn totals(backend: Backend) -> HandshakeTotals {
     let (ok, failed) = match backend {
         Backend::Rustls => &RUSTLS,
+        #[cfg(feature = "openssl")]
+        Backend::OpenSsl => &OPENSSL,
     };
     HandshakeTotals {
         ok: ok.load(Ordering::Relaxed),

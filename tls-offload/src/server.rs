@@ -35,12 +35,20 @@ pub struct ServerConfig {
 
 struct Shared {
     backend: Backend,
+    /// OpenSSL backend: async mode and the accelerator (None for rustls).
+    #[cfg(feature = "openssl")]
+    openssl: Option<OpenSslSettings>,
     path: String,
     specs: Vec<Spec>,
     snapshot: ArcSwap<Snapshot>,
     generation: AtomicU64,
     reload_lock: Mutex<()>,
 }
+
+#[cfg(feature = "openssl")]
+type OpenSslSettings = crate::openssl::Settings;
+#[cfg(not(feature = "openssl"))]
+type OpenSslSettings = ();
 
 /// One enabled context as configured, plus the state that survives reloads.
 struct Spec {
@@ -57,6 +65,9 @@ struct Spec {
 struct Snapshot {
     contexts: Vec<Built>,
     selector: Selector,
+    /// OpenSSL backend: one context per entry of `contexts`, same order (empty for rustls).
+    #[cfg(feature = "openssl")]
+    openssl: Vec<::openssl::ssl::SslContext>,
 }
 
 struct Built {
@@ -83,11 +94,46 @@ impl ServerConfig {
         ServerConfig::build_with(Backend::Rustls, contexts, path)
     }
 
-    /// [`ServerConfig::build`] with an explicit backend.
+    /// [`ServerConfig::build`] with an explicit backend (`Backend::OpenSsl`: the OpenSSL
+    /// backend's default settings, no accelerator).
     pub fn build_with(
         backend: Backend,
         contexts: &[TlsContext],
         path: &str,
+    ) -> Result<ServerConfig, TlsError> {
+        match backend {
+            Backend::Rustls => ServerConfig::build_inner(backend, contexts, path, None),
+            #[cfg(feature = "openssl")]
+            Backend::OpenSsl => ServerConfig::build_openssl(contexts, path, &Default::default()),
+        }
+    }
+
+    /// The OpenSSL backend with `settings`: loads the accelerator first (once per process), so
+    /// the keys loaded next use it. When it fails, `settings.on_failure` decides: refuse
+    /// ([`TlsError::Offload`]) or build with rustls ([`ServerConfig::backend`] then says so).
+    #[cfg(feature = "openssl")]
+    pub fn build_openssl(
+        contexts: &[TlsContext],
+        path: &str,
+        settings: &crate::openssl::OpenSslBackend,
+    ) -> Result<ServerConfig, TlsError> {
+        match crate::openssl::Settings::load(settings, path)? {
+            Some(s) => ServerConfig::build_inner(Backend::OpenSsl, contexts, path, Some(s)),
+            None => ServerConfig::build_inner(Backend::Rustls, contexts, path, None),
+        }
+    }
+
+    /// The accelerator this config's handshakes use, if any.
+    #[cfg(feature = "openssl")]
+    pub fn accelerator(&self) -> Option<&crate::openssl::Accelerator> {
+        self.shared.openssl.as_ref()?.accelerator.as_ref()
+    }
+
+    fn build_inner(
+        backend: Backend,
+        contexts: &[TlsContext],
+        path: &str,
+        openssl: Option<OpenSslSettings>,
     ) -> Result<ServerConfig, TlsError> {
         let mut specs = Vec::with_capacity(contexts.len());
         for (index, ctx) in contexts.iter().enumerate() {
@@ -120,10 +166,14 @@ impl ServerConfig {
         if specs.is_empty() {
             return Err(TlsError::config(path, "no TLS context with status: true"));
         }
-        let snapshot = build_snapshot(&specs)?;
+        let snapshot = build_snapshot(&specs, backend)?;
+        #[cfg(not(feature = "openssl"))]
+        let () = openssl.unwrap_or_default();
         Ok(ServerConfig {
             shared: Arc::new(Shared {
                 backend,
+                #[cfg(feature = "openssl")]
+                openssl,
                 path: path.to_string(),
                 specs,
                 snapshot: ArcSwap::from_pointee(snapshot),
@@ -164,6 +214,8 @@ impl ServerConfig {
     {
         let result = match self.shared.backend {
             Backend::Rustls => self.accept_rustls(io).await,
+            #[cfg(feature = "openssl")]
+            Backend::OpenSsl => self.accept_openssl(io).await,
         };
         self.counters.record(self.shared.backend, result.is_ok());
         if let Err(e) = &result {
@@ -195,6 +247,37 @@ impl ServerConfig {
         Ok(TlsStream::rustls(stream.into(), info))
     }
 
+    #[cfg(feature = "openssl")]
+    async fn accept_openssl<IO>(&self, mut io: IO) -> Result<TlsStream<IO>, TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        let settings = self
+            .shared
+            .openssl
+            .as_ref()
+            .expect("an OpenSSL config has settings");
+        let snapshot = self.shared.snapshot.load_full();
+        // With several contexts the ClientHello is read first (parsed by rustls) to pick one the
+        // same way as the rustls backend; its bytes are then handed to OpenSSL.
+        let (pos, initial) = if snapshot.contexts.len() > 1 {
+            let (sni, alpn, bytes) = peek_hello(&mut io).await?;
+            let offered: Vec<&[u8]> = alpn.iter().map(Vec::as_slice).collect();
+            (snapshot.selector.select(sni.as_deref(), &offered), bytes)
+        } else {
+            (0, Vec::new())
+        };
+        let mut ssl = ::openssl::ssl::Ssl::new(&snapshot.openssl[pos])
+            .map_err(|e| TlsError::Handshake(std::io::Error::other(e)))?;
+        ssl.set_accept_state();
+        let mut stream = crate::openssl::Stream::new(ssl, io, settings.async_mode, initial)
+            .map_err(TlsError::Handshake)?;
+        stream.handshake().await.map_err(TlsError::Handshake)?;
+        settings.record_handshake();
+        let info = crate::openssl::info(stream.ssl(), None, Some(snapshot.contexts[pos].index));
+        Ok(TlsStream::openssl(stream, info))
+    }
+
     /// Re-reads every certificate, key and CA file and swaps the new certificates in for new
     /// handshakes; open connections are untouched. On error the old certificates stay.
     /// Session caches and ticket keys are kept, so sessions resume across a reload.
@@ -204,7 +287,7 @@ impl ServerConfig {
             .reload_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let snapshot = build_snapshot(&self.shared.specs)?;
+        let snapshot = build_snapshot(&self.shared.specs, self.shared.backend)?;
         self.shared.snapshot.store(Arc::new(snapshot));
         let generation = self.shared.generation.fetch_add(1, Ordering::Relaxed) + 1;
         tracing::info!(path = %self.shared.path, generation, "TLS certificates reloaded");
@@ -293,7 +376,9 @@ pub(crate) fn warn_ignored(ctx: &TlsContext, path: &str) {
     }
 }
 
-fn build_snapshot(specs: &[Spec]) -> Result<Snapshot, TlsError> {
+fn build_snapshot(specs: &[Spec], backend: Backend) -> Result<Snapshot, TlsError> {
+    #[cfg(feature = "openssl")]
+    let mut openssl = Vec::new();
     let mut contexts = Vec::with_capacity(specs.len());
     let mut selector = Selector::default();
     for (pos, spec) in specs.iter().enumerate() {
@@ -303,8 +388,18 @@ fn build_snapshot(specs: &[Spec]) -> Result<Snapshot, TlsError> {
         }
         selector.alpn.push(parts.alpn);
         contexts.push(parts.built);
+        #[cfg(feature = "openssl")]
+        if backend == Backend::OpenSsl {
+            openssl.push(crate::openssl::server_context(&spec.ctx, &spec.path)?);
+        }
     }
-    Ok(Snapshot { contexts, selector })
+    let _ = backend;
+    Ok(Snapshot {
+        contexts,
+        selector,
+        #[cfg(feature = "openssl")]
+        openssl,
+    })
 }
 
 /// One context's rustls config, with what selection needs to know about it.
@@ -394,6 +489,49 @@ fn client_verifier(
 }
 
 // === selection ===
+
+/// Reads from `io` until rustls has parsed a whole ClientHello: (SNI, ALPN offer, the bytes
+/// read). A hello rustls rejects selects nothing (the first context) and is left to OpenSSL.
+#[cfg(feature = "openssl")]
+async fn peek_hello<IO>(io: &mut IO) -> Result<(Option<String>, Vec<Vec<u8>>, Vec<u8>), TlsError>
+where
+    IO: AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+    let mut acceptor = Acceptor::default();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = io.read(&mut chunk).await.map_err(TlsError::Handshake)?;
+        if n == 0 {
+            return Err(TlsError::Handshake(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "peer closed the connection before its ClientHello",
+            )));
+        }
+        seen.extend_from_slice(&chunk[..n]);
+        let mut rd = &chunk[..n];
+        while !rd.is_empty() {
+            match acceptor.read_tls(&mut rd) {
+                Ok(0) | Err(_) => return Ok((None, Vec::new(), seen)),
+                Ok(_) => {}
+            }
+        }
+        match acceptor.accept() {
+            Ok(Some(accepted)) => {
+                let hello = accepted.client_hello();
+                let sni = hello.server_name().map(str::to_string);
+                let alpn = hello
+                    .alpn()
+                    .map(|a| a.map(<[u8]>::to_vec).collect())
+                    .unwrap_or_default();
+                return Ok((sni, alpn, seen));
+            }
+            Ok(None) => {}
+            Err(_) => return Ok((None, Vec::new(), seen)),
+        }
+    }
+}
 
 impl Selector {
     /// The context for a ClientHello: SNI exact, then `*.parent` (longest parent first), then

@@ -64,9 +64,13 @@ impl SessionInfo {
     }
 }
 
-/// The backend's stream. One variant per backend: no dynamic dispatch per read or write.
+/// The backend's stream. One variant per backend: no dynamic dispatch per read or write. The
+/// rustls stream (the default) stays inline rather than boxed, although it is the largest.
+#[allow(clippy::large_enum_variant)]
 enum Inner<IO> {
     Rustls(tokio_rustls::TlsStream<IO>),
+    #[cfg(feature = "openssl")]
+    OpenSsl(crate::openssl::Stream<IO>),
 }
 
 /// An established TLS connection over `IO` (a TCP stream, or any tokio byte stream).
@@ -79,6 +83,14 @@ impl<IO> TlsStream<IO> {
     pub(crate) fn rustls(inner: tokio_rustls::TlsStream<IO>, info: SessionInfo) -> Self {
         TlsStream {
             inner: Inner::Rustls(inner),
+            info,
+        }
+    }
+
+    #[cfg(feature = "openssl")]
+    pub(crate) fn openssl(inner: crate::openssl::Stream<IO>, info: SessionInfo) -> Self {
+        TlsStream {
+            inner: Inner::OpenSsl(inner),
             info,
         }
     }
@@ -107,6 +119,8 @@ impl<IO> TlsStream<IO> {
     pub fn get_ref(&self) -> &IO {
         match &self.inner {
             Inner::Rustls(s) => s.get_ref().0,
+            #[cfg(feature = "openssl")]
+            Inner::OpenSsl(s) => s.get_ref(),
         }
     }
 }
@@ -129,6 +143,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsStream<IO> {
     ) -> Poll<io::Result<()>> {
         match &mut self.get_mut().inner {
             Inner::Rustls(s) => Pin::new(s).poll_read(cx, buf),
+            #[cfg(feature = "openssl")]
+            Inner::OpenSsl(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 }
@@ -141,6 +157,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
     ) -> Poll<io::Result<usize>> {
         match &mut self.get_mut().inner {
             Inner::Rustls(s) => Pin::new(s).poll_write(cx, buf),
+            #[cfg(feature = "openssl")]
+            Inner::OpenSsl(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -151,24 +169,32 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsStream<IO> {
     ) -> Poll<io::Result<usize>> {
         match &mut self.get_mut().inner {
             Inner::Rustls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            #[cfg(feature = "openssl")]
+            Inner::OpenSsl(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match &self.inner {
             Inner::Rustls(s) => s.is_write_vectored(),
+            #[cfg(feature = "openssl")]
+            Inner::OpenSsl(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().inner {
             Inner::Rustls(s) => Pin::new(s).poll_flush(cx),
+            #[cfg(feature = "openssl")]
+            Inner::OpenSsl(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().inner {
             Inner::Rustls(s) => Pin::new(s).poll_shutdown(cx),
+            #[cfg(feature = "openssl")]
+            Inner::OpenSsl(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
