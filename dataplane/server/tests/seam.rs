@@ -81,6 +81,7 @@ async fn run_proxy_over<T: WorkerTransport>(t: T, ip: &str) -> (i128, i128) {
             max_request_per_conn: 1024,
             subset: Default::default(),
             conn_buffer_limit_bytes: 16 * 1024,
+            tls: None,
         })
         .unwrap();
     }
@@ -92,6 +93,7 @@ async fn run_proxy_over<T: WorkerTransport>(t: T, ip: &str) -> (i128, i128) {
         let stats = ListenerStats::new(&registry, name);
         let runtime = ListenerRuntime {
             use_original_dst: false,
+            tls: None,
             ctx: ListenerCtx {
                 name: Arc::from(name),
                 buffer_limit: 32 * 1024,
