@@ -378,7 +378,7 @@ async fn serve_tls<T: Transport>(
                     local,
                     original_dst,
                 };
-                return serve_plain(pools, shared, runtime, plain, drain).await;
+                return serve_stream(pools, shared, runtime, plain, drain).await;
             }
             Err(e) => {
                 tracing::debug!(listener = %name, %peer, error = %e, "TLS inspector: closing");
@@ -406,12 +406,12 @@ async fn serve_tls<T: Transport>(
         local,
         original_dst,
     };
-    serve_plain(pools, shared, runtime, secured, drain).await;
+    serve_stream(pools, shared, runtime, secured, drain).await;
 }
 
 /// The listener's network filter over a stream the TLS path produced (the session, or the
 /// replayed plaintext).
-async fn serve_plain<T: Transport, C>(
+async fn serve_stream<T: Transport, C>(
     pools: &Rc<Pools<T>>,
     shared: &Arc<Shared>,
     runtime: &ListenerRuntime,

@@ -5,7 +5,6 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -15,10 +14,6 @@ use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
 use super::{convert, Family, Frame, RpcServerSettings};
 use crate::server::Handler;
-
-/// Frames downstream clients sent that are not requests or heartbeats (responses to nothing),
-/// over every connection: dropped and counted.
-pub static UNEXPECTED_FRAMES: AtomicU64 = AtomicU64::new(0);
 
 /// Why a downstream RPC connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -164,7 +159,10 @@ fn dispatch<H: Handler>(
     }
     if !frame.is_request() {
         // A response or GoAway from a client: nothing waits for it.
-        UNEXPECTED_FRAMES.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            id = frame.request_id(),
+            "dropping a frame that is not a request from a client"
+        );
         return;
     }
     inflight.count.set(inflight.count.get() + 1);
