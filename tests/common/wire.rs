@@ -15,22 +15,55 @@ use serde_json::{json, Value};
 
 use super::http::{cluster, free_port, rt};
 
-/// What an upstream answers to one request frame (`None`: no answer).
-pub type BoltHandler = Arc<dyn Fn(&bolt::Frame) -> Option<bolt::Frame> + Send + Sync>;
+/// A frame of one RPC protocol, as the byte-level peers need it.
+pub trait WireFrame: Clone + Send + 'static {
+    /// One whole frame off the front of `buf` (`None`: more bytes needed).
+    fn decode_from(buf: &mut BytesMut) -> Option<Self>;
+    /// The frame's bytes.
+    fn encode_to(&self, out: &mut BytesMut);
+}
 
-/// A Bolt upstream on 127.0.0.1:0 that records every frame it receives.
-pub struct BoltUpstream {
+impl WireFrame for bolt::Frame {
+    fn decode_from(buf: &mut BytesMut) -> Option<Self> {
+        bolt::Frame::decode(buf, 1 << 26).expect("valid bolt")
+    }
+    fn encode_to(&self, out: &mut BytesMut) {
+        self.encode(out).unwrap();
+    }
+}
+
+impl WireFrame for dubbo::Frame {
+    fn decode_from(buf: &mut BytesMut) -> Option<Self> {
+        dubbo::Frame::decode(buf, 1 << 26).expect("valid dubbo")
+    }
+    fn encode_to(&self, out: &mut BytesMut) {
+        self.encode(out).unwrap();
+    }
+}
+
+/// What an upstream answers to one frame (`None`: no answer).
+pub type Handler<F> = Arc<dyn Fn(&F) -> Option<F> + Send + Sync>;
+/// A Bolt upstream's handler.
+pub type BoltHandler = Handler<bolt::Frame>;
+
+/// An RPC upstream on 127.0.0.1:0 that records every frame it receives.
+pub struct RpcUpstream<F> {
     /// Its address.
     pub addr: SocketAddr,
     /// Frames received, in order.
-    pub seen: Arc<Mutex<Vec<bolt::Frame>>>,
+    pub seen: Arc<Mutex<Vec<F>>>,
     /// Connections accepted.
     pub conns: Arc<Mutex<usize>>,
 }
 
-impl BoltUpstream {
+/// A Bolt upstream.
+pub type BoltUpstream = RpcUpstream<bolt::Frame>;
+/// A Dubbo upstream.
+pub type DubboUpstream = RpcUpstream<dubbo::Frame>;
+
+impl<F: WireFrame> RpcUpstream<F> {
     /// Starts it with `handler`.
-    pub fn start(handler: BoltHandler) -> BoltUpstream {
+    pub fn start(handler: Handler<F>) -> RpcUpstream<F> {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let conns = Arc::new(Mutex::new(0));
         let (s2, c2) = (seen.clone(), conns.clone());
@@ -44,11 +77,11 @@ impl BoltUpstream {
                     tokio::spawn(async move {
                         let mut buf = BytesMut::new();
                         loop {
-                            while let Ok(Some(f)) = bolt::Frame::decode(&mut buf, 1 << 26) {
+                            while let Some(f) = F::decode_from(&mut buf) {
                                 seen.lock().unwrap().push(f.clone());
                                 if let Some(resp) = handler(&f) {
                                     let mut out = BytesMut::new();
-                                    resp.encode(&mut out).unwrap();
+                                    resp.encode_to(&mut out);
                                     if s.write_all(&out).await.is_err() {
                                         return;
                                     }
@@ -64,9 +97,11 @@ impl BoltUpstream {
             });
             addr
         });
-        BoltUpstream { addr, seen, conns }
+        RpcUpstream { addr, seen, conns }
     }
+}
 
+impl RpcUpstream<bolt::Frame> {
     /// Answers every request with a response carrying its content, a header map of its own
     /// and `status`; heartbeats are acked.
     pub fn echo() -> BoltUpstream {
@@ -151,10 +186,10 @@ impl RawClient {
         }
     }
 
-    /// The next Bolt frame, `None` when the connection closed (or timed out) first.
-    pub fn read_bolt(&mut self) -> Option<bolt::Frame> {
+    /// The next frame, `None` when the connection closed (or timed out) first.
+    pub fn read<F: WireFrame>(&mut self) -> Option<F> {
         loop {
-            if let Some(f) = bolt::Frame::decode(&mut self.buf, 1 << 26).expect("valid bolt") {
+            if let Some(f) = F::decode_from(&mut self.buf) {
                 return Some(f);
             }
             if !self.fill() {
@@ -163,16 +198,14 @@ impl RawClient {
         }
     }
 
-    /// The next Dubbo frame, `None` when the connection closed (or timed out) first.
+    /// The next Bolt frame.
+    pub fn read_bolt(&mut self) -> Option<bolt::Frame> {
+        self.read()
+    }
+
+    /// The next Dubbo frame.
     pub fn read_dubbo(&mut self) -> Option<dubbo::Frame> {
-        loop {
-            if let Some(f) = dubbo::Frame::decode(&mut self.buf, 1 << 26).expect("valid dubbo") {
-                return Some(f);
-            }
-            if !self.fill() {
-                return None;
-            }
-        }
+        self.read()
     }
 
     /// True when the peer closed the connection (reads EOF within the timeout).
@@ -206,54 +239,7 @@ pub fn bolt_request(id: u32, entries: &[(&[u8], &[u8])], content: &[u8]) -> bolt
     }
 }
 
-/// What a Dubbo upstream answers to one request frame (`None`: no answer).
-pub type DubboHandler = Arc<dyn Fn(&dubbo::Frame) -> Option<dubbo::Frame> + Send + Sync>;
-
-/// A Dubbo upstream on 127.0.0.1:0 that records every frame it receives.
-pub struct DubboUpstream {
-    /// Its address.
-    pub addr: SocketAddr,
-    /// Frames received, in order.
-    pub seen: Arc<Mutex<Vec<dubbo::Frame>>>,
-}
-
-impl DubboUpstream {
-    /// Starts it with `handler`.
-    pub fn start(handler: DubboHandler) -> DubboUpstream {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s2 = seen.clone();
-        let addr = rt().block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = l.local_addr().unwrap();
-            tokio::spawn(async move {
-                while let Ok((mut s, _)) = l.accept().await {
-                    let (seen, handler) = (s2.clone(), handler.clone());
-                    tokio::spawn(async move {
-                        let mut buf = BytesMut::new();
-                        loop {
-                            while let Ok(Some(f)) = dubbo::Frame::decode(&mut buf, 1 << 26) {
-                                seen.lock().unwrap().push(f.clone());
-                                if let Some(resp) = handler(&f) {
-                                    let mut out = BytesMut::new();
-                                    resp.encode(&mut out).unwrap();
-                                    if s.write_all(&out).await.is_err() {
-                                        return;
-                                    }
-                                }
-                            }
-                            match s.read_buf(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(_) => {}
-                            }
-                        }
-                    });
-                }
-            });
-            addr
-        });
-        DubboUpstream { addr, seen }
-    }
-
+impl RpcUpstream<dubbo::Frame> {
     /// Answers requests with status OK and `RESPONSE_VALUE` + the hessian string `echo:<method>`;
     /// heartbeats get the heartbeat reply.
     pub fn echo() -> DubboUpstream {
