@@ -160,12 +160,11 @@ impl Drop for ActiveConn {
 /// [`Transport`]; the L7 codecs need `Send` connections (hyper hands upgraded connections
 /// over as `Send` objects), which kernel sockets are and the smoltcp stack's are not yet.
 pub trait WorkerTransport: Transport {
-    /// Serves one connection of an L7 (`proxy`) listener.
-    fn serve_http(
+    /// Serves one plain connection with the listener's network filter.
+    fn serve(
         pools: &Rc<Pools<Self>>,
-        spec: Arc<HttpProxySpec>,
-        clusters: Arc<ClusterManager>,
-        ctx: &ListenerCtx,
+        shared: &Arc<Shared>,
+        runtime: &ListenerRuntime,
         accepted: Accepted<Self::Conn>,
         drain: watch::Receiver<bool>,
     ) -> impl std::future::Future<Output = ()>;
@@ -182,15 +181,14 @@ pub trait WorkerTransport: Transport {
 }
 
 impl WorkerTransport for KernelTransport {
-    fn serve_http(
+    fn serve(
         pools: &Rc<Pools<Self>>,
-        spec: Arc<HttpProxySpec>,
-        clusters: Arc<ClusterManager>,
-        ctx: &ListenerCtx,
+        shared: &Arc<Shared>,
+        runtime: &ListenerRuntime,
         accepted: Accepted<Self::Conn>,
         drain: watch::Receiver<bool>,
     ) -> impl std::future::Future<Output = ()> {
-        http::serve(pools, spec, clusters, ctx, accepted, drain)
+        serve_stream(pools, shared, runtime, accepted, drain)
     }
 
     fn serve_tls(
@@ -217,15 +215,28 @@ impl<D: smoltcp::phy::Device + 'static> WorkerTransport for UserspaceTransport<D
         tracing::warn!(listener = %runtime.ctx.name, peer = %accepted.peer, "TLS does not run over the userspace stack yet; closing");
     }
 
-    async fn serve_http(
-        _pools: &Rc<Pools<Self>>,
-        spec: Arc<HttpProxySpec>,
-        _clusters: Arc<ClusterManager>,
-        _ctx: &ListenerCtx,
+    async fn serve(
+        pools: &Rc<Pools<Self>>,
+        shared: &Arc<Shared>,
+        runtime: &ListenerRuntime,
         accepted: Accepted<Self::Conn>,
         _drain: watch::Receiver<bool>,
     ) {
-        tracing::warn!(listener = %spec.listener, peer = %accepted.peer, "the L7 proxy does not run over the userspace stack yet; closing");
+        match &runtime.filter {
+            NetworkFilter::TcpProxy(spec) => {
+                tcp_proxy::serve(
+                    pools.transport(),
+                    spec,
+                    &shared.clusters,
+                    &runtime.ctx,
+                    accepted,
+                )
+                .await;
+            }
+            NetworkFilter::Http(spec) => {
+                tracing::warn!(listener = %spec.listener, peer = %accepted.peer, "the L7 proxy does not run over the userspace stack yet; closing");
+            }
+        }
     }
 }
 
@@ -303,45 +314,12 @@ pub async fn serve_listener<T: WorkerTransport>(
             let _guard = guard;
             let (runtime, _) = &*rt;
             match &runtime.tls {
-                None => serve_conn(&pools, &shared, runtime, accepted, drain).await,
+                None => T::serve(&pools, &shared, runtime, accepted, drain).await,
                 Some(tls) => T::serve_tls(&pools, &shared, runtime, tls, accepted, drain).await,
             }
         });
     }
     tracing::debug!(listener = %name, "stopped accepting");
-}
-
-/// Runs the listener's network filter on one connection.
-async fn serve_conn<T: WorkerTransport>(
-    pools: &Rc<Pools<T>>,
-    shared: &Arc<Shared>,
-    runtime: &ListenerRuntime,
-    accepted: Accepted<T::Conn>,
-    drain: watch::Receiver<bool>,
-) {
-    match &runtime.filter {
-        NetworkFilter::TcpProxy(spec) => {
-            tcp_proxy::serve(
-                pools.transport(),
-                spec,
-                &shared.clusters,
-                &runtime.ctx,
-                accepted,
-            )
-            .await;
-        }
-        NetworkFilter::Http(spec) => {
-            T::serve_http(
-                pools,
-                spec.clone(),
-                shared.clusters.clone(),
-                &runtime.ctx,
-                accepted,
-                drain,
-            )
-            .await;
-        }
-    }
 }
 
 /// A TLS listener's connection: with `inspector`, the first bytes decide TLS or plaintext
@@ -409,8 +387,8 @@ async fn serve_tls<T: Transport>(
     serve_stream(pools, shared, runtime, secured, drain).await;
 }
 
-/// The listener's network filter over a stream the TLS path produced (the session, or the
-/// replayed plaintext).
+/// The listener's network filter over a stream with `Send` connections: a plain one, a TLS
+/// session, or replayed plaintext.
 async fn serve_stream<T: Transport, C>(
     pools: &Rc<Pools<T>>,
     shared: &Arc<Shared>,
