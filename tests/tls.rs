@@ -281,6 +281,147 @@ fn bolt_mesh_with_a_tls_hop() {
     );
 }
 
+/// A listener on `port` whose filter chain is `filter` (a `proxy` or `tcp_proxy` entry).
+fn listener_with(name: &str, port: u16, filter: Value) -> Value {
+    json!({"name": name, "address": format!("127.0.0.1:{port}"), "bind_port": true,
+           "filter_chains": [{"filters": [filter]}]})
+}
+
+fn tcp_proxy(cluster: &str) -> Value {
+    json!({"type": "tcp_proxy", "config": {"cluster": cluster}})
+}
+
+/// The value of `metric{listener="name"}` in mosn's Prometheus text (0 when absent).
+fn listener_metric(mosn: &Mosn, metric: &str, name: &str) -> u64 {
+    let (_, text) = mosn.admin_get("/stats/prometheus");
+    let label = format!("listener=\"{name}\"");
+    text.lines()
+        .filter(|l| l.starts_with(metric) && l.contains(&label))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[test]
+fn tcp_proxy_connects_upstream_over_tls_and_tls_disable_hosts_in_plaintext() {
+    let c = certs();
+    let up = Upstream::echo("up");
+    let (front, back, plain_front, mixed) = (free_port(), free_port(), free_port(), free_port());
+    let server_tls = json!({"status": true, "cert_chain": path(&c.server.cert),
+                            "private_key": path(&c.server.key)});
+    // `back` speaks TLS only; `mixed` serves TLS and plaintext (inspector).
+    let mut back_l = listener_with("back", back, tcp_proxy("up"));
+    back_l["filter_chains"][0]["tls_context"] = server_tls.clone();
+    let mut mixed_l = listener_with("mixed", mixed, tcp_proxy("up"));
+    mixed_l["filter_chains"][0]["tls_context"] = server_tls;
+    mixed_l["inspector"] = json!(true);
+    let client_tls =
+        json!({"status": true, "ca_cert": path(&c.ca.cert), "server_name": "mosn.test"});
+    let mut hop = cluster("hop", &[format!("127.0.0.1:{back}").parse().unwrap()]);
+    hop["tls_context"] = client_tls.clone();
+    let mut hop_plain = cluster(
+        "hop_plain",
+        &[format!("127.0.0.1:{mixed}").parse().unwrap()],
+    );
+    hop_plain["tls_context"] = client_tls;
+    hop_plain["hosts"][0]["tls_disable"] = json!(true);
+    let cfg = common::http::config(
+        vec![
+            listener_with("front", front, tcp_proxy("hop")),
+            back_l,
+            listener_with("plain_front", plain_front, tcp_proxy("hop_plain")),
+            mixed_l,
+        ],
+        vec![],
+        vec![hop, hop_plain, cluster("up", &[up.addr])],
+    );
+    let mosn = Mosn::start(&cfg);
+    for _ in 0..2 {
+        let r = common::http::get(mosn.addr("front"), "/through-tls", &[]);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-echo-path"), Some("/through-tls"));
+    }
+    // Each tcp_proxy session is its own upstream connection: two TLS handshakes at `back`
+    // (a plaintext connect would have failed there: it serves TLS only).
+    assert_eq!(
+        listener_metric(&mosn, "mosn_listener_tls_handshake_ok", "back"),
+        2
+    );
+    let r = common::http::get(mosn.addr("plain_front"), "/plain", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        listener_metric(&mosn, "mosn_listener_downstream_connection_total", "mixed"),
+        1
+    );
+    assert_eq!(
+        listener_metric(&mosn, "mosn_listener_tls_handshake_ok", "mixed"),
+        0,
+        "tls_disable: the host is reached in plaintext"
+    );
+}
+
+#[test]
+fn http_pools_keep_tls_and_plaintext_connections_to_one_address_apart() {
+    let c = certs();
+    let up = Upstream::echo("up");
+    let (front, mixed) = (free_port(), free_port());
+    let proxy = |router: &str| {
+        json!({"type": "proxy", "config": {"downstream_protocol": "Http1",
+               "upstream_protocol": "Http1", "router_config_name": router}})
+    };
+    let mut mixed_l = listener_with("mixed", mixed, proxy("rm"));
+    mixed_l["filter_chains"][0]["tls_context"] = json!({"status": true,
+        "cert_chain": path(&c.server.cert), "private_key": path(&c.server.key)});
+    mixed_l["inspector"] = json!(true);
+    let mixed_addr: SocketAddr = format!("127.0.0.1:{mixed}").parse().unwrap();
+    // Two clusters to the same address: one over TLS, one in plaintext.
+    let mut ctls = cluster("ctls", &[mixed_addr]);
+    ctls["tls_context"] =
+        json!({"status": true, "ca_cert": path(&c.ca.cert), "server_name": "mosn.test"});
+    let mut cfg = common::http::config(
+        vec![listener_with("front", front, proxy("rf")), mixed_l],
+        vec![
+            common::http::router(
+                "rf",
+                json!([
+                    common::http::prefix_route("/tls", "ctls"),
+                    common::http::prefix_route("/plain", "cplain")
+                ]),
+            ),
+            common::http::router("rm", json!([common::http::prefix_route("/", "up")])),
+        ],
+        vec![
+            ctls,
+            cluster("cplain", &[mixed_addr]),
+            cluster("up", &[up.addr]),
+        ],
+    );
+    // One worker: one set of pools, so reuse is observable.
+    cfg["servers"][0]["processor"] = json!(1);
+    let mosn = Mosn::start(&cfg);
+    for i in 0..4 {
+        for path in ["/tls", "/plain"] {
+            let r = common::http::get(mosn.addr("front"), path, &[]);
+            assert_eq!(
+                (r.status, r.header("x-echo-path")),
+                (200, Some(path)),
+                "round {i}"
+            );
+        }
+    }
+    let tls = listener_metric(&mosn, "mosn_listener_tls_handshake_ok", "mixed");
+    let total = listener_metric(&mosn, "mosn_listener_downstream_connection_total", "mixed");
+    // Pooled connections are reused within their kind (at most one per request if a
+    // check-in races the next request), and each kind has its own connections: a pool keyed
+    // by address alone would have sent the plaintext cluster's requests over the TLS
+    // connection (no plaintext connection at all).
+    assert!((1..=4).contains(&tls), "TLS connections: {tls}");
+    assert!(
+        (1..=4).contains(&(total - tls)),
+        "plaintext connections: {} of {total}",
+        total - tls
+    );
+}
+
 #[test]
 fn unreadable_certificate_stops_start_up_with_its_path() {
     let dir = tempfile::tempdir().unwrap();

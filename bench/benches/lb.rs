@@ -30,6 +30,7 @@ fn hosts(n: usize, rng: &mut SmallRng) -> Arc<[Arc<Host>]> {
                 hostname: address.to_string(),
                 weight: 1 + (i as u32 % 4),
                 metadata: BTreeMap::new(),
+                tls_disable: false,
             });
             h.stats.rq_active.set(rng.gen_range(0..50));
             h.stats.cx_active.set(rng.gen_range(0..20));

@@ -43,6 +43,8 @@ pub struct HostSource {
     pub weight: u32,
     /// Metadata, verbatim.
     pub metadata: BTreeMap<String, String>,
+    /// `tls_disable`: plaintext to this host even when the cluster has a `tls_context`.
+    pub tls_disable: bool,
 }
 
 /// What the cluster manager needs to build one cluster.
@@ -355,6 +357,7 @@ impl ClusterManager {
                         },
                         weight: h.weight,
                         metadata: h.metadata.clone(),
+                        tls_disable: h.tls_disable,
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
@@ -472,6 +475,7 @@ impl ClusterManager {
                         },
                         weight: src.weight,
                         metadata: src.metadata.clone(),
+                        tls_disable: src.tls_disable,
                     })),
                     Err(e) => {
                         failed = true;
@@ -542,6 +546,7 @@ mod tests {
                     hostname: String::new(),
                     weight: *w,
                     metadata: BTreeMap::new(),
+                    tls_disable: false,
                 })
                 .collect(),
             connect_timeout: Duration::from_secs(1),

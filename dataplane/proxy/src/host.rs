@@ -29,6 +29,8 @@ pub struct HostSpec {
     pub weight: u32,
     /// Metadata (`filter_metadata."mosn.lb"` flattened), kept verbatim.
     pub metadata: BTreeMap<String, String>,
+    /// `tls_disable`: connect in plaintext even when the cluster has TLS.
+    pub tls_disable: bool,
 }
 
 /// Per-host counters.
@@ -101,6 +103,7 @@ impl Host {
             hostname: addr.to_string(),
             weight: clamp_weight(weight),
             metadata: BTreeMap::new(),
+            tls_disable: false,
         }))
     }
 
@@ -119,6 +122,10 @@ impl Host {
     /// Metadata, verbatim.
     pub fn metadata(&self) -> &BTreeMap<String, String> {
         &self.spec.metadata
+    }
+    /// Whether connections to this host skip the cluster's TLS (`tls_disable`).
+    pub fn tls_disabled(&self) -> bool {
+        self.spec.tls_disable
     }
     /// The spec the host was built from.
     pub fn spec(&self) -> &HostSpec {

@@ -584,6 +584,7 @@ impl LoadBalancer for OriginalDstLb {
             hostname: addr.to_string(),
             weight: 1,
             metadata: BTreeMap::new(),
+            tls_disable: false,
         })))
     }
 
@@ -779,6 +780,7 @@ mod tests {
             hostname: "big".into(),
             weight: 200,
             metadata: BTreeMap::new(),
+            tls_disable: false,
         }));
         let hs: Arc<[Arc<Host>]> = vec![big, Host::test(&addr(1), 1)].into();
         let lb = new_lb(LbType::WeightedRoundRobin, hs.clone(), 0);

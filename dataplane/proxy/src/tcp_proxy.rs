@@ -15,7 +15,10 @@ use mosn_net::pipe::{pipe, Direction, PipeConfig, PipeEnd, PipeObserver, Side};
 use mosn_net::{Accepted, Transport};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use mosn_stream::pool::{connect_upstream, ConnObserver, UpstreamSettings};
+
 use crate::cluster::{Cluster, ClusterManager};
+use crate::host::Host;
 use crate::lb::LbContext;
 
 /// An inclusive port range.
@@ -161,7 +164,14 @@ pub async fn serve<T: Transport, C: AsyncRead + AsyncWrite + Unpin>(
         return SessionEnd::UpstreamConnectFailed;
     }
 
-    // === connect, trying up to max_connect_attempts hosts ===
+    // === connect (TCP, then TLS when the cluster has it), trying up to max_connect_attempts
+    // hosts ===
+    let settings = UpstreamSettings {
+        connect_timeout: cluster.connect_timeout(),
+        max_request_per_conn: cluster.spec().max_request_per_conn,
+        rpc: Default::default(),
+        tls: cluster.spec().tls.as_ref().map(|t| t.config.clone()),
+    };
     let mut tried: Vec<SocketAddr> = Vec::new();
     let mut upstream = None;
     for attempt in 1..=spec.max_connect_attempts.max(1) {
@@ -177,21 +187,18 @@ pub async fn serve<T: Transport, C: AsyncRead + AsyncWrite + Unpin>(
         };
         let addr = host.address();
         tried.push(addr);
-        match tokio::time::timeout(cluster.connect_timeout(), transport.connect(addr)).await {
-            Ok(Ok(conn)) => {
+        let settings = settings.for_host(host.tls_disabled());
+        let failures = ConnectFailures {
+            cluster: &cluster,
+            host: &host,
+        };
+        match connect_upstream(transport, addr, &settings, &failures).await {
+            Ok(conn) => {
                 upstream = Some((conn, host));
                 break;
             }
-            Ok(Err(e)) => {
-                cluster.stats.cx_connect_fail.inc();
-                host.stats.cx_connect_fail.inc();
+            Err(e) => {
                 tracing::warn!(listener = %listener.name, cluster = cluster.name(), upstream = %addr, attempt, error = %e, "tcp_proxy: upstream connect failed");
-            }
-            Err(_) => {
-                cluster.stats.cx_connect_fail.inc();
-                cluster.stats.cx_connect_timeout.inc();
-                host.stats.cx_connect_fail.inc();
-                tracing::warn!(listener = %listener.name, cluster = cluster.name(), upstream = %addr, attempt, timeout = ?cluster.connect_timeout(), "tcp_proxy: upstream connect timed out");
             }
         }
     }
@@ -242,6 +249,22 @@ pub async fn serve<T: Transport, C: AsyncRead + AsyncWrite + Unpin>(
             tracing::info!(listener = %listener.name, %peer, upstream = %host.address(), side = who, error = %e, "tcp_proxy: {who} failed; closing both sides");
             end
         }
+    }
+}
+
+/// Counts a failed upstream connect (TCP or TLS) against its cluster and host.
+struct ConnectFailures<'a> {
+    cluster: &'a Cluster,
+    host: &'a Host,
+}
+
+impl ConnObserver for ConnectFailures<'_> {
+    fn on_connect_failed(&self, timeout: bool) {
+        self.cluster.stats.cx_connect_fail.inc();
+        if timeout {
+            self.cluster.stats.cx_connect_timeout.inc();
+        }
+        self.host.stats.cx_connect_fail.inc();
     }
 }
 

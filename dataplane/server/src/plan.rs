@@ -654,6 +654,7 @@ fn cluster_spec(c: &cfg::Cluster) -> ClusterSpec {
                 hostname: h.hostname.clone(),
                 weight: h.weight,
                 metadata: h.metadata.clone(),
+                tls_disable: h.tls_disable,
             })
             .collect(),
         connect_timeout: c.connect_timeout,

@@ -76,6 +76,7 @@ async fn run_proxy_over<T: WorkerTransport>(t: T, ip: &str) -> (i128, i128) {
                 hostname: String::new(),
                 weight: 1,
                 metadata: Default::default(),
+                tls_disable: false,
             }],
             connect_timeout: std::time::Duration::from_secs(3),
             max_request_per_conn: 1024,

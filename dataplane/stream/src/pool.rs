@@ -53,6 +53,61 @@ pub struct UpstreamSettings {
     pub tls: Option<Arc<ClientConfig>>,
 }
 
+impl UpstreamSettings {
+    /// These settings for one host: without TLS when the host has `tls_disable` (borrowed
+    /// as they are otherwise).
+    pub fn for_host(&self, tls_disabled: bool) -> std::borrow::Cow<'_, UpstreamSettings> {
+        if tls_disabled && self.tls.is_some() {
+            std::borrow::Cow::Owned(UpstreamSettings {
+                tls: None,
+                ..self.clone()
+            })
+        } else {
+            std::borrow::Cow::Borrowed(self)
+        }
+    }
+}
+
+/// What a pooled HTTP connection was made for: the upstream address and the TLS config it
+/// was made with, compared by identity. Clusters sharing one unchanged TLS config share
+/// connections; a plaintext and a TLS cluster (or a `tls_disable` host) to the same address
+/// never do, and a reloaded TLS config starts new connections (the key holds its config, so
+/// an address is never reused by another config while a key lives).
+#[derive(Clone)]
+struct PoolKey {
+    addr: SocketAddr,
+    tls: Option<Arc<ClientConfig>>,
+}
+
+impl PoolKey {
+    fn new(addr: SocketAddr, settings: &UpstreamSettings) -> Self {
+        PoolKey {
+            addr,
+            tls: settings.tls.clone(),
+        }
+    }
+}
+
+impl PartialEq for PoolKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.addr == other.addr
+            && match (&self.tls, &other.tls) {
+                (None, None) => true,
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            }
+    }
+}
+
+impl Eq for PoolKey {}
+
+impl std::hash::Hash for PoolKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.addr.hash(state);
+        self.tls.as_ref().map(Arc::as_ptr).hash(state);
+    }
+}
+
 /// Told about the connections a pool opens for one host (the proxy layer counts them).
 pub trait ConnObserver {
     /// A connect attempt began.
@@ -141,9 +196,9 @@ struct H2Conn {
 
 #[derive(Default)]
 struct Inner {
-    h1: HashMap<SocketAddr, Vec<H1Idle>>,
-    h2: HashMap<SocketAddr, Vec<Rc<H2Conn>>>,
-    h2_connecting: HashMap<SocketAddr, Rc<Notify>>,
+    h1: HashMap<PoolKey, Vec<H1Idle>>,
+    h2: HashMap<PoolKey, Vec<Rc<H2Conn>>>,
+    h2_connecting: HashMap<PoolKey, Rc<Notify>>,
 }
 
 /// Upstream connection pools of one worker, over transport `T`.
@@ -196,53 +251,36 @@ impl<T: Transport> Pools<T>
 where
     T::Conn: Send,
 {
-    /// Idle HTTP/1 connections kept for `addr` (tests, stats).
+    /// Idle HTTP/1 connections kept for `addr`, TLS or not (tests, stats).
     pub fn idle_h1(&self, addr: SocketAddr) -> usize {
-        self.inner.borrow().h1.get(&addr).map_or(0, Vec::len)
+        let inner = self.inner.borrow();
+        inner
+            .h1
+            .iter()
+            .filter(|(k, _)| k.addr == addr)
+            .map(|(_, v)| v.len())
+            .sum()
     }
 
-    /// Open HTTP/2 connections to `addr` (tests, stats).
+    /// Open HTTP/2 connections to `addr`, TLS or not (tests, stats).
     pub fn open_h2(&self, addr: SocketAddr) -> usize {
-        self.inner
-            .borrow()
+        let inner = self.inner.borrow();
+        inner
             .h2
-            .get(&addr)
-            .map_or(0, |v| v.iter().filter(|c| !c.sender.is_closed()).count())
+            .iter()
+            .filter(|(k, _)| k.addr == addr)
+            .map(|(_, v)| v.iter().filter(|c| !c.sender.is_closed()).count())
+            .sum()
     }
 
-    /// A connection to `addr` for pooled use: TCP, then TLS when the cluster has it (both
-    /// within the connect timeout). With the cluster's `fall_back`, a failed handshake is
-    /// retried once in plaintext (logged).
+    /// A connection to `addr` for pooled use ([`connect_upstream`]).
     async fn connect(
         &self,
         addr: SocketAddr,
         settings: &UpstreamSettings,
         obs: &Rc<dyn ConnObserver>,
     ) -> Result<UpstreamIo<T::Conn>, SendError> {
-        let Some(tls) = &settings.tls else {
-            return Ok(UpstreamIo::Plain(
-                self.connect_tcp(addr, settings, obs).await?,
-            ));
-        };
-        let host = tls.server_name().unwrap_or_else(|| addr.ip().to_string());
-        let tcp = self.connect_tcp(addr, settings, obs).await?;
-        match tokio::time::timeout(settings.connect_timeout, tls.connect(tcp, &host)).await {
-            Ok(Ok(s)) => Ok(UpstreamIo::Tls(Box::new(s))),
-            Ok(Err(e)) if tls.fall_back() => {
-                tracing::warn!(%addr, error = %e, "upstream TLS handshake failed; falling back to plaintext (fall_back)");
-                Ok(UpstreamIo::Plain(
-                    self.connect_tcp(addr, settings, obs).await?,
-                ))
-            }
-            Ok(Err(e)) => {
-                obs.on_connect_failed(false);
-                Err(SendError::Connect(io::Error::other(e.to_string())))
-            }
-            Err(_) => {
-                obs.on_connect_failed(true);
-                Err(SendError::ConnectTimeout(settings.connect_timeout))
-            }
-        }
+        connect_upstream(&self.transport, addr, settings, &**obs).await
     }
 
     async fn connect_tcp(
@@ -251,21 +289,7 @@ where
         settings: &UpstreamSettings,
         obs: &Rc<dyn ConnObserver>,
     ) -> Result<T::Conn, SendError> {
-        obs.on_connect_start();
-        match tokio::time::timeout(settings.connect_timeout, self.transport.connect(addr)).await {
-            Ok(Ok(c)) => {
-                obs.on_connected();
-                Ok(c)
-            }
-            Ok(Err(e)) => {
-                obs.on_connect_failed(false);
-                Err(SendError::Connect(e))
-            }
-            Err(_) => {
-                obs.on_connect_failed(true);
-                Err(SendError::ConnectTimeout(settings.connect_timeout))
-            }
-        }
+        connect_tcp(&self.transport, addr, settings, &**obs).await
     }
 
     /// A raw byte-stream connection to `addr` (CONNECT tunnels), counted like pooled ones.
@@ -313,13 +337,14 @@ where
         settings: &UpstreamSettings,
         obs: impl FnOnce() -> Rc<dyn ConnObserver>,
     ) -> Result<Upstream<T>, SendError> {
-        let idle = match self.checkout_h1(addr).await {
+        let key = PoolKey::new(addr, settings);
+        let idle = match self.checkout_h1(&key).await {
             Some(c) => c,
             None => self.connect_h1(addr, settings, &obs()).await?,
         };
         Ok(Upstream(Up::H1 {
             pools: self.clone(),
-            addr,
+            key,
             idle,
             max: settings.max_request_per_conn.max(1),
             settings: settings.clone(),
@@ -389,9 +414,9 @@ where
         })
     }
 
-    async fn checkout_h1(&self, addr: SocketAddr) -> Option<H1Idle> {
+    async fn checkout_h1(&self, key: &PoolKey) -> Option<H1Idle> {
         loop {
-            let mut c = self.inner.borrow_mut().h1.get_mut(&addr)?.pop()?;
+            let mut c = self.inner.borrow_mut().h1.get_mut(key)?.pop()?;
             if c.sender.is_closed() {
                 continue;
             }
@@ -404,12 +429,24 @@ where
         }
     }
 
-    fn checkin_h1(&self, addr: SocketAddr, c: H1Idle) {
+    fn checkin_h1(&self, key: &PoolKey, c: H1Idle) {
         if c.sender.is_closed() {
             return;
         }
         let mut inner = self.inner.borrow_mut();
-        let list = inner.h1.entry(addr).or_default();
+        if let Some(list) = inner.h1.get_mut(key) {
+            if list.len() < self.max_idle_per_host {
+                list.push(c);
+            }
+            return;
+        }
+        // A new key: drop lists left empty by configs that are gone (a reloaded TLS config
+        // or a removed host) so the map does not grow with every reload.
+        inner.h1.retain(|_, l| {
+            l.retain(|c| !c.sender.is_closed());
+            !l.is_empty()
+        });
+        let list = inner.h1.entry(key.clone()).or_default();
         if list.len() < self.max_idle_per_host {
             list.push(c);
         }
@@ -422,15 +459,16 @@ where
         obs: impl FnOnce() -> Rc<dyn ConnObserver>,
         max: u32,
     ) -> Result<Rc<H2Conn>, SendError> {
+        let key = PoolKey::new(addr, settings);
         loop {
-            if let Some(c) = self.checkout_h2(addr, max) {
+            if let Some(c) = self.checkout_h2(&key, max) {
                 return Ok(c);
             }
-            let waiting = self.inner.borrow().h2_connecting.get(&addr).cloned();
+            let waiting = self.inner.borrow().h2_connecting.get(&key).cloned();
             let Some(n) = waiting else { break };
             // Another request is connecting to this host: share its connection.
             let notified = n.notified();
-            if self.inner.borrow().h2_connecting.contains_key(&addr) {
+            if self.inner.borrow().h2_connecting.contains_key(&key) {
                 notified.await;
             }
         }
@@ -438,24 +476,28 @@ where
         self.inner
             .borrow_mut()
             .h2_connecting
-            .insert(addr, notify.clone());
+            .insert(key.clone(), notify.clone());
         let made = self.connect_h2(addr, settings, &obs()).await;
-        self.inner.borrow_mut().h2_connecting.remove(&addr);
+        self.inner.borrow_mut().h2_connecting.remove(&key);
         notify.notify_waiters();
         let c = made?;
-        self.inner
-            .borrow_mut()
-            .h2
-            .entry(addr)
-            .or_default()
-            .push(c.clone());
+        let mut inner = self.inner.borrow_mut();
+        if !inner.h2.contains_key(&key) {
+            // As for HTTP/1: forget the lists of configs that are gone.
+            inner.h2.retain(|_, l| {
+                l.retain(|c| !c.sender.is_closed());
+                !l.is_empty()
+            });
+        }
+        inner.h2.entry(key).or_default().push(c.clone());
+        drop(inner);
         c.used.set(c.used.get() + 1);
         Ok(c)
     }
 
-    fn checkout_h2(&self, addr: SocketAddr, max: u32) -> Option<Rc<H2Conn>> {
+    fn checkout_h2(&self, key: &PoolKey, max: u32) -> Option<Rc<H2Conn>> {
         let mut inner = self.inner.borrow_mut();
-        let list = inner.h2.get_mut(&addr)?;
+        let list = inner.h2.get_mut(key)?;
         // Retire closed and used-up connections (open streams keep them alive until done).
         list.retain(|c| !c.sender.is_closed() && c.used.get() < max);
         let c = list.first()?.clone();
@@ -496,13 +538,72 @@ where
     }
 }
 
+/// A connection to `addr` through `transport`: TCP, then TLS when `settings.tls` is set (both
+/// within the connect timeout, SNI from the config's `server_name`, else the address). With
+/// the cluster's `fall_back`, a failed handshake is retried once in plaintext (logged). `obs`
+/// hears of the attempt, its success or its failure. Used by the pools and by `tcp_proxy`.
+pub async fn connect_upstream<T: Transport>(
+    transport: &T,
+    addr: SocketAddr,
+    settings: &UpstreamSettings,
+    obs: &dyn ConnObserver,
+) -> Result<UpstreamIo<T::Conn>, SendError> {
+    let Some(tls) = &settings.tls else {
+        return Ok(UpstreamIo::Plain(
+            connect_tcp(transport, addr, settings, obs).await?,
+        ));
+    };
+    let host = tls.server_name().unwrap_or_else(|| addr.ip().to_string());
+    let tcp = connect_tcp(transport, addr, settings, obs).await?;
+    match tokio::time::timeout(settings.connect_timeout, tls.connect(tcp, &host)).await {
+        Ok(Ok(s)) => Ok(UpstreamIo::Tls(Box::new(s))),
+        Ok(Err(e)) if tls.fall_back() => {
+            tracing::warn!(%addr, error = %e, "upstream TLS handshake failed; falling back to plaintext (fall_back)");
+            Ok(UpstreamIo::Plain(
+                connect_tcp(transport, addr, settings, obs).await?,
+            ))
+        }
+        Ok(Err(e)) => {
+            obs.on_connect_failed(false);
+            Err(SendError::Connect(io::Error::other(e.to_string())))
+        }
+        Err(_) => {
+            obs.on_connect_failed(true);
+            Err(SendError::ConnectTimeout(settings.connect_timeout))
+        }
+    }
+}
+
+async fn connect_tcp<T: Transport>(
+    transport: &T,
+    addr: SocketAddr,
+    settings: &UpstreamSettings,
+    obs: &dyn ConnObserver,
+) -> Result<T::Conn, SendError> {
+    obs.on_connect_start();
+    match tokio::time::timeout(settings.connect_timeout, transport.connect(addr)).await {
+        Ok(Ok(c)) => {
+            obs.on_connected();
+            Ok(c)
+        }
+        Ok(Err(e)) => {
+            obs.on_connect_failed(false);
+            Err(SendError::Connect(e))
+        }
+        Err(_) => {
+            obs.on_connect_failed(true);
+            Err(SendError::ConnectTimeout(settings.connect_timeout))
+        }
+    }
+}
+
 /// A connection checked out of a pool, ready for one request.
 pub struct Upstream<T: Transport>(Up<T>);
 
 enum Up<T: Transport> {
     H1 {
         pools: Rc<Pools<T>>,
-        addr: SocketAddr,
+        key: PoolKey,
         idle: H1Idle,
         max: u32,
         settings: UpstreamSettings,
@@ -520,7 +621,7 @@ enum Up<T: Transport> {
 impl<T: Transport> std::fmt::Debug for Upstream<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
-            Up::H1 { addr, .. } => write!(f, "Upstream(Http1 {addr})"),
+            Up::H1 { key, .. } => write!(f, "Upstream(Http1 {})", key.addr),
             Up::H2(_) => f.write_str("Upstream(Http2)"),
             Up::Rpc { addr, proto, .. } => write!(f, "Upstream({} {addr})", proto.name()),
         }
@@ -559,11 +660,11 @@ where
             }),
             Up::H1 {
                 pools,
-                addr,
+                key,
                 idle,
                 max,
                 settings,
-            } => Box::pin(send_h1(pools, addr, idle, max, settings, req)),
+            } => Box::pin(send_h1(pools, key, idle, max, settings, req)),
         }
     }
 }
@@ -610,7 +711,7 @@ async fn send_rpc<T: Transport>(
 
 async fn send_h1<T: Transport>(
     pools: Rc<Pools<T>>,
-    addr: SocketAddr,
+    key: PoolKey,
     idle: H1Idle,
     max: u32,
     settings: UpstreamSettings,
@@ -631,8 +732,8 @@ where
             // A pooled connection the upstream closed while it sat idle: the request never
             // left, so it goes once more on a fresh connection.
             Some(req) if used > 0 => {
-                tracing::debug!(%addr, "pooled connection was closed by the upstream; reconnecting");
-                let mut sender = pools.connect_h1(addr, &settings, &obs).await?.sender;
+                tracing::debug!(addr = %key.addr, "pooled connection was closed by the upstream; reconnecting");
+                let mut sender = pools.connect_h1(key.addr, &settings, &obs).await?.sender;
                 let resp = sender.send_request(req).await.map_err(request_failed)?;
                 (sender, 1, resp)
             }
@@ -647,12 +748,12 @@ where
         // Nothing left to read (`Content-Length: 0`, 204, 304, HEAD): reusable now. The
         // downstream codec never polls a body that is already at its end, so a `PooledBody`
         // would never see the end and the connection would be closed instead of reused.
-        pools.checkin_h1(addr, H1Idle { sender, used, obs });
+        pools.checkin_h1(&key, H1Idle { sender, used, obs });
         return Ok(resp.map(Body::new));
     }
     let back = ReturnToPool {
         pools: Rc::downgrade(&pools),
-        addr,
+        key,
         idle: Some(H1Idle { sender, used, obs }),
     };
     Ok(resp.map(|b| {
@@ -697,7 +798,7 @@ fn is_upgrade(req: &Request<Body>) -> bool {
 
 struct ReturnToPool<T: Transport> {
     pools: std::rc::Weak<Pools<T>>,
-    addr: SocketAddr,
+    key: PoolKey,
     idle: Option<H1Idle>,
 }
 
@@ -707,7 +808,7 @@ where
 {
     fn give_back(mut self) {
         if let (Some(p), Some(c)) = (self.pools.upgrade(), self.idle.take()) {
-            p.checkin_h1(self.addr, c);
+            p.checkin_h1(&self.key, c);
         }
     }
 }
@@ -755,8 +856,11 @@ where
 }
 
 /// An upstream connection: plain, or a TLS session over it.
-enum UpstreamIo<C> {
+#[derive(Debug)]
+pub enum UpstreamIo<C> {
+    /// Plaintext.
     Plain(C),
+    /// A TLS session over the connection.
     Tls(Box<TlsStream<C>>),
 }
 

@@ -548,6 +548,7 @@ where
                     cluster: cluster.clone(),
                 })
             };
+            let settings = settings.for_host(host.tls_disabled());
             if connect {
                 return self
                     .tunnel_connect(addr, &settings, observer(), on_upgrade, r)
@@ -960,6 +961,7 @@ async fn mirror<T: Transport>(
             cluster: cluster.clone(),
         })
     };
+    let settings = settings.for_host(host.tls_disabled());
     let sent = async {
         let up = pools
             .checkout(host.address(), proto, &settings, observer)
