@@ -41,6 +41,11 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+    /// Raises the count to `total` (never lowers it): for a counter mirrored from a total kept
+    /// elsewhere (see [`Registry::add_collector`]).
+    pub fn raise_to(&self, total: u64) {
+        self.0.fetch_max(total, Ordering::Relaxed);
+    }
 }
 
 /// A value that goes up and down.
@@ -163,10 +168,22 @@ struct Inner {
     scopes: BTreeMap<String, BTreeMap<Labels, BTreeMap<String, Metric>>>,
 }
 
+/// Refreshes metrics whose values live elsewhere just before the registry is read.
+type Collector = Arc<dyn Fn() + Send + Sync>;
+
 /// The process-wide metric registry. Cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Registry {
     inner: Arc<Mutex<Inner>>,
+    collectors: Arc<Mutex<Vec<Collector>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A metric scope: a type and its identifying labels.
@@ -208,6 +225,28 @@ impl Registry {
             .clone()
     }
 
+    /// Runs `collect` before every read of the registry (`value`, Prometheus, JSON): for totals
+    /// another crate keeps in its own atomics (e.g. the TLS backends' process-wide counters),
+    /// copied into this registry's metrics on demand instead of by a timer.
+    pub fn add_collector(&self, collect: impl Fn() + Send + Sync + 'static) {
+        self.collectors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::new(collect));
+    }
+
+    fn collect(&self) {
+        // Cloned out so a collector may use the registry (its scopes' metrics) freely.
+        let list = self
+            .collectors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for c in list {
+            c();
+        }
+    }
+
     /// Removes every metric of one scope (a host or cluster that went away).
     pub fn remove_scope(&self, scope: &Scope) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -218,6 +257,7 @@ impl Registry {
 
     /// Reads one metric's current value, if it exists (a histogram's is its count).
     pub fn value(&self, kind: &str, labels: &[(&str, &str)], name: &str) -> Option<i128> {
+        self.collect();
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let labels: Labels = labels
             .iter()
@@ -233,6 +273,7 @@ impl Registry {
 
     /// Prometheus text exposition format (version 0.0.4).
     pub fn render_prometheus(&self) -> String {
+        self.collect();
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         // family name -> (kind, lines)
         let mut families: BTreeMap<String, (&'static str, Vec<String>)> = BTreeMap::new();
@@ -268,6 +309,7 @@ impl Registry {
     /// object `{"count", "sum", "p50", "p90", "p99"}` (seconds; quantiles estimated from
     /// the buckets, `null` while the histogram is empty).
     pub fn to_json(&self) -> serde_json::Value {
+        self.collect();
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut root = serde_json::Map::new();
         for (kind, by_labels) in &inner.scopes {
@@ -502,5 +544,34 @@ mod tests {
         let s = r.scope("server", &[]);
         s.histogram("x");
         s.counter("x");
+    }
+
+    #[test]
+    fn collectors_refresh_mirrored_totals_before_every_read() {
+        use std::sync::atomic::AtomicU64;
+        static ELSEWHERE: AtomicU64 = AtomicU64::new(0);
+        let r = Registry::new();
+        let c = r
+            .scope("tls_offload", &[("backend", "x")])
+            .counter("handshakes");
+        let mirrored = c.clone();
+        r.add_collector(move || mirrored.raise_to(ELSEWHERE.load(Ordering::Relaxed)));
+        ELSEWHERE.store(5, Ordering::Relaxed);
+        assert!(r
+            .render_prometheus()
+            .contains("mosn_tls_offload_handshakes{backend=\"x\"} 5"));
+        ELSEWHERE.store(7, Ordering::Relaxed);
+        assert_eq!(
+            r.value("tls_offload", &[("backend", "x")], "handshakes"),
+            Some(7)
+        );
+        ELSEWHERE.store(9, Ordering::Relaxed);
+        assert_eq!(
+            r.to_json()["tls_offload"]["backend=x"]["handshakes"],
+            serde_json::json!(9)
+        );
+        // Never lowered.
+        c.raise_to(3);
+        assert_eq!(c.get(), 9);
     }
 }

@@ -11,6 +11,7 @@
 pub mod logging;
 pub mod plan;
 pub mod run;
+mod tls_stats;
 pub mod worker;
 
 pub use run::{BuildInfo, FilterPlan, ListenerPlan, Plan, RunError, Server, Signal};

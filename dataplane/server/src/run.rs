@@ -356,6 +356,7 @@ impl Server {
     /// Binds everything, starts the workers and the control thread (admin API, DNS refresh).
     pub fn start(plan: Plan, build: BuildInfo, log: Option<LogHandle>) -> Result<Server, RunError> {
         let registry = Registry::new();
+        crate::tls_stats::register(&registry);
         let clusters = Arc::new(ClusterManager::new(registry.clone()));
         for c in &plan.clusters {
             clusters.add_or_update(c.clone())?;
