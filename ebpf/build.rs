@@ -1,6 +1,7 @@
 //! Builds the eBPF objects of mosn-ebpf into OUT_DIR:
-//! `clang -O2 -g -target bpf` on `src/bpf/mosn_capture.bpf.c` when clang and the libbpf
-//! headers are installed, otherwise a copy of the committed `prebuilt/*.o`.
+//! `clang -O2 -g -target bpf` on `src/bpf/mosn_capture.bpf.c` (outbound) and
+//! `src/bpf/mosn_inbound.bpf.c` (inbound) when clang and the libbpf headers are installed,
+//! otherwise a copy of the committed `prebuilt/*.o`.
 //!
 //! Environment:
 //! - `MOSN_EBPF_PREBUILT=1`: use the prebuilt objects even when clang is there.
@@ -8,8 +9,8 @@
 //! - `MOSN_EBPF_PREBUILT_OUT=<dir>`: also copy the clang-built objects there
 //!   (`ebpf/regen-prebuilt.sh` uses it to refresh `prebuilt/`).
 //!
-//! The crate exports the object as `mosn_ebpf::OBJECT` and tells how it was made in
-//! `MOSN_EBPF_OBJECT_ORIGIN` (`clang` or `prebuilt`).
+//! The crate exports the objects as `mosn_ebpf::OBJECT` and `mosn_ebpf::INBOUND_OBJECT`, and
+//! tells how they were made in `MOSN_EBPF_OBJECT_ORIGIN` (`clang` or `prebuilt`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +23,7 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
         "mosn_capture.bpf.c",
         &["-DMOSN_VERIFIER_PITFALL"],
     ),
+    ("mosn_inbound.bpf.o", "mosn_inbound.bpf.c", &[]),
 ];
 
 fn main() {

@@ -468,3 +468,255 @@ fn refused_capture_stops_start_up_with_the_reason() {
         "the error names the cgroup: {line}"
     );
 }
+
+/// Inbound capture with eBPF (`sk_lookup`), end to end: mosn runs in a "pod" namespace made
+/// by the test, a client in a second namespace (veth, 198.18.2.0/24) calls the application's
+/// address 198.18.2.1:8080; the program hands the connection to mosn's inbound listener
+/// (0.0.0.0:15006), which hands it to the virtual listener of that address; its router sends
+/// it to the application at the pod address, 198.18.2.1:8080 again, and the loop-breaker
+/// (a connection made inside the namespace is never captured) lets that one through to the
+/// application. After mosn is killed (-9), nothing is attached to the namespace.
+#[test]
+fn ebpf_inbound_capture_in_a_netns_routes_by_original_destination() {
+    if !privileged_or_skip(
+        "ebpf inbound capture",
+        &["ip", "bpftool", "curl", "python3"],
+    ) {
+        return;
+    }
+    struct DelNs(String);
+    impl Drop for DelNs {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let pod = format!("mosn-inpod-{}", std::process::id());
+    let cli = format!("mosn-incli-{}", std::process::id());
+    let mut guards = Vec::new();
+    for ns in [&pod, &cli] {
+        let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        assert!(Command::new("ip")
+            .args(["netns", "add", ns])
+            .status()
+            .unwrap()
+            .success());
+        guards.push(DelNs(ns.clone()));
+    }
+    let exec = |ns: &str, args: &[&str]| {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns]).args(args);
+        c
+    };
+    for (ns, args) in [
+        (&pod, vec!["ip", "link", "set", "lo", "up"]),
+        (&cli, vec!["ip", "link", "set", "lo", "up"]),
+        (
+            &pod,
+            vec![
+                "ip", "link", "add", "vpod", "type", "veth", "peer", "name", "vcli", "netns", &cli,
+            ],
+        ),
+        (
+            &pod,
+            vec!["ip", "addr", "add", "198.18.2.1/24", "dev", "vpod"],
+        ),
+        (&pod, vec!["ip", "link", "set", "vpod", "up"]),
+        (
+            &cli,
+            vec!["ip", "addr", "add", "198.18.2.2/24", "dev", "vcli"],
+        ),
+        (&cli, vec!["ip", "link", "set", "vcli", "up"]),
+    ] {
+        assert!(exec(ns, &args).status().unwrap().success(), "{args:?}");
+    }
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    // The application: on every address of the pod, port 8080.
+    let web = tempfile::tempdir().unwrap();
+    std::fs::write(web.path().join("hello.txt"), "hello from the app").unwrap();
+    let _app = Kill(
+        exec(
+            &pod,
+            &["python3", "-m", "http.server", "-b", "0.0.0.0", "8080"],
+        )
+        .current_dir(web.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    // A second application on 8081, with no virtual listener in mosn: the inbound listener's
+    // own tcp_proxy passes it through to its original destination (ORIGINAL_DST). Its log
+    // tells who connected.
+    let app2_log = web.path().join("app2.log");
+    let _app2 = Kill(
+        exec(
+            &pod,
+            &["python3", "-m", "http.server", "-b", "0.0.0.0", "8081"],
+        )
+        .current_dir(web.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&app2_log).unwrap())
+        .spawn()
+        .unwrap(),
+    );
+    // Wait for them (from inside the pod: local connections, never captured).
+    let app_up = eventually(|| {
+        let o = exec(
+            &pod,
+            &[
+                "curl",
+                "-s",
+                "--max-time",
+                "2",
+                "http://127.0.0.1:8080/hello.txt",
+                "http://127.0.0.1:8081/hello.txt",
+            ],
+        )
+        .output()
+        .unwrap();
+        (stdout(&o) == "hello from the apphello from the app").then_some(())
+    });
+    assert!(app_up.is_some(), "the application did not start");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let config = format!(
+        r#"{{
+  "servers": [{{
+    "default_log_path": "stderr", "processor": 2, "graceful_timeout": "1s",
+    "routers": [{{"router_config_name": "in", "virtual_hosts": [{{"name": "in", "domains": ["*"],
+      "routers": [{{"match": {{"prefix": "/"}}, "route": {{"cluster_name": "app"}}}}]}}]}}],
+    "listeners": [
+      {{"name": "inbound", "address": "0.0.0.0:15006", "bind_port": true, "use_original_dst": "redirect",
+        "filter_chains": [{{"filters": [{{"type": "tcp_proxy", "config": {{"cluster": "passthrough"}}}}]}}]}},
+      {{"name": "app_in", "address": "198.18.2.1:8080", "bind_port": false,
+        "access_logs": [{{"log_path": "{log}", "log_format": "%downstream_local_address% %downstream_remote_address% %x-mosn-path% %response_code% %upstream_cluster%"}}],
+        "filter_chains": [{{"filters": [{{"type": "proxy", "config": {{"downstream_protocol": "Http1", "router_config_name": "in"}}}}]}}]}}]
+  }}],
+  "cluster_manager": {{"clusters": [
+    {{"name": "app", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "hosts": [{{"address": "198.18.2.1:8080"}}]}},
+    {{"name": "passthrough", "type": "ORIGINAL_DST", "lb_type": "LB_ORIGINAL_DST"}}]}},
+  "traffic_capture": {{"mode": "ebpf", "on_failure": "refuse", "inbound_port": 15006,
+    "inbound_ports": [8080, 8081], "instance": "e2ein"}},
+  "admin": {{"address": {{"socket_address": {{"address": "127.0.0.1", "port_value": 0}}}}}}
+}}"#,
+        log = log.display()
+    );
+    let cfg = write_config(&dir, "inbound.json", &config);
+    let mut mosn = Kill(
+        exec(
+            &pod,
+            &[
+                mosn_bin().to_str().unwrap(),
+                "start",
+                "-c",
+                cfg.to_str().unwrap(),
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap(),
+    );
+    let links = || {
+        let o = exec(&pod, &["bpftool", "link", "show"]).output().unwrap();
+        stdout(&o)
+            .lines()
+            .filter(|l| l.contains("sk_lookup"))
+            .count()
+    };
+    let curl_port = |port: u16, p: &str| {
+        let url = format!("http://198.18.2.1:{port}{p}");
+        let o = exec(&cli, &["curl", "-s", "--max-time", "10", &url])
+            .output()
+            .unwrap();
+        stdout(&o)
+    };
+    let curl = |p: &str| curl_port(8080, p);
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    let got =
+        eventually(|| (links() == 1 && curl("/hello.txt") == "hello from the app").then_some(()));
+    assert!(
+        got.is_some(),
+        "the captured request reaches the app through mosn (links: {}, log: {})",
+        links(),
+        logged()
+    );
+    let lines = eventually(|| {
+        let text = logged();
+        (!text.is_empty()).then_some(text)
+    })
+    .expect("an access log line");
+    // Once, through the virtual listener of the original destination, from the client: the
+    // hop from mosn to 198.18.2.1:8080 was not captured again (no loop).
+    let hits: Vec<&str> = lines.lines().filter(|l| l.contains("/hello.txt")).collect();
+    assert_eq!(hits.len(), 1, "{lines}");
+    assert!(
+        hits[0].starts_with("198.18.2.1:8080 198.18.2.2:") && hits[0].ends_with(" 200 app"),
+        "{lines}"
+    );
+
+    // Passthrough: captured too (the application sees mosn's connection, from the pod
+    // address, not the client's), and mosn's connection to 198.18.2.1:8081 is not captured.
+    let app2_clients = || std::fs::read_to_string(&app2_log).unwrap_or_default();
+    assert_eq!(curl_port(8081, "/hello.txt"), "hello from the app");
+    let seen = eventually(|| {
+        let text = app2_clients();
+        (text.matches("GET /hello.txt").count() == 2).then_some(text)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the second application logged the request: {}",
+            app2_clients()
+        )
+    });
+    let gets: Vec<&str> = seen
+        .lines()
+        .filter(|l| l.contains("GET /hello.txt"))
+        .collect();
+    // the first line is the readiness probe from 127.0.0.1
+    assert!(gets[1].starts_with("198.18.2.1 "), "{seen}");
+
+    // kill -9: the kernel drops the link with mosn's descriptors.
+    mosn.0.kill().unwrap();
+    mosn.0.wait().unwrap();
+    assert!(
+        eventually(|| (links() == 0).then_some(())).is_some(),
+        "a sk_lookup link is left in the namespace"
+    );
+    // The application port is the application's again (not logged by mosn).
+    assert_eq!(curl("/hello.txt"), "hello from the app");
+    assert_eq!(
+        logged()
+            .lines()
+            .filter(|l| l.contains("/hello.txt"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn inbound_capture_without_an_inbound_listener_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbound: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let service: SocketAddr = "127.0.0.8:80".parse().unwrap();
+    let up = upstream("A");
+    let capture = r#"{"mode": "ebpf", "on_failure": "refuse", "inbound_port": 15906,
+        "inbound_ports": [8080], "instance": "e2enoin"}"#;
+    let log = dir.path().join("access.log");
+    let cfg = write_config(
+        &dir,
+        "noinbound.json",
+        &capture_config(outbound, service, up, up, capture, &log, None),
+    );
+    let mut m = MosnProcess::start(&cfg);
+    // a config mosn cannot run: exit 2, like other unsupported configs
+    assert_eq!(m.wait_exit(Duration::from_secs(20)), 2, "refused: exit 2");
+    let line = m.wait_for("traffic_capture.inbound_port", Duration::from_secs(5));
+    assert!(line.contains("15906"), "the error names the port: {line}");
+}

@@ -1,9 +1,10 @@
 //! The eBPF backend: loads `mosn_capture.bpf.o` with aya, fills its maps from the spec and
 //! attaches its programs (links are owned by the `Ebpf` value: dropping it detaches them,
-//! and so does the kernel when the process dies).
+//! and so does the kernel when the process dies). Outbound (cgroup programs) when the spec
+//! has destinations; inbound (`sk_lookup`, src/inbound.rs) when it has inbound ports.
 
 use std::fs::File;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
@@ -14,6 +15,7 @@ use aya::programs::{
 use aya::{Ebpf, EbpfError, EbpfLoader};
 
 use crate::error::{chain, log_tail};
+use crate::inbound::InboundCapture;
 use crate::pod::{MosnAddr, MosnConfig, MosnSockKey};
 use crate::spec::CaptureSpec;
 use crate::{system, CaptureError, CaptureStats};
@@ -55,7 +57,10 @@ const PINNED_MAPS: &[&str] = &[
 
 /// An installed eBPF capture.
 pub(crate) struct EbpfCapture {
+    /// The outbound programs (`None` without destinations).
     bpf: Option<Ebpf>,
+    /// The inbound program (`None` without inbound ports).
+    inbound: Option<InboundCapture>,
     pin_dir: Option<PathBuf>,
     /// (program, cgroup) pairs, for logs and tests.
     attached: Vec<(&'static str, PathBuf)>,
@@ -65,19 +70,23 @@ impl std::fmt::Debug for EbpfCapture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EbpfCapture")
             .field("attached", &self.attached)
+            .field("inbound", &self.inbound)
             .field("pin_dir", &self.pin_dir)
             .finish()
     }
 }
 
-fn ebpf_err(step: impl Into<String>, e: &(dyn std::error::Error + 'static)) -> CaptureError {
+pub(crate) fn ebpf_err(
+    step: impl Into<String>,
+    e: &(dyn std::error::Error + 'static),
+) -> CaptureError {
     CaptureError::Ebpf {
         step: step.into(),
         detail: chain(e),
     }
 }
 
-fn load_err(program: &str, e: ProgramError) -> CaptureError {
+pub(crate) fn load_err(program: &str, e: ProgramError) -> CaptureError {
     match e {
         ProgramError::LoadError {
             io_error,
@@ -91,7 +100,7 @@ fn load_err(program: &str, e: ProgramError) -> CaptureError {
     }
 }
 
-fn object_err(e: EbpfError) -> CaptureError {
+pub(crate) fn object_err(e: EbpfError) -> CaptureError {
     match e {
         EbpfError::MapError(m) => ebpf_err(
             "creating the maps (is the process missing CAP_BPF, or memlock limited?)",
@@ -102,9 +111,39 @@ fn object_err(e: EbpfError) -> CaptureError {
 }
 
 impl EbpfCapture {
-    pub(crate) fn install(spec: &CaptureSpec, object: &[u8]) -> Result<EbpfCapture, CaptureError> {
+    pub(crate) fn install(
+        spec: &CaptureSpec,
+        object: &[u8],
+        inbound_object: &[u8],
+        inbound_listener: Option<&TcpListener>,
+    ) -> Result<EbpfCapture, CaptureError> {
         if let Some(e) = system::ebpf_caps_problem(system::effective_caps()) {
             return Err(e);
+        }
+        // Inbound first: it is the cheaper one to check, and refuses early without a listener.
+        let inbound = if spec.inbound_ports.is_empty() {
+            None
+        } else {
+            let listener = inbound_listener.ok_or_else(|| {
+                CaptureError::Spec(format!(
+                    "inbound_ports {:?} are captured with eBPF, which needs the inbound \
+                     listener's socket (on port {}); none was given",
+                    spec.inbound_ports, spec.inbound_port
+                ))
+            })?;
+            Some(InboundCapture::install(spec, inbound_object, listener)?)
+        };
+        let inbound_attached: Vec<(&'static str, PathBuf)> = inbound
+            .iter()
+            .map(|i| (crate::inbound::SK_LOOKUP, i.netns().to_path_buf()))
+            .collect();
+        if spec.destinations.is_empty() {
+            return Ok(EbpfCapture {
+                bpf: None,
+                inbound,
+                pin_dir: None,
+                attached: inbound_attached,
+            });
         }
         let app = system::cgroup2_dir(&spec.cgroup)?;
         let proxy = match &spec.proxy_cgroup {
@@ -140,8 +179,9 @@ impl EbpfCapture {
 
         let mut cap = EbpfCapture {
             bpf: None,
+            inbound,
             pin_dir: None,
-            attached: Vec::new(),
+            attached: inbound_attached,
         };
         let app_file = open_cgroup(&app)?;
         let proxy_file = open_cgroup(&proxy)?;
@@ -224,10 +264,17 @@ impl EbpfCapture {
     }
 
     pub(crate) fn stats(&self) -> Option<CaptureStats> {
-        let bpf = self.bpf.as_ref()?;
+        let inbound = self.inbound.as_ref().and_then(InboundCapture::stats);
+        let Some(bpf) = self.bpf.as_ref() else {
+            return inbound.map(|inbound| CaptureStats {
+                inbound,
+                ..CaptureStats::default()
+            });
+        };
         let stats = Array::<_, u64>::try_from(bpf.map("stats")?).ok()?;
         let get = |i: u32| stats.get(&i, 0).unwrap_or(0);
         Some(CaptureStats {
+            inbound: inbound.unwrap_or_default(),
             connect4_redirects: get(0),
             connect6_redirects: get(1),
             proxy_own_skipped: get(2),
@@ -261,6 +308,9 @@ impl EbpfCapture {
                 }
             }
         }
+        if let Some(inbound) = &self.inbound {
+            inbound.kernel_ids(&mut progs, &mut maps);
+        }
         maps.sort_unstable();
         maps.dedup();
         (progs, maps)
@@ -275,6 +325,9 @@ impl EbpfCapture {
                 reason: format!("removing the pin directory: {e}"),
             })
         });
+        if let Some(mut inbound) = self.inbound.take() {
+            inbound.uninstall();
+        }
         if self.bpf.take().is_some() {
             tracing::info!("traffic capture: eBPF programs detached");
         }
@@ -297,7 +350,7 @@ fn missing(kind: &str, name: &str) -> CaptureError {
     }
 }
 
-fn program<'a, T>(bpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, CaptureError>
+pub(crate) fn program<'a, T>(bpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, CaptureError>
 where
     &'a mut T: TryFrom<&'a mut Program, Error = ProgramError>,
 {
@@ -329,7 +382,10 @@ fn open_cgroup(path: &Path) -> Result<File, CaptureError> {
     })
 }
 
-fn map_mut<'a>(bpf: &'a mut Ebpf, name: &str) -> Result<&'a mut aya::maps::Map, CaptureError> {
+pub(crate) fn map_mut<'a>(
+    bpf: &'a mut Ebpf,
+    name: &str,
+) -> Result<&'a mut aya::maps::Map, CaptureError> {
     bpf.map_mut(name).ok_or_else(|| missing("map", name))
 }
 

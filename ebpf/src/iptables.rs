@@ -107,22 +107,35 @@ pub(crate) fn plan(spec: &CaptureSpec) -> Vec<Chain> {
             &["iptables"]
         };
         for bin in bins {
-            let rules = spec
-                .inbound_ports
+            // Excluded clients first (first match wins), in this binary's address family.
+            let v6 = *bin == "ip6tables";
+            let mut rules: Vec<Vec<String>> = spec
+                .inbound_exclude_sources
                 .iter()
-                .map(|p| {
+                .filter(|n| n.addr().is_ipv6() == v6)
+                .map(|n| {
                     vec![
                         s("-p"),
                         s("tcp"),
-                        s("--dport"),
-                        p.to_string(),
+                        s("-s"),
+                        n.trunc().to_string(),
                         s("-j"),
-                        s("REDIRECT"),
-                        s("--to-ports"),
-                        spec.inbound_port.to_string(),
+                        s("RETURN"),
                     ]
                 })
                 .collect();
+            rules.extend(spec.inbound_ports.iter().map(|p| {
+                vec![
+                    s("-p"),
+                    s("tcp"),
+                    s("--dport"),
+                    p.to_string(),
+                    s("-j"),
+                    s("REDIRECT"),
+                    s("--to-ports"),
+                    spec.inbound_port.to_string(),
+                ]
+            }));
             chains.push(Chain {
                 bin,
                 hook: "PREROUTING",
@@ -276,7 +289,9 @@ impl IptablesCapture {
         if let Some(e) = system::iptables_caps_problem(system::effective_caps()) {
             return Err(e);
         }
-        if spec.proxy_uid.is_none() && spec.proxy_mark.is_none() {
+        // Inbound rules live in PREROUTING, which the proxy's own (locally generated)
+        // connections never traverse: only outbound capture needs to know the proxy.
+        if !spec.destinations.is_empty() && spec.proxy_uid.is_none() && spec.proxy_mark.is_none() {
             return Err(CaptureError::Spec(
                 "iptables capture applies to the whole network namespace, the proxy included: \
                  set proxy_mark (the proxy marks its upstream sockets) or proxy_uid, or the \
@@ -368,6 +383,7 @@ mod tests {
             exclude_ports: vec![22],
             proxy_mark: Some(0x539),
             inbound_ports: vec![8080],
+            inbound_exclude_sources: vec!["127.0.0.6/32".parse().unwrap()],
             ..CaptureSpec::default()
         };
         let chains = plan(&spec);
@@ -387,6 +403,7 @@ mod tests {
                 "iptables MOSN_OUTPUT -p tcp -d 127.0.0.2/32 --dport 80 -j REDIRECT --to-ports 15001",
                 "iptables MOSN_OUTPUT -p tcp -d 10.9.0.0/16 -j RETURN",
                 "iptables MOSN_OUTPUT -p tcp -d 10.0.0.0/8 -j REDIRECT --to-ports 15001",
+                "iptables MOSN_INBOUND -p tcp -s 127.0.0.6/32 -j RETURN",
                 "iptables MOSN_INBOUND -p tcp --dport 8080 -j REDIRECT --to-ports 15006",
             ]
         );

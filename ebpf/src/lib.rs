@@ -1,5 +1,6 @@
-//! mosn-ebpf: transparent capture of an application's outbound TCP connections into the
-//! proxy, with eBPF on the application's cgroup v2 (iptables `REDIRECT` as the fallback).
+//! mosn-ebpf: transparent capture of an application's TCP connections into the proxy:
+//! outbound with eBPF on the application's cgroup v2, inbound with an `sk_lookup` eBPF
+//! program on the proxy's network namespace (iptables `REDIRECT` as the fallback for both).
 //!
 //! ```text
 //!  Capture::install(&CaptureSpec) -> CaptureGuard (drop = uninstall)
@@ -9,6 +10,8 @@
 //!    |                  connect4/connect6     -> app cgroup
 //!    |                  sockops, getsockopt   -> app cgroup + proxy cgroup
 //!    |                  sk_msg                -> sock_hash          (when sockmap is on)
+//!    +-- inbound.rs   aya loads src/bpf/mosn_inbound.bpf.c, puts the inbound listener in its
+//!    |                sockmap, attaches sk_lookup -> the proxy's network namespace
 //!    +-- iptables.rs  nat OUTPUT/PREROUTING -> <INSTANCE>_OUTPUT/_INBOUND REDIRECT chains,
 //!    |                in one network namespace
 //!    +-- spec.rs      CaptureSpec, Destination ("10.0.0.0/8", "127.0.0.2:80", "[::1]:443")
@@ -16,9 +19,12 @@
 //!    +-- pod.rs       map key/value structs mirrored from mosn_capture.h (the only unsafe)
 //! ```
 //!
-//! Either way the proxy learns the original destination with the same call:
-//! `getsockopt(SOL_IP, SO_ORIGINAL_DST)` (or `SOL_IPV6, IP6T_SO_ORIGINAL_DST`) on the accepted
-//! socket: under iptables conntrack answers, under eBPF the `cgroup/getsockopt` program does.
+//! Either way the proxy learns the original destination of an outbound connection with the
+//! same call: `getsockopt(SOL_IP, SO_ORIGINAL_DST)` (or `SOL_IPV6, IP6T_SO_ORIGINAL_DST`) on
+//! the accepted socket: under iptables conntrack answers, under eBPF the `cgroup/getsockopt`
+//! program does. An inbound connection captured by `sk_lookup` is not rewritten at all: the
+//! accepted socket's local address is the original destination (it differs from the
+//! listener's own address, which is how the proxy tells it was steered).
 //!
 //! Nothing outlives the process: the cgroup attachments are bpf links held by file
 //! descriptors, so the kernel detaches them when mosn exits, crashes or is killed. Pinned
@@ -29,6 +35,7 @@
 
 mod ebpf;
 mod error;
+mod inbound;
 mod iptables;
 #[allow(unsafe_code)]
 mod pod;
@@ -39,6 +46,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use error::CaptureError;
+pub use inbound::InboundStats;
 pub use spec::{
     CaptureSpec, Destination, DestinationError, Mode, OnFailure, DEFAULT_INBOUND_PORT,
     DEFAULT_OUTBOUND_PORT,
@@ -49,7 +57,11 @@ pub use spec::{
 pub static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mosn_capture.bpf.o"));
 
-/// How [`OBJECT`] was produced: `clang` or `prebuilt`.
+/// The compiled inbound eBPF object (`mosn_inbound.bpf.o`: the `sk_lookup` program).
+pub static INBOUND_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mosn_inbound.bpf.o"));
+
+/// How [`OBJECT`] and [`INBOUND_OBJECT`] were produced: `clang` or `prebuilt`.
 pub const OBJECT_ORIGIN: &str = env!("MOSN_EBPF_OBJECT_ORIGIN");
 
 /// The same programs built with `-DMOSN_VERIFIER_PITFALL`: the getsockopt program stores
@@ -90,6 +102,8 @@ pub struct CaptureStats {
     pub original_dst_answers: u64,
     /// `SO_ORIGINAL_DST` asked on a socket with no record (not redirected by eBPF).
     pub original_dst_misses: u64,
+    /// The inbound (`sk_lookup`) counters.
+    pub inbound: InboundStats,
 }
 
 /// Installs a capture. See [`Capture::install`].
@@ -103,14 +117,39 @@ impl Capture {
     /// a program the kernel refuses, ...) falls back to iptables when `on_failure` is
     /// [`OnFailure::Fallback`] (the reason is kept in [`CaptureGuard::fallback_reason`] and
     /// logged), and is an error with [`OnFailure::Refuse`].
+    ///
+    /// With [`Mode::Ebpf`] and `inbound_ports`, use [`Capture::install_with_listener`]: the
+    /// inbound capture needs the listener socket (without it, the eBPF install fails and the
+    /// failure policy applies).
     pub fn install(spec: &CaptureSpec) -> Result<CaptureGuard, CaptureError> {
-        Capture::install_with_object(spec, OBJECT)
+        Capture::install_objects(spec, OBJECT, INBOUND_OBJECT, None)
+    }
+
+    /// Like [`Capture::install`], with the proxy's inbound listening socket (bound to
+    /// `inbound_port`, in the network namespace of `spec.netns` or of the calling thread):
+    /// under eBPF, connections to `inbound_ports` are handed to it by `sk_lookup`. A dual-stack
+    /// IPv6 listener takes IPv4 and IPv6 connections, an IPv4 one IPv4 only. The iptables
+    /// backend does not use the socket (it redirects to `inbound_port`).
+    pub fn install_with_listener(
+        spec: &CaptureSpec,
+        inbound_listener: Option<&std::net::TcpListener>,
+    ) -> Result<CaptureGuard, CaptureError> {
+        Capture::install_objects(spec, OBJECT, INBOUND_OBJECT, inbound_listener)
     }
 
     /// Like [`Capture::install`] with another build of the eBPF object (tests, experiments).
     pub fn install_with_object(
         spec: &CaptureSpec,
         object: &[u8],
+    ) -> Result<CaptureGuard, CaptureError> {
+        Capture::install_objects(spec, object, INBOUND_OBJECT, None)
+    }
+
+    fn install_objects(
+        spec: &CaptureSpec,
+        object: &[u8],
+        inbound_object: &[u8],
+        inbound_listener: Option<&std::net::TcpListener>,
     ) -> Result<CaptureGuard, CaptureError> {
         spec.check().map_err(CaptureError::Spec)?;
         let guard = |inner, fallback_reason| CaptureGuard {
@@ -123,22 +162,24 @@ impl Capture {
                 Inner::Iptables(iptables::IptablesCapture::install(spec)?),
                 None,
             )),
-            Mode::Ebpf => match ebpf::EbpfCapture::install(spec, object) {
-                Ok(c) => Ok(guard(Inner::Ebpf(Box::new(c)), None)),
-                Err(e) if spec.on_failure == OnFailure::Refuse => Err(e),
-                Err(e) => {
-                    tracing::warn!(
-                        "{e}; falling back to the iptables capture (on_failure: fallback)"
-                    );
-                    match iptables::IptablesCapture::install(spec) {
-                        Ok(c) => Ok(guard(Inner::Iptables(c), Some(e))),
-                        Err(ipt) => Err(CaptureError::FallbackFailed {
-                            ebpf: Box::new(e),
-                            iptables: Box::new(ipt),
-                        }),
+            Mode::Ebpf => {
+                match ebpf::EbpfCapture::install(spec, object, inbound_object, inbound_listener) {
+                    Ok(c) => Ok(guard(Inner::Ebpf(Box::new(c)), None)),
+                    Err(e) if spec.on_failure == OnFailure::Refuse => Err(e),
+                    Err(e) => {
+                        tracing::warn!(
+                            "{e}; falling back to the iptables capture (on_failure: fallback)"
+                        );
+                        match iptables::IptablesCapture::install(spec) {
+                            Ok(c) => Ok(guard(Inner::Iptables(c), Some(e))),
+                            Err(ipt) => Err(CaptureError::FallbackFailed {
+                                ebpf: Box::new(e),
+                                iptables: Box::new(ipt),
+                            }),
+                        }
                     }
                 }
-            },
+            }
         }
     }
 
@@ -206,7 +247,7 @@ impl CaptureGuard {
     }
 
     /// `(program, cgroup directory)` of every attachment (eBPF; `sk_msg` is attached to
-    /// `sock_hash`).
+    /// `sock_hash`, `mosn_sk_lookup` to a network namespace file).
     pub fn attachments(&self) -> Vec<(String, PathBuf)> {
         match &self.inner {
             Inner::Ebpf(c) => c

@@ -131,10 +131,16 @@ pub struct CaptureSpec {
     pub proxy_cgroup: Option<PathBuf>,
     /// Where the proxy accepts captured outbound connections (on loopback).
     pub outbound_port: u16,
-    /// Where the proxy accepts captured inbound connections (iptables only).
+    /// Where the proxy accepts captured inbound connections.
     pub inbound_port: u16,
-    /// iptables only: local ports whose incoming connections go to `inbound_port`.
+    /// Local ports whose incoming connections go to the proxy's inbound listener (iptables:
+    /// nat PREROUTING REDIRECT to `inbound_port`; eBPF: `sk_lookup` hands them to the listener
+    /// socket given to [`crate::Capture::install_with_listener`], with no address rewrite).
     pub inbound_ports: Vec<u16>,
+    /// Inbound only: clients (source ranges) whose connections are never captured, e.g.
+    /// `127.0.0.6/32` or a health checker's range. Connections made inside the namespace
+    /// itself (arriving on loopback) are never captured inbound anyway.
+    pub inbound_exclude_sources: Vec<IpNet>,
     /// The IPv4 address captured IPv4 connections are sent to (default 127.0.0.1).
     pub proxy_ip4: Ipv4Addr,
     /// The IPv6 address captured IPv6 connections are sent to (default ::1).
@@ -158,8 +164,9 @@ pub struct CaptureSpec {
     /// Names this capture: pin directory `<instance>-<pid>`, iptables chains
     /// `<INSTANCE>_OUTPUT` / `<INSTANCE>_INBOUND`. `[A-Za-z0-9_]`, at most 16 characters.
     pub instance: String,
-    /// iptables: the network namespace to install the rules in (a file such as
-    /// `/run/netns/NAME`). `None`: the namespace of the thread calling `install`.
+    /// iptables: the network namespace to install the rules in; eBPF inbound: the namespace
+    /// the `sk_lookup` program is attached to (the inbound listener must live there). A file
+    /// such as `/run/netns/NAME`. `None`: the namespace of the thread calling `install`.
     pub netns: Option<PathBuf>,
 }
 
@@ -178,6 +185,7 @@ impl Default for CaptureSpec {
             outbound_port: DEFAULT_OUTBOUND_PORT,
             inbound_port: DEFAULT_INBOUND_PORT,
             inbound_ports: Vec::new(),
+            inbound_exclude_sources: Vec::new(),
             proxy_ip4: Ipv4Addr::LOCALHOST,
             proxy_ip6: Ipv6Addr::LOCALHOST,
             proxy_uid: None,

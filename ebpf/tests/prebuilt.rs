@@ -99,3 +99,21 @@ fn prebuilt_objects_hold_the_programs_and_maps_of_the_build() {
     );
     eprintln!("eBPF object of this build: {}", mosn_ebpf::OBJECT_ORIGIN);
 }
+
+#[test]
+fn prebuilt_inbound_object_holds_the_programs_and_maps_of_the_build() {
+    let prebuilt = aya::include_bytes_aligned!("../prebuilt/mosn_inbound.bpf.o");
+    let (progs, maps) = programs_and_maps(prebuilt);
+    assert_eq!(progs, ["mosn_sk_lookup"].map(String::from).into());
+    assert!(
+        maps.contains("in_listener") && maps.contains("in_ports"),
+        "{maps:?}"
+    );
+    let built = programs_and_maps(mosn_ebpf::INBOUND_OBJECT);
+    assert_eq!(
+        (progs, maps),
+        built,
+        "the prebuilt inbound object differs from this build's ({}); {REGEN}",
+        mosn_ebpf::OBJECT_ORIGIN
+    );
+}

@@ -7,6 +7,7 @@
 //!   "cgroup_path": "/sys/fs/cgroup/unified/app",
 //!   "proxy_cgroup_path": "",                 // default: the cgroup mosn runs in
 //!   "outbound_port": 15001, "inbound_port": 15006, "inbound_ports": [8080],
+//!   "inbound_exclude_sources": ["10.0.0.9/32"], // clients never captured inbound
 //!   "proxy_mark": 1337, "proxy_uid": 1337,   // the proxy's own sockets: never captured
 //!   "destinations": ["127.0.0.0/8:80", "10.0.0.0/8", "[fd00::/8]:443"],
 //!   "exclude_destinations": ["10.0.0.1"], "exclude_ports": [22],
@@ -45,6 +46,7 @@ pub(crate) struct RawTrafficCapture {
     pub outbound_port: Option<u64>,
     pub inbound_port: Option<u64>,
     pub inbound_ports: Vec<u64>,
+    pub inbound_exclude_sources: Vec<String>,
     pub proxy_uid: Option<u32>,
     pub proxy_mark: Option<u32>,
     pub destinations: Vec<String>,
@@ -176,10 +178,14 @@ pub struct TrafficCapture {
     pub proxy_cgroup_path: Option<PathBuf>,
     /// Where mosn accepts captured outbound connections (127.0.0.1 / ::1).
     pub outbound_port: u16,
-    /// Where mosn accepts captured inbound connections (iptables).
+    /// Where mosn accepts captured inbound connections (a `use_original_dst` listener).
     pub inbound_port: u16,
-    /// Local ports whose incoming connections are captured (iptables).
+    /// Local ports whose incoming connections are captured (iptables: nat PREROUTING
+    /// REDIRECT; eBPF: `sk_lookup` in mosn's network namespace).
     pub inbound_ports: Vec<u16>,
+    /// Client ranges whose incoming connections are never captured (connections made inside
+    /// mosn's own network namespace never are).
+    pub inbound_exclude_sources: Vec<IpNet>,
     /// Connections made by this uid are never captured.
     pub proxy_uid: Option<u32>,
     /// Sockets with this `SO_MARK` are never captured; mosn marks its upstream sockets.
@@ -209,6 +215,7 @@ impl Default for TrafficCapture {
             outbound_port: DEFAULT_CAPTURE_OUTBOUND_PORT,
             inbound_port: DEFAULT_CAPTURE_INBOUND_PORT,
             inbound_ports: Vec::new(),
+            inbound_exclude_sources: Vec::new(),
             proxy_uid: None,
             proxy_mark: None,
             destinations: Vec::new(),
@@ -267,6 +274,38 @@ fn destinations(values: &[String], key: &str, report: Report<'_>) -> Vec<Capture
         .collect()
 }
 
+fn sources(values: &[String], key: &str, report: Report<'_>) -> Vec<IpNet> {
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            let at = format!("{key}[{i}]");
+            match text.parse::<CaptureDestination>() {
+                Ok(CaptureDestination { net, port: None }) => Some(net),
+                Ok(_) => {
+                    report(
+                        &at,
+                        format!("{text:?}: a client range has no port (write e.g. \"10.0.0.0/8\")"),
+                        true,
+                    );
+                    None
+                }
+                Err(why) => {
+                    report(
+                        &at,
+                        format!(
+                            "invalid client range {text:?}: {why} (write e.g. \"10.0.0.0/8\", \
+                             \"127.0.0.6\" or \"fd00::/8\")"
+                        ),
+                        true,
+                    );
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
 fn path(text: &str, key: &str, report: Report<'_>) -> Option<PathBuf> {
     if text.is_empty() {
         return None;
@@ -317,6 +356,11 @@ pub(crate) fn build(raw: &RawTrafficCapture, report: Report<'_>) -> TrafficCaptu
             .and_then(|p| port(p, "inbound_port", report))
             .unwrap_or(DEFAULT_CAPTURE_INBOUND_PORT),
         inbound_ports: ports(&raw.inbound_ports, "inbound_ports", report),
+        inbound_exclude_sources: sources(
+            &raw.inbound_exclude_sources,
+            "inbound_exclude_sources",
+            report,
+        ),
         proxy_uid: raw.proxy_uid,
         proxy_mark: raw.proxy_mark,
         destinations: destinations(&raw.destinations, "destinations", report),
@@ -378,16 +422,22 @@ pub(crate) fn build(raw: &RawTrafficCapture, report: Report<'_>) -> TrafficCaptu
             true,
         );
     }
-    if tc.mode == CaptureMode::Ebpf && tc.cgroup_path.is_none() {
+    // Outbound capture (destinations) needs the cgroup and a way to tell mosn's own
+    // connections apart; inbound capture alone needs neither (neither sk_lookup nor nat
+    // PREROUTING ever sees a connection made inside mosn's namespace as inbound).
+    let outbound = !tc.destinations.is_empty() || !raw.destinations.is_empty();
+    if tc.mode == CaptureMode::Ebpf && outbound && tc.cgroup_path.is_none() {
         report(
             "cgroup_path",
-            "required with mode \"ebpf\": the application's cgroup v2 directory".to_string(),
+            "required with mode \"ebpf\" and destinations: the application's cgroup v2 \
+             directory"
+                .to_string(),
             true,
         );
     }
     let iptables_possible = tc.mode == CaptureMode::Iptables
         || (tc.mode == CaptureMode::Ebpf && tc.on_failure == CaptureFailurePolicy::Fallback);
-    if iptables_possible && tc.proxy_mark.is_none() && tc.proxy_uid.is_none() {
+    if outbound && iptables_possible && tc.proxy_mark.is_none() && tc.proxy_uid.is_none() {
         let why = if tc.mode == CaptureMode::Iptables {
             "mode \"iptables\""
         } else {
@@ -402,13 +452,11 @@ pub(crate) fn build(raw: &RawTrafficCapture, report: Report<'_>) -> TrafficCaptu
             true,
         );
     }
-    if tc.mode == CaptureMode::Ebpf && !tc.inbound_ports.is_empty() {
+    if tc.inbound_ports.contains(&tc.inbound_port) || tc.inbound_ports.contains(&tc.outbound_port) {
         report(
             "inbound_ports",
-            "the eBPF capture is outbound only: inbound_ports take effect only under \
-             iptables (mode \"iptables\" or the fallback)"
-                .to_string(),
-            false,
+            "must not list inbound_port or outbound_port (mosn's own listeners)".to_string(),
+            true,
         );
     }
     tc
@@ -435,6 +483,16 @@ pub(crate) fn dump(tc: &TrafficCapture) -> Value {
     put(&mut m, "outbound_port", tc.outbound_port.into());
     put(&mut m, "inbound_port", tc.inbound_port.into());
     put(&mut m, "inbound_ports", tc.inbound_ports.clone().into());
+    put(
+        &mut m,
+        "inbound_exclude_sources",
+        Value::from(
+            tc.inbound_exclude_sources
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>(),
+        ),
+    );
     if let Some(uid) = tc.proxy_uid {
         put(&mut m, "proxy_uid", uid.into());
     }
@@ -517,6 +575,7 @@ mod tests {
                 "mode": "ebpf", "cgroup_path": "/sys/fs/cgroup/unified/app",
                 "proxy_cgroup_path": "/sys/fs/cgroup/unified/mosn",
                 "outbound_port": 15101, "inbound_port": 15106, "inbound_ports": [8080],
+                "inbound_exclude_sources": ["127.0.0.6", "fd00::/8"],
                 "proxy_uid": 1337, "proxy_mark": 4919,
                 "destinations": ["127.0.0.0/8:80", "10.0.0.0/8", "[fd00::/8]:443"],
                 "exclude_destinations": ["10.0.0.1"], "exclude_ports": [22, 15020],
@@ -535,12 +594,19 @@ mod tests {
         assert_eq!(tc.destinations.len(), 3);
         assert_eq!(tc.destinations[2].port, Some(443));
         assert_eq!(tc.exclude_ports, [22, 15020]);
-        // inbound_ports under ebpf: a warning
+        assert_eq!(
+            tc.inbound_exclude_sources,
+            [
+                "127.0.0.6/32".parse::<IpNet>().unwrap(),
+                "fd00::/8".parse().unwrap()
+            ]
+        );
+        // inbound_ports under ebpf: captured by sk_lookup, no warning any more
         assert!(
-            loaded
+            !loaded
                 .warnings
                 .iter()
-                .any(|w| w.path == "traffic_capture.inbound_ports"),
+                .any(|w| w.path.starts_with("traffic_capture")),
             "{:?}",
             loaded.warnings
         );
@@ -629,5 +695,18 @@ mod tests {
                 "destinations": ["10.0.0.0/8"]}"#
         )
         .is_empty());
+        // inbound only: no cgroup, no proxy_mark needed
+        assert!(errors(r#"{"mode": "ebpf", "inbound_ports": [8080]}"#).is_empty());
+        let e = errors(
+            r#"{"mode": "ebpf", "inbound_ports": [8080, 15006],
+                "inbound_exclude_sources": ["10.0.0.0/8:80", "nope"]}"#,
+        );
+        for w in [
+            "traffic_capture.inbound_ports: must not list inbound_port",
+            "traffic_capture.inbound_exclude_sources[0]: \"10.0.0.0/8:80\": a client range has no port",
+            "traffic_capture.inbound_exclude_sources[1]: invalid client range \"nope\"",
+        ] {
+            assert!(e.iter().any(|e| e.starts_with(w)), "missing {w:?} in {e:#?}");
+        }
     }
 }

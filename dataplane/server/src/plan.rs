@@ -137,6 +137,7 @@ fn capture_spec(t: &cfg::TrafficCapture) -> CaptureSpec {
         outbound_port: t.outbound_port,
         inbound_port: t.inbound_port,
         inbound_ports: t.inbound_ports.clone(),
+        inbound_exclude_sources: t.inbound_exclude_sources.clone(),
         proxy_uid: t.proxy_uid,
         proxy_mark: t.proxy_mark,
         destinations: t.destinations.iter().map(dest).collect(),
@@ -149,28 +150,59 @@ fn capture_spec(t: &cfg::TrafficCapture) -> CaptureSpec {
     }
 }
 
-/// Captured connections arrive at the outbound port on loopback: some listener must take
-/// them there and hand them on by their original destination.
+/// Captured outbound connections arrive at the outbound port on loopback: some listener
+/// must take them there and hand them on by their original destination. Captured inbound
+/// connections arrive at the inbound listener (iptables: redirected to its port on the
+/// receiving interface's address, so it must listen on every address; eBPF: handed to its
+/// socket as they are), which does the same.
 fn check_capture_listener(
     spec: &CaptureSpec,
     listeners: &[ListenerPlan],
 ) -> Result<(), Vec<Unsupported>> {
-    let takes = |l: &ListenerPlan| {
+    let mut problems = Vec::new();
+    let outbound = |l: &ListenerPlan| {
         l.bind
             && l.use_original_dst
             && l.listen.addr.port() == spec.outbound_port
             && (l.listen.addr.ip().is_loopback() || l.listen.addr.ip().is_unspecified())
     };
-    if listeners.iter().any(takes) {
-        return Ok(());
+    if !spec.destinations.is_empty() && !listeners.iter().any(outbound) {
+        problems.push(Unsupported {
+            path: "traffic_capture.outbound_port".to_string(),
+            reason: format!(
+                "captured connections go to 127.0.0.1:{}, but no listener there has \"use_original_dst\": \"redirect\"",
+                spec.outbound_port
+            ),
+        });
     }
-    Err(vec![Unsupported {
-        path: "traffic_capture.outbound_port".to_string(),
-        reason: format!(
-            "captured connections go to 127.0.0.1:{}, but no listener there has \"use_original_dst\": \"redirect\"",
-            spec.outbound_port
-        ),
-    }])
+    if !spec.inbound_ports.is_empty() && inbound_listener(spec, listeners).is_none() {
+        problems.push(Unsupported {
+            path: "traffic_capture.inbound_port".to_string(),
+            reason: format!(
+                "captured inbound connections go to port {}, but no listener on 0.0.0.0:{0} or [::]:{0} has \"use_original_dst\": \"redirect\"",
+                spec.inbound_port
+            ),
+        });
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+/// The listener that takes captured inbound connections: bound, `use_original_dst`, on
+/// every address at `inbound_port`.
+pub(crate) fn inbound_listener<'a>(
+    spec: &CaptureSpec,
+    listeners: &'a [ListenerPlan],
+) -> Option<&'a ListenerPlan> {
+    listeners.iter().find(|l| {
+        l.bind
+            && l.use_original_dst
+            && l.listen.addr.port() == spec.inbound_port
+            && l.listen.addr.ip().is_unspecified()
+    })
 }
 
 /// Where `default_log_path` sends log lines.

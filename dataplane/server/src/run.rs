@@ -393,11 +393,20 @@ impl Server {
         // Capture only once something listens where captured connections are sent.
         let capture = match &plan.capture {
             Some(spec) => {
-                let guard = Capture::install(spec)?;
+                // The eBPF inbound capture hands connections to the inbound listener's socket
+                // (one of a reuseport group is enough: the kernel picks within the group).
+                let inbound = crate::plan::inbound_listener(spec, &plan.listeners).and_then(|l| {
+                    per_worker
+                        .first()?
+                        .iter()
+                        .find(|b| b.name == l.name)
+                        .map(|b| &b.socket)
+                });
+                let guard = Capture::install_with_listener(spec, inbound)?;
                 if let Some(why) = guard.fallback_reason() {
                     tracing::warn!(reason = %why, "traffic capture: eBPF unavailable, using iptables instead");
                 }
-                tracing::info!(backend = ?guard.backend(), port = spec.outbound_port, "traffic capture installed");
+                tracing::info!(backend = ?guard.backend(), port = spec.outbound_port, inbound_ports = ?spec.inbound_ports, "traffic capture installed");
                 Some(guard)
             }
             None => None,

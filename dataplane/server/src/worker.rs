@@ -250,6 +250,7 @@ pub async fn serve_listener<T: WorkerTransport>(
     shared: Arc<Shared>,
     mut drain: watch::Receiver<bool>,
 ) {
+    let bound = listener.local_addr().ok();
     loop {
         if *drain.borrow() {
             break;
@@ -287,6 +288,12 @@ pub async fn serve_listener<T: WorkerTransport>(
         if rt.0.use_original_dst {
             // Captured traffic: serve it with the listener of its original destination, if
             // one is configured; else with this one (e.g. an ORIGINAL_DST tcp_proxy).
+            if accepted.original_dst.is_none() {
+                if let Some((dst, local)) = steered(bound, accepted.local) {
+                    accepted.original_dst = Some(dst);
+                    accepted.local = local;
+                }
+            }
             if let Some(dst) = accepted.original_dst {
                 if let Some(target) = snap.listener_for(dst) {
                     if !Arc::ptr_eq(target, &rt) {
@@ -320,6 +327,30 @@ pub async fn serve_listener<T: WorkerTransport>(
         });
     }
     tracing::debug!(listener = %name, "stopped accepting");
+}
+
+/// A connection the eBPF inbound capture (`sk_lookup`) handed to this listener: nothing was
+/// rewritten, so the accepted socket's local address is where the client connected, and it
+/// differs from the address the listener is bound to (another port, or another address than
+/// a specific bound one). Returns `(original destination, local address)` as an iptables
+/// `REDIRECT` would have left them (the destination's address, the listener's port), so that
+/// the rest (hand-off, `tcp_proxy`'s loop check, `ORIGINAL_DST` clusters) is the same. `None`
+/// for a connection made to the listener itself. An IPv4 client of a dual-stack listener
+/// shows as IPv4-mapped: it is given back as IPv4, the form virtual listeners use.
+fn steered(bound: Option<SocketAddr>, local: SocketAddr) -> Option<(SocketAddr, SocketAddr)> {
+    let bound = bound?;
+    let unmap = |a: std::net::IpAddr| match a {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    let ip = unmap(local.ip());
+    let same_ip = bound.ip().is_unspecified() || unmap(bound.ip()) == ip;
+    (local.port() != bound.port() || !same_ip).then(|| {
+        (
+            SocketAddr::new(ip, local.port()),
+            SocketAddr::new(ip, bound.port()),
+        )
+    })
 }
 
 /// A TLS listener's connection: with `inspector`, the first bytes decide TLS or plaintext

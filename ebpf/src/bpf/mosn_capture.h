@@ -71,4 +71,24 @@ struct mosn_lpm6 {
 #define MOSN_STAT_ORIG_MISS 7  /* SO_ORIGINAL_DST asked for a socket we did not redirect */
 #define MOSN_STAT_MAX 8
 
+/* === inbound (mosn_inbound.bpf.c) === */
+
+/* LPM keys of in_src4 / in_src6: a client address range (no port), network order. */
+struct mosn_in_lpm4 {
+	__u32 prefixlen;
+	__u32 addr;
+};
+struct mosn_in_lpm6 {
+	__u32 prefixlen;
+	__u32 addr[4];
+};
+
+/* in_stats array indexes (u64 counters) */
+#define MOSN_IN_STAT_CAPTURED 0      /* connections assigned to the inbound listener */
+#define MOSN_IN_STAT_LOCAL 1         /* captured port, but made inside the namespace: left alone */
+#define MOSN_IN_STAT_EXCLUDED 2      /* captured port, but from an excluded source */
+#define MOSN_IN_STAT_NO_LISTENER 3   /* no listener in the slot of this address family */
+#define MOSN_IN_STAT_ASSIGN_FAILED 4 /* bpf_sk_assign refused (e.g. IPv4 to a v6only socket) */
+#define MOSN_IN_STAT_MAX 5
+
 #endif
