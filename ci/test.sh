@@ -19,12 +19,15 @@ python3 ci/check-layers.py
 step "clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p mosn-tls-offload --all-targets --features openssl --locked -- -D warnings
+cargo clippy -p mosn -p mosn-server --all-targets --features openssl --locked -- -D warnings
 
 step "tests"
 {
     cargo test --workspace --locked --no-fail-fast
     # The OpenSSL offload backend (feature `openssl`): interop, the test ENGINE, async mode.
     cargo test -p mosn-tls-offload --features openssl --locked --no-fail-fast
+    # mosn built with the OpenSSL backend: `type: openssl` listeners with the test ENGINE.
+    cargo test --features openssl --locked --no-fail-fast --test tls
 } 2>&1 | tee target/test-output.txt
 # One plain summary line over every test binary.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\nall tests: %d passed, %d failed, %d ignored\n", p, f, i; if (p == 0) exit 1 }' target/test-output.txt

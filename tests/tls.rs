@@ -422,6 +422,97 @@ fn http_pools_keep_tls_and_plaintext_connections_to_one_address_apart() {
     );
 }
 
+/// A process-wide metric of mosn's `tls_offload{backend="openssl"}` scope.
+#[cfg(feature = "openssl")]
+fn offload_metric(mosn: &Mosn, name: &str) -> u64 {
+    let (_, text) = mosn.admin_get("/stats/prometheus");
+    let prefix = format!("mosn_tls_offload_{name}{{backend=\"openssl\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+}
+
+#[cfg(feature = "openssl")]
+fn openssl_listener(c: &Certs, up: SocketAddr, extend_verify: Value) -> Value {
+    tls_config(
+        c,
+        up,
+        "Http1",
+        json!({"type": "openssl", "extend_verify": extend_verify}),
+        false,
+    )
+}
+
+/// `type: openssl` with the test ENGINE named in `extend_verify`: curl's handshakes are served
+/// by OpenSSL in async mode with every private-key operation on the engine (mosn counts them
+/// as offloaded), and the rustls default is untouched elsewhere.
+#[cfg(feature = "openssl")]
+#[test]
+fn openssl_backend_offloads_handshakes_to_the_engine_named_in_the_config() {
+    let c = certs();
+    let up = Upstream::echo("up");
+    let cfg = openssl_listener(
+        &c,
+        up.addr,
+        json!({"engine": {"path": mosn_tls_offload::openssl::TEST_ENGINE_PATH},
+               "async": true, "on_failure": "refuse"}),
+    );
+    let mosn = Mosn::start(&cfg);
+    for _ in 0..3 {
+        let r = https(&c, mosn.addr("l7"), &[]);
+        assert_eq!((r.code, r.version.as_str()), (200, "1.1"));
+    }
+    assert_eq!(
+        listener_metric(&mosn, "mosn_listener_tls_handshake_ok", "l7"),
+        3
+    );
+    assert_eq!(offload_metric(&mosn, "handshakes_offloaded"), 3);
+    assert_eq!(offload_metric(&mosn, "handshakes_software"), 0);
+    assert!(
+        offload_metric(&mosn, "async_waits") >= 3,
+        "async mode paused jobs"
+    );
+}
+
+/// An engine that cannot be loaded: `on_failure: refuse` stops start-up naming the key;
+/// `fallback` starts with rustls (counted) and serves.
+#[cfg(feature = "openssl")]
+#[test]
+fn openssl_accelerator_failure_refuses_or_falls_back_as_configured() {
+    let c = certs();
+    let up = Upstream::echo("up");
+    let dir = tempfile::tempdir().unwrap();
+    let missing = json!({"path": "/nonexistent/engine.so"});
+    let cfg = openssl_listener(
+        &c,
+        up.addr,
+        json!({"engine": missing, "on_failure": "refuse"}),
+    );
+    let p = common::write_config(&dir, "refuse.json", &cfg.to_string());
+    let out = Command::new(common::mosn_bin())
+        .args(["start", "-c", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("servers[0].listeners[0].filter_chains[0].tls_context")
+            && err.contains("/nonexistent/engine.so"),
+        "{err}"
+    );
+
+    let cfg = openssl_listener(
+        &c,
+        up.addr,
+        json!({"engine": missing, "on_failure": "fallback"}),
+    );
+    let mosn = Mosn::start(&cfg);
+    let r = https(&c, mosn.addr("l7"), &[]);
+    assert_eq!(r.code, 200);
+    assert_eq!(offload_metric(&mosn, "fallbacks"), 1);
+    assert_eq!(offload_metric(&mosn, "handshakes_offloaded"), 0);
+}
+
 #[test]
 fn unreadable_certificate_stops_start_up_with_its_path() {
     let dir = tempfile::tempdir().unwrap();

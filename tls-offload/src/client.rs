@@ -11,6 +11,8 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::TlsConnector;
 
+use crate::keyless::{self, KeylessConfig, KeylessKey, KeylessStats};
+use crate::kind::{self, Kind};
 use crate::{params, server, source, Backend, HandshakeCounters, SessionInfo, TlsError, TlsStream};
 
 /// An upstream (cluster) TLS configuration. Cheap to clone; share one per cluster.
@@ -24,11 +26,16 @@ pub struct ClientConfig {
     server_name: Option<ServerName<'static>>,
     fall_back: bool,
     counters: HandshakeCounters,
+    /// `type: keyless`: the client certificate's key is remote (its signing counters).
+    keyless: Option<Arc<keyless::Counters>>,
 }
 
 impl ClientConfig {
-    /// Builds the rustls backend's client config from a cluster's `tls_context`; `path` is its
-    /// JSON path (`cluster_manager.clusters[0].tls_context`), errors name `{path}.<key>`.
+    /// Builds a cluster's client config from its `tls_context`; `path` is its JSON path
+    /// (`cluster_manager.clusters[0].tls_context`), errors name `{path}.<key>`. The backend
+    /// follows `type` as on listeners ([`crate::ServerConfig::build`]): rustls, `openssl`
+    /// (settings in `extend_verify`) or `keyless` (the client certificate's key in a key
+    /// server; `cert_chain` required, `private_key` empty).
     ///
     /// - `server_name`: SNI and the name the certificate is checked against; when empty the
     ///   host given to [`ClientConfig::connect`] is used.
@@ -38,6 +45,19 @@ impl ClientConfig {
     /// - `cert_chain` + `private_key`: the client certificate presented when asked.
     /// - `alpn`, `min_version`/`max_version`, `cipher_suites`, `ecdh_curves`: as on listeners.
     pub fn build(ctx: &TlsContext, path: &str) -> Result<ClientConfig, TlsError> {
+        match kind::of(ctx, path)? {
+            Kind::Rustls => ClientConfig::build_rustls(ctx, path, None),
+            #[cfg(feature = "openssl")]
+            Kind::OpenSsl(settings) => ClientConfig::build_openssl(ctx, path, &settings),
+            Kind::Keyless(cfg) => ClientConfig::build_rustls(ctx, path, Some(cfg)),
+        }
+    }
+
+    fn build_rustls(
+        ctx: &TlsContext,
+        path: &str,
+        keyless: Option<KeylessConfig>,
+    ) -> Result<ClientConfig, TlsError> {
         if ctx.sds_source.is_some() {
             return Err(TlsError::config(
                 format!("{path}.sds_source"),
@@ -65,26 +85,45 @@ impl ClientConfig {
         } else {
             builder.with_root_certificates(roots(ctx, path)?)
         };
-        let mut config = match (ctx.cert_chain.trim(), ctx.private_key.trim()) {
-            ("", "") => builder.with_no_client_auth(),
-            ("", _) => {
+        let counters = keyless
+            .as_ref()
+            .map(|_| Arc::<keyless::Counters>::default());
+        let mut config = if let (Some(cfg), Some(counters)) = (keyless, &counters) {
+            server::check_key_presence(ctx, path, true, "")?;
+            let chain_path = format!("{path}.cert_chain");
+            if ctx.cert_chain.trim().is_empty() {
                 return Err(TlsError::config(
-                    format!("{path}.cert_chain"),
-                    "private_key is set without a certificate chain",
-                ))
+                    chain_path,
+                    "type \"keyless\" needs the client certificate chain",
+                ));
             }
-            (_, "") => {
-                return Err(TlsError::config(
-                    format!("{path}.private_key"),
-                    "cert_chain is set without a private key",
-                ))
-            }
-            _ => {
-                let chain = source::load_certs(&ctx.cert_chain, &format!("{path}.cert_chain"))?;
-                let key = source::load_key(&ctx.private_key, &format!("{path}.private_key"))?;
-                let certified = CertifiedKey::from_der(chain, key, &p.provider)
-                    .map_err(|e| TlsError::rustls(format!("{path}.private_key"), e))?;
-                builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
+            let chain = source::load_certs(&ctx.cert_chain, &chain_path)?;
+            let client = Arc::new(keyless::Client::new(cfg, counters.clone()));
+            let key = KeylessKey::new(&chain[0], client, &chain_path)?;
+            let certified = CertifiedKey::new(chain, Arc::new(key));
+            builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
+        } else {
+            match (ctx.cert_chain.trim(), ctx.private_key.trim()) {
+                ("", "") => builder.with_no_client_auth(),
+                ("", _) => {
+                    return Err(TlsError::config(
+                        format!("{path}.cert_chain"),
+                        "private_key is set without a certificate chain",
+                    ))
+                }
+                (_, "") => {
+                    return Err(TlsError::config(
+                        format!("{path}.private_key"),
+                        "cert_chain is set without a private key",
+                    ))
+                }
+                _ => {
+                    let chain = source::load_certs(&ctx.cert_chain, &format!("{path}.cert_chain"))?;
+                    let key = source::load_key(&ctx.private_key, &format!("{path}.private_key"))?;
+                    let certified = CertifiedKey::from_der(chain, key, &p.provider)
+                        .map_err(|e| TlsError::rustls(format!("{path}.private_key"), e))?;
+                    builder.with_client_cert_resolver(Arc::new(SingleCertAndKey::from(certified)))
+                }
             }
         };
         config.alpn_protocols = p.alpn;
@@ -96,6 +135,7 @@ impl ClientConfig {
             server_name,
             fall_back: ctx.fall_back,
             counters: HandshakeCounters::default(),
+            keyless: counters,
         })
     }
 
@@ -109,8 +149,14 @@ impl ClientConfig {
         path: &str,
         settings: &crate::openssl::OpenSslBackend,
     ) -> Result<ClientConfig, TlsError> {
+        if let Kind::Keyless(_) = kind::of(ctx, path)? {
+            return Err(TlsError::config(
+                format!("{path}.type"),
+                "\"keyless\" needs the rustls backend, not openssl",
+            ));
+        }
         let loaded = crate::openssl::Settings::load(settings, path)?;
-        let mut config = ClientConfig::build(ctx, path)?;
+        let mut config = ClientConfig::build_rustls(ctx, path, None)?;
         if let Some(settings) = loaded {
             config.openssl = Some(Arc::new(OpenSslClient {
                 context: crate::openssl::client_context(ctx, path)?,
@@ -131,6 +177,11 @@ impl ClientConfig {
     /// This config's handshake counters.
     pub fn counters(&self) -> &HandshakeCounters {
         &self.counters
+    }
+
+    /// Keyless signing counters (`type: keyless`), `None` otherwise.
+    pub fn keyless_stats(&self) -> Option<KeylessStats> {
+        self.keyless.as_ref().map(|c| c.stats())
     }
 
     /// The backend that runs the handshakes.
@@ -183,10 +234,27 @@ impl ClientConfig {
             ServerName::DnsName(dns) => Some(dns.as_ref().to_string()),
             _ => None,
         };
-        let stream = TlsConnector::from(self.config.clone())
-            .connect(name, io)
-            .await
-            .map_err(TlsError::Handshake)?;
+        let connector = TlsConnector::from(self.config.clone());
+        let stream = if self.keyless.is_some() {
+            // the client certificate's signature is remote: drive the handshake with the
+            // signing steps on the blocking pool, then hand the finished connection to the
+            // same tokio-rustls stream type (its fresh connection is replaced before use)
+            let mut io = io;
+            let conn = rustls::ClientConnection::new(self.config.clone(), name.clone())
+                .map_err(|e| TlsError::Handshake(std::io::Error::other(e)))?;
+            let conn = keyless::handshake(conn, &mut io)
+                .await
+                .map_err(TlsError::Handshake)?;
+            connector
+                .connect_with(name, io, move |fresh| *fresh = conn)
+                .await
+                .map_err(TlsError::Handshake)?
+        } else {
+            connector
+                .connect(name, io)
+                .await
+                .map_err(TlsError::Handshake)?
+        };
         let info = SessionInfo::from_rustls(stream.get_ref().1, sni, None);
         Ok(TlsStream::rustls(stream.into(), info))
     }

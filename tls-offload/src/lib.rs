@@ -14,27 +14,41 @@
 //!  reload.rs   Reloader: polls the files' mtime on a std thread and calls ServerConfig::reload
 //!  metrics.rs  HandshakeCounters (per config, registrable in mosn-metrics) and per-backend totals
 //!  error.rs    TlsError: every config error names the JSON path and key
+//!  kind.rs     tls_context `type` + `extend_verify` -> the backend (rustls, openssl, keyless)
+//!              and the OpenSSL settings parsed from JSON
+//!  keyless/    (`type: keyless`) the remote-key signer, its wire protocol, and the handshake
+//!              driver that keeps the signing step off the event loop; the key server is the
+//!              `mosn-keyserver` binary (src/bin/mosn-keyserver.rs)
 //!  openssl/    (feature `openssl`) the OpenSSL backend: ENGINE/provider offload, SSL_MODE_ASYNC
 //!              and its async driver, the only `unsafe` of the crate (openssl/ffi.rs)
 //! ```
 //!
 //! # The backend seam
 //!
-//! A backend is chosen when a config is built ([`ServerConfig::build_with`]), never per
-//! connection, and is a closed enum ([`Backend`]) rather than a trait object: the handshake
-//! futures and streams are concrete enums (`TlsStream` wraps one variant per backend), so a
-//! worker's event loop pays no dynamic dispatch and no boxing per read or write, and a future
-//! OpenSSL backend can bring its own async driver (the `SSL_MODE_ASYNC` retry loop that must
-//! resume on the same OS thread, ACCELERATION.md §7) as one more variant without changing the
-//! callers. Nothing here spawns tasks or threads on the data path (only [`Reloader`] owns a std
+//! A backend is chosen when a config is built, never per connection: by the contexts' `type`
+//! in [`ServerConfig::build`] / [`ClientConfig::build`] (`""`/`"rustls"`, `"openssl"` with its
+//! settings in `extend_verify`, `"keyless"`; unknown types and `tls_context_set`s mixing
+//! `openssl` with other types are errors), or explicitly ([`ServerConfig::build_with`]). It is
+//! a closed enum ([`Backend`]) rather than a trait object: the handshake futures and streams
+//! are concrete enums (`TlsStream` wraps one variant per backend), so a worker's event loop
+//! pays no dynamic dispatch and no boxing per read or write, and a future OpenSSL backend can
+//! bring its own async driver (the `SSL_MODE_ASYNC` retry loop that must resume on the same OS
+//! thread, ACCELERATION.md §7) as one more variant without changing the callers. Nothing here spawns tasks or threads on the data path (only [`Reloader`] owns a std
 //! thread; with OpenSSL, an SSL dropped while its async job is paused is finished by a task of
-//! the same runtime, and external accelerator polling has its own thread): `accept`/`connect` run
-//! on the caller's single-threaded worker.
+//! the same runtime, and external accelerator polling has its own thread; keyless handshake
+//! steps run on the blocking pool): `accept`/`connect` run on the caller's single-threaded
+//! worker.
 //!
 //! The OpenSSL backend (feature `openssl`) is `Backend::OpenSsl`, a variant in the private
 //! server/client/stream enums; its settings (accelerator, async mode, polling, what to do when
-//! the accelerator fails) are an `openssl::OpenSslBackend` given to
-//! `ServerConfig::build_openssl` / `ClientConfig::build_openssl`, so `Backend` stays a plain tag.
+//! the accelerator fails) are an `openssl::OpenSslBackend`, parsed from `extend_verify` by
+//! `build` or given to `ServerConfig::build_openssl` / `ClientConfig::build_openssl`, so
+//! `Backend` stays a plain tag.
+//!
+//! Keyless is not a backend: it is rustls with a remote key ([`keyless`]), `Backend::Rustls`
+//! in metrics and [`SessionInfo`]. Its handshakes are driven by the crate so that the step
+//! that signs runs on tokio's blocking pool (`spawn_blocking`) instead of the worker, and end
+//! as the same `TlsStream` variant as any rustls connection.
 //!
 //! # SNI selection
 //!
@@ -65,6 +79,8 @@ compile_error!("mosn-tls-offload needs a rustls crypto provider: enable `aws-lc-
 
 mod client;
 mod error;
+pub mod keyless;
+mod kind;
 mod metrics;
 #[cfg(feature = "openssl")]
 pub mod openssl;

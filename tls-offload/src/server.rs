@@ -15,9 +15,11 @@ use rustls::server::{
 };
 use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls_pki_types::CertificateDer;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio_rustls::LazyConfigAcceptor;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 
+use crate::keyless::{self, KeylessKey, KeylessStats};
+use crate::kind::{self, Kind};
 use crate::{params, source, Backend, HandshakeCounters, SessionInfo, TlsError, TlsStream};
 
 /// Entries of each context's stateful session cache (always on; tickets come on top when
@@ -40,6 +42,8 @@ struct Shared {
     openssl: Option<OpenSslSettings>,
     path: String,
     specs: Vec<Spec>,
+    /// Keyless signing counters, when a context is keyless.
+    keyless: Option<Arc<keyless::Counters>>,
     snapshot: ArcSwap<Snapshot>,
     generation: AtomicU64,
     reload_lock: Mutex<()>,
@@ -59,6 +63,8 @@ struct Spec {
     ctx: TlsContext,
     sessions: Arc<dyn StoresServerSessions>,
     ticketer: Option<Arc<dyn ProducesTickets>>,
+    /// `type: keyless`: the key server connections (kept across reloads).
+    keyless: Option<Arc<keyless::Client>>,
 }
 
 /// Everything a handshake needs, swapped whole on reload.
@@ -74,6 +80,8 @@ struct Built {
     index: usize,
     config: Arc<rustls::ServerConfig>,
     key: Arc<CertifiedKey>,
+    /// The key is remote: the handshake is driven off the event loop.
+    keyless: bool,
 }
 
 /// What selection looks at; positions index `Snapshot::contexts`.
@@ -86,25 +94,38 @@ struct Selector {
 }
 
 impl ServerConfig {
-    /// Builds the rustls backend's config from a listener's `tls_context` (one element) or
-    /// `tls_context_set` (several). `path` is the JSON path of that key
-    /// (`listeners[0].filter_chains[0].tls_context`); errors name `{path}.cert_chain` for one
-    /// context and `{path}[i].cert_chain` for a set. Contexts with `status: false` are skipped.
+    /// Builds a listener's config from its `tls_context` (one element) or `tls_context_set`
+    /// (several), the backend selected by the contexts' `type` (see the crate README):
+    /// `""`/`"rustls"`: rustls; `"openssl"`: the OpenSSL backend with the settings of
+    /// `extend_verify` (feature `openssl`; every context of a set must then be `openssl` with
+    /// the same settings); `"keyless"`: rustls with the key in a key server. `path` is the JSON
+    /// path of that key (`listeners[0].filter_chains[0].tls_context`); errors name
+    /// `{path}.cert_chain` for one context and `{path}[i].cert_chain` for a set. Contexts with
+    /// `status: false` are skipped.
     pub fn build(contexts: &[TlsContext], path: &str) -> Result<ServerConfig, TlsError> {
-        ServerConfig::build_with(Backend::Rustls, contexts, path)
+        let kinds = kinds(contexts, path)?;
+        #[cfg(feature = "openssl")]
+        if let Some(settings) = openssl_of_set(&kinds, path)? {
+            return ServerConfig::build_openssl_kinds(contexts, path, &settings, kinds);
+        }
+        ServerConfig::build_inner(Backend::Rustls, contexts, path, None, kinds)
     }
 
-    /// [`ServerConfig::build`] with an explicit backend (`Backend::OpenSsl`: the OpenSSL
-    /// backend's default settings, no accelerator).
+    /// [`ServerConfig::build`] with an explicit backend, whatever the contexts' `type` says
+    /// (`Backend::OpenSsl`: the OpenSSL backend's default settings, no accelerator). `keyless`
+    /// contexts need `Backend::Rustls`.
     pub fn build_with(
         backend: Backend,
         contexts: &[TlsContext],
         path: &str,
     ) -> Result<ServerConfig, TlsError> {
+        let kinds = kinds(contexts, path)?;
         match backend {
-            Backend::Rustls => ServerConfig::build_inner(backend, contexts, path, None),
+            Backend::Rustls => ServerConfig::build_inner(backend, contexts, path, None, kinds),
             #[cfg(feature = "openssl")]
-            Backend::OpenSsl => ServerConfig::build_openssl(contexts, path, &Default::default()),
+            Backend::OpenSsl => {
+                ServerConfig::build_openssl_kinds(contexts, path, &Default::default(), kinds)
+            }
         }
     }
 
@@ -117,9 +138,20 @@ impl ServerConfig {
         path: &str,
         settings: &crate::openssl::OpenSslBackend,
     ) -> Result<ServerConfig, TlsError> {
+        let kinds = kinds(contexts, path)?;
+        ServerConfig::build_openssl_kinds(contexts, path, settings, kinds)
+    }
+
+    #[cfg(feature = "openssl")]
+    fn build_openssl_kinds(
+        contexts: &[TlsContext],
+        path: &str,
+        settings: &crate::openssl::OpenSslBackend,
+        kinds: Vec<Option<Kind>>,
+    ) -> Result<ServerConfig, TlsError> {
         match crate::openssl::Settings::load(settings, path)? {
-            Some(s) => ServerConfig::build_inner(Backend::OpenSsl, contexts, path, Some(s)),
-            None => ServerConfig::build_inner(Backend::Rustls, contexts, path, None),
+            Some(s) => ServerConfig::build_inner(Backend::OpenSsl, contexts, path, Some(s), kinds),
+            None => ServerConfig::build_inner(Backend::Rustls, contexts, path, None, kinds),
         }
     }
 
@@ -129,24 +161,41 @@ impl ServerConfig {
         self.shared.openssl.as_ref()?.accelerator.as_ref()
     }
 
+    /// Keyless signing counters of this config (all its keyless contexts together); `None`
+    /// when no context is keyless.
+    pub fn keyless_stats(&self) -> Option<KeylessStats> {
+        self.shared.keyless.as_ref().map(|c| c.stats())
+    }
+
     fn build_inner(
         backend: Backend,
         contexts: &[TlsContext],
         path: &str,
         openssl: Option<OpenSslSettings>,
+        kinds: Vec<Option<Kind>>,
     ) -> Result<ServerConfig, TlsError> {
         let mut specs = Vec::with_capacity(contexts.len());
-        for (index, ctx) in contexts.iter().enumerate() {
-            let cpath = if contexts.len() == 1 {
-                path.to_string()
-            } else {
-                format!("{path}[{index}]")
-            };
-            if !ctx.enabled {
+        let mut keyless_counters: Option<Arc<keyless::Counters>> = None;
+        for ((index, ctx), kind) in contexts.iter().enumerate().zip(kinds) {
+            let cpath = context_path(path, index, contexts.len());
+            let Some(kind) = kind else {
                 tracing::debug!(path = %cpath, "TLS context has status false: skipped");
                 continue;
-            }
-            check_server_context(ctx, &cpath)?;
+            };
+            let keyless = match kind {
+                Kind::Keyless(cfg) => {
+                    if backend != Backend::Rustls {
+                        return Err(TlsError::config(
+                            format!("{cpath}.type"),
+                            format!("\"keyless\" needs the rustls backend, not {backend}"),
+                        ));
+                    }
+                    let counters = keyless_counters.get_or_insert_with(Default::default);
+                    Some(Arc::new(keyless::Client::new(cfg, counters.clone())))
+                }
+                _ => None,
+            };
+            check_server_context(ctx, &cpath, keyless.is_some())?;
             let ticketer = if ctx.ticket.is_empty() {
                 None
             } else {
@@ -161,6 +210,7 @@ impl ServerConfig {
                 ctx: ctx.clone(),
                 sessions: ServerSessionMemoryCache::new(SESSION_CACHE_SIZE),
                 ticketer,
+                keyless,
             });
         }
         if specs.is_empty() {
@@ -176,6 +226,7 @@ impl ServerConfig {
                 openssl,
                 path: path.to_string(),
                 specs,
+                keyless: keyless_counters,
                 snapshot: ArcSwap::from_pointee(snapshot),
                 generation: AtomicU64::new(0),
                 reload_lock: Mutex::new(()),
@@ -231,14 +282,17 @@ impl ServerConfig {
         let start = LazyConfigAcceptor::new(Acceptor::default(), io)
             .await
             .map_err(TlsError::Handshake)?;
-        let (config, index, sni) = {
+        let (config, index, sni, keyless) = {
             let hello = start.client_hello();
             let sni = hello.server_name().map(str::to_string);
             let snapshot = self.shared.snapshot.load();
             let offered: Vec<&[u8]> = hello.alpn().map(Iterator::collect).unwrap_or_default();
             let built = &snapshot.contexts[snapshot.selector.select(sni.as_deref(), &offered)];
-            (built.config.clone(), built.index, sni)
+            (built.config.clone(), built.index, sni, built.keyless)
         };
+        if keyless {
+            return accept_keyless(start, config, sni, index).await;
+        }
         let stream = start
             .into_stream(config)
             .await
@@ -339,8 +393,123 @@ impl std::fmt::Debug for ServerConfig {
 
 // === building ===
 
+/// The JSON path of context `index` of `len` (`{path}` alone, `{path}[i]` in a set).
+fn context_path(path: &str, index: usize, len: usize) -> String {
+    if len == 1 {
+        path.to_string()
+    } else {
+        format!("{path}[{index}]")
+    }
+}
+
+/// Each context's `type` + `extend_verify`, `None` for contexts with `status: false`.
+fn kinds(contexts: &[TlsContext], path: &str) -> Result<Vec<Option<Kind>>, TlsError> {
+    contexts
+        .iter()
+        .enumerate()
+        .map(|(i, ctx)| {
+            ctx.enabled
+                .then(|| kind::of(ctx, &context_path(path, i, contexts.len())))
+                .transpose()
+        })
+        .collect()
+}
+
+/// The OpenSSL settings when the contexts select the OpenSSL backend. A set must not mix
+/// `openssl` with other types (one listener runs one backend), nor differ in its OpenSSL
+/// settings: the error names the first context that does.
+#[cfg(feature = "openssl")]
+fn openssl_of_set(
+    kinds: &[Option<Kind>],
+    path: &str,
+) -> Result<Option<crate::openssl::OpenSslBackend>, TlsError> {
+    let enabled: Vec<(usize, &Kind)> = kinds
+        .iter()
+        .enumerate()
+        .filter_map(|(i, k)| Some((i, k.as_ref()?)))
+        .collect();
+    if !enabled.iter().any(|(_, k)| matches!(k, Kind::OpenSsl(_))) {
+        return Ok(None);
+    }
+    let (first, first_kind) = enabled[0];
+    let at = |i: usize| context_path(path, i, kinds.len());
+    for &(i, k) in &enabled[1..] {
+        match (first_kind, k) {
+            (Kind::OpenSsl(a), Kind::OpenSsl(b)) if a != b => {
+                return Err(TlsError::config(
+                    format!("{}.extend_verify", at(i)),
+                    format!(
+                        "differs from {}.extend_verify: the contexts of one listener share one OpenSSL backend",
+                        at(first)
+                    ),
+                ))
+            }
+            (Kind::OpenSsl(_), Kind::OpenSsl(_)) => {}
+            (a, b) if matches!(a, Kind::OpenSsl(_)) || matches!(b, Kind::OpenSsl(_)) => {
+                return Err(TlsError::config(
+                    format!("{}.type", at(i)),
+                    format!(
+                        "{:?} cannot share a tls_context_set with {:?} ({}.type): one listener runs one TLS backend",
+                        b.name(),
+                        a.name(),
+                        at(first)
+                    ),
+                ))
+            }
+            _ => {}
+        }
+    }
+    match first_kind {
+        Kind::OpenSsl(settings) => Ok(Some(settings.clone())),
+        _ => Ok(None),
+    }
+}
+
+/// Completes a keyless handshake: the step that signs (`into_connection`, then each
+/// `process_new_packets`) runs on the blocking pool, the IO stays on the worker.
+async fn accept_keyless<IO>(
+    start: StartHandshake<IO>,
+    config: Arc<rustls::ServerConfig>,
+    sni: Option<String>,
+    index: usize,
+) -> Result<TlsStream<IO>, TlsError>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let StartHandshake {
+        accepted, mut io, ..
+    } = start;
+    let cfg = config.clone();
+    let conn = match keyless::off_loop(move || accepted.into_connection(cfg))
+        .await
+        .map_err(TlsError::Handshake)?
+    {
+        Ok(conn) => conn,
+        Err((e, mut alert)) => {
+            let mut out = Vec::new();
+            let _ = alert.write_all(&mut out);
+            let _ = io.write_all(&out).await;
+            return Err(TlsError::Handshake(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                e,
+            )));
+        }
+    };
+    let conn = keyless::handshake(conn, &mut io)
+        .await
+        .map_err(TlsError::Handshake)?;
+    // the same tokio-rustls stream as any rustls connection: its (cheap, unused) fresh
+    // connection is replaced by the finished one before it is polled
+    let stream = tokio_rustls::TlsAcceptor::from(config)
+        .accept_with(io, move |fresh| *fresh = conn)
+        .await
+        .map_err(TlsError::Handshake)?;
+    let info = SessionInfo::from_rustls(stream.get_ref().1, sni, Some(index));
+    Ok(TlsStream::rustls(stream.into(), info))
+}
+
 /// Keys a server context must have, and keys this backend does not act on.
-fn check_server_context(ctx: &TlsContext, path: &str) -> Result<(), TlsError> {
+fn check_server_context(ctx: &TlsContext, path: &str, keyless: bool) -> Result<(), TlsError> {
     if ctx.sds_source.is_some() {
         return Err(TlsError::config(
             format!("{path}.sds_source"),
@@ -353,24 +522,37 @@ fn check_server_context(ctx: &TlsContext, path: &str) -> Result<(), TlsError> {
             "a listener TLS context needs a certificate chain",
         ));
     }
-    if ctx.private_key.trim().is_empty() {
-        return Err(TlsError::config(
-            format!("{path}.private_key"),
-            "a listener TLS context needs a private key",
-        ));
-    }
+    check_key_presence(
+        ctx,
+        path,
+        keyless,
+        "a listener TLS context needs a private key",
+    )?;
     warn_ignored(ctx, path);
     Ok(())
 }
 
-/// `type`, `extend_verify` and `callbacks` select MOSN Go plugins: ignored with a warning.
+/// `private_key`: required (with `missing` as the message), except for keyless contexts
+/// where it must be empty.
+pub(crate) fn check_key_presence(
+    ctx: &TlsContext,
+    path: &str,
+    keyless: bool,
+    missing: &str,
+) -> Result<(), TlsError> {
+    match (keyless, ctx.private_key.trim().is_empty()) {
+        (false, true) => Err(TlsError::config(format!("{path}.private_key"), missing)),
+        (true, false) => Err(TlsError::config(
+            format!("{path}.private_key"),
+            "must be empty with type \"keyless\": the private key stays in the key server",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `callbacks` select MOSN Go plugins: ignored with a warning (`type` and `extend_verify`
+/// select the backend, see kind.rs).
 pub(crate) fn warn_ignored(ctx: &TlsContext, path: &str) {
-    if !ctx.kind.is_empty() {
-        tracing::warn!(path = %format!("{path}.type"), kind = %ctx.kind, "custom TLS config hooks are not supported: default certificate handling used");
-    }
-    if ctx.extend_verify.is_some() {
-        tracing::warn!(path = %format!("{path}.extend_verify"), "ignored: custom verification hooks are not supported");
-    }
     if ctx.callbacks.is_some() {
         tracing::warn!(path = %format!("{path}.callbacks"), "ignored: TLS callbacks are not supported");
     }
@@ -413,13 +595,20 @@ struct Parts {
 fn build_context(spec: &Spec) -> Result<Parts, TlsError> {
     let (ctx, path) = (&spec.ctx, spec.path.as_str());
     let p = params::params(ctx, path)?;
-    let chain = source::load_certs(&ctx.cert_chain, &format!("{path}.cert_chain"))?;
-    let key = source::load_key(&ctx.private_key, &format!("{path}.private_key"))?;
+    let chain_path = format!("{path}.cert_chain");
+    let chain = source::load_certs(&ctx.cert_chain, &chain_path)?;
     let mut served = source::cert_names(&chain[0]);
-    let certified = Arc::new(
-        CertifiedKey::from_der(chain, key, &p.provider)
-            .map_err(|e| TlsError::rustls(format!("{path}.private_key"), e))?,
-    );
+    let certified = Arc::new(match &spec.keyless {
+        Some(client) => {
+            let key = KeylessKey::new(&chain[0], client.clone(), &chain_path)?;
+            CertifiedKey::new(chain, Arc::new(key))
+        }
+        None => {
+            let key = source::load_key(&ctx.private_key, &format!("{path}.private_key"))?;
+            CertifiedKey::from_der(chain, key, &p.provider)
+                .map_err(|e| TlsError::rustls(format!("{path}.private_key"), e))?
+        }
+    });
     let server_name = ctx.server_name.trim().trim_end_matches('.');
     if !server_name.is_empty() {
         served.push(server_name.to_ascii_lowercase());
@@ -444,6 +633,7 @@ fn build_context(spec: &Spec) -> Result<Parts, TlsError> {
         index: spec.index,
         config: Arc::new(config),
         key: certified,
+        keyless: spec.keyless.is_some(),
     };
     Ok(Parts {
         built,

@@ -112,7 +112,7 @@ pub(crate) fn cert_names(leaf: &CertificateDer<'_>) -> Vec<String> {
 // === DER: the subject common name ===
 
 /// One DER TLV: (tag, contents, rest). None on malformed input (never panics).
-fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+pub(crate) fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {

@@ -14,6 +14,13 @@
 //!  ffi.rs      the ~12 calls the openssl crates do not bind (the only `unsafe` of the crate)
 //! ```
 //!
+//! Selected by `tls_context.type: "openssl"` in `ServerConfig::build` / `ClientConfig::build`,
+//! with the [`OpenSslBackend`] settings parsed from `extend_verify` (snake_case keys: `engine`
+//! {`id` | `path`, `algorithms`, `ctrls`: [[name, value], ...]} or `provider` {`name`,
+//! `search_path`, `properties`}, `async`, `polling`: `"internal"` | {`external`: {`interval`:
+//! "1ms", `command`: "POLL"}}, `on_failure`: `"fallback"` | `"refuse"`; see the crate README),
+//! or given explicitly to `build_openssl`.
+//!
 //! Offload is process-wide in OpenSSL: `ENGINE_set_default` and `EVP_set_default_properties`
 //! change every later key and operation of the process, so an [`Accelerator`] is loaded once per
 //! engine (or provider) and kept for the life of the process.
@@ -38,7 +45,8 @@ use crate::TlsError;
 /// For tests and demos only: its "device" is a pool of threads computing in software.
 pub const TEST_ENGINE_PATH: &str = env!("MOSN_TEST_ENGINE_PATH");
 
-/// The OpenSSL backend's settings (`ServerConfig::build_openssl`, `ClientConfig::build_openssl`).
+/// The OpenSSL backend's settings (from `extend_verify` with `type: "openssl"`, or given to
+/// `ServerConfig::build_openssl` / `ClientConfig::build_openssl`).
 /// `Default`: no offload, async mode on, internal polling, fall back to rustls on failure.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpenSslBackend {
