@@ -39,10 +39,13 @@ impl Reloader {
         if files.is_empty() {
             return Ok(Reloader { stop, thread: None });
         }
+        // The first stamps are taken here, not on the new thread: a file replaced right after
+        // `spawn` returns (before the thread got to run) is then still seen as a change.
+        let first: Vec<Stamp> = files.iter().map(stamp).collect();
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("mosn-tls-reload".to_string())
-            .spawn(move || poll(config, files, every, &stop2))?;
+            .spawn(move || poll(config, files, first, every, &stop2))?;
         Ok(Reloader {
             stop,
             thread: Some(thread),
@@ -78,9 +81,14 @@ impl std::fmt::Debug for Reloader {
     }
 }
 
-fn poll(config: ServerConfig, files: Vec<PathBuf>, every: Duration, stop: &(Mutex<bool>, Condvar)) {
+fn poll(
+    config: ServerConfig,
+    files: Vec<PathBuf>,
+    mut last: Vec<Stamp>,
+    every: Duration,
+    stop: &(Mutex<bool>, Condvar),
+) {
     let (flag, cv) = stop;
-    let mut last: Vec<Stamp> = files.iter().map(stamp).collect();
     let mut stopped = flag.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
         let (guard, _) = cv
