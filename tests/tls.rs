@@ -513,6 +513,76 @@ fn openssl_accelerator_failure_refuses_or_falls_back_as_configured() {
     assert_eq!(offload_metric(&mosn, "handshakes_offloaded"), 0);
 }
 
+/// A `mosn-keyserver` process (the `mosn-tls-offload` package's binary, built next to `mosn`
+/// by `cargo test --workspace`), killed on drop.
+struct KeyServer(std::process::Child);
+
+impl KeyServer {
+    fn start(listen: &str, key: &std::path::Path) -> KeyServer {
+        use std::io::BufRead;
+        let bin = common::mosn_bin().with_file_name("mosn-keyserver");
+        assert!(
+            bin.is_file(),
+            "{} is missing: `cargo build -p mosn-tls-offload --bin mosn-keyserver` \
+             (`cargo test --workspace` builds it)",
+            bin.display()
+        );
+        let mut child = Command::new(bin)
+            .args(["--listen", listen, "--key", key.to_str().unwrap()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start mosn-keyserver");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("listening on "), "{line:?}");
+        KeyServer(child)
+    }
+}
+
+impl Drop for KeyServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `type: keyless` through the real binary: the listener holds the certificate only, every
+/// handshake's signature comes from a key server process; with the key server gone,
+/// handshakes fail (counted) and mosn keeps running.
+#[test]
+fn keyless_listener_signs_through_a_key_server_process() {
+    let c = certs();
+    let up = Upstream::echo("up");
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("unix:{}", dir.path().join("ks.sock").display());
+    let ks = KeyServer::start(&listen, &c.server.key);
+    let cfg = tls_config(
+        &c,
+        up.addr,
+        "Http1",
+        json!({"type": "keyless", "private_key": "",
+               "extend_verify": {"key_server": listen, "timeout": "2s"}}),
+        false,
+    );
+    let mosn = Mosn::start(&cfg);
+    for _ in 0..2 {
+        let r = https(&c, mosn.addr("l7"), &[]);
+        assert_eq!(r.code, 200);
+    }
+    assert_eq!(
+        listener_metric(&mosn, "mosn_listener_tls_handshake_ok", "l7"),
+        2
+    );
+    drop(ks);
+    let r = https(&c, mosn.addr("l7"), &[]);
+    assert_eq!(r.code, 0, "no key server, no handshake");
+    assert!(listener_metric(&mosn, "mosn_listener_tls_handshake_failed", "l7") >= 1);
+    let (status, _) = mosn.admin_get("/stats/prometheus");
+    assert_eq!(status, 200, "mosn still serves");
+}
+
 #[test]
 fn unreadable_certificate_stops_start_up_with_its_path() {
     let dir = tempfile::tempdir().unwrap();
