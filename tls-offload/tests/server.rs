@@ -294,6 +294,24 @@ async fn versions_and_cipher_suites_are_honoured() {
     let ca = pki.ca("ca");
     let leaf = pki.leaf(&ca, "leaf", Key::EcPkcs8, "a.example", &["a.example"]);
 
+    // No `cipher_suites`: the server's preference (Go's, MOSN's) picks AES-128-GCM even for a
+    // client that lists AES-256 first, as OpenSSL and curl do.
+    let mut server = Server::start(build(server_ctx(&leaf))).await;
+    let run = s_client(
+        server.port(),
+        &[
+            "-tls1_3",
+            "-ciphersuites",
+            "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
+        ],
+    )
+    .await;
+    assert!(run.ok, "{}", run.out);
+    assert_eq!(
+        server.next().await.unwrap().cipher_suite,
+        Some("TLS_AES_128_GCM_SHA256")
+    );
+
     // TLS 1.3 floor: a TLS 1.2 client is refused
     let mut server = Server::start(build(TlsContext {
         min_version: Some(TlsVersion::V1_3),
