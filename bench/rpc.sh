@@ -228,6 +228,7 @@ CONF_DIR="$RESULTS_DIR/rpc-$STAMP" # filled with the generated configs when the 
 # start_echo PROTO: one rpc-echo per protocol on a free port, kept for the whole run
 start_echo() {
     local proto="$1" out="$TMP/echo-$1.out" i
+    : >"$out" # exists before the first read below (the child opens it asynchronously)
     "$ECHO_BIN" --proto "$proto" >"$out" 2>"$TMP/echo-$proto.err" &
     ECHO_PID[$proto]=$!
     PIDS+=("${ECHO_PID[$proto]}")

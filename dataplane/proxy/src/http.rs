@@ -6,6 +6,7 @@
 //! ```text
 //!  http.rs          HttpProxySpec (one listener's settings), serve() for one connection
 //!  http/session.rs  the per-request flow
+//!  http/rpc.rs      the RPC fast path: frames routed and forwarded without an HTTP form
 //!  http/convert.rs  head re-encoding between HTTP/1 and HTTP/2, hop-by-hop fields
 //!  http/body.rs     body wrappers: byte counts, body limit, end-of-request hook
 //!  http/tunnel.rs   Upgrade (WebSocket) and CONNECT tunnels
@@ -42,6 +43,7 @@ use crate::tcp_proxy::ListenerCtx;
 
 pub mod body;
 pub mod convert;
+mod rpc;
 pub mod session;
 pub mod stats;
 pub mod tunnel;

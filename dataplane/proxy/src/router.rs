@@ -122,8 +122,8 @@ pub struct RouteInput<'a> {
     pub query: Option<&'a str>,
     /// The request method.
     pub method: &'a http::Method,
-    /// The request headers (for RPC: the protocol's header map).
-    pub headers: &'a http::HeaderMap,
+    /// The request headers (for RPC: the protocol's header map, read in place).
+    pub headers: &'a dyn RouteHeaders,
     /// `http` or `https` (used for redirects and `x-mosn-scheme`).
     pub scheme: &'a str,
 }
@@ -146,6 +146,26 @@ impl<'a> RouteInput<'a> {
             headers: &parts.headers,
             scheme: parts.uri.scheme_str().unwrap_or(default_scheme),
         }
+    }
+}
+
+/// The request headers as the router reads them: an HTTP [`http::HeaderMap`], or an RPC
+/// frame's own header map read in place (no `HeaderMap` is built for RPC routing). Lookups
+/// take lower-case HTTP field names and must see what the `HeaderMap` made from the same
+/// message would hold.
+pub trait RouteHeaders: fmt::Debug {
+    /// The `n`-th value (0: the first) of field `name`, as bytes.
+    fn value(&self, name: &http::HeaderName, n: usize) -> Option<&[u8]>;
+}
+
+impl RouteHeaders for http::HeaderMap {
+    fn value(&self, name: &http::HeaderName, n: usize) -> Option<&[u8]> {
+        let v = if n == 0 {
+            self.get(name)
+        } else {
+            self.get_all(name).iter().nth(n)
+        };
+        v.map(http::HeaderValue::as_bytes)
     }
 }
 

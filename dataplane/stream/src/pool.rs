@@ -709,6 +709,43 @@ async fn send_rpc<T: Transport>(
     })
 }
 
+impl<T: Transport> Upstream<T> {
+    /// Sends an RPC frame of this connection's own family as it is, with no HTTP form (the
+    /// proxy's RPC fast path; `raw`: forward the frame's bytes with only the id rewritten),
+    /// and waits for the answer (`None`: one-way). A ping-pong connection goes back to its
+    /// pool as [`Upstream::send`] would put it.
+    pub async fn send_frame(
+        self,
+        frame: crate::xprotocol::Frame,
+        raw: bool,
+    ) -> Result<Option<crate::xprotocol::Frame>, SendError> {
+        let rpc_fail = |source: RpcError| {
+            let not_sent = matches!(source, RpcError::Encode(_) | RpcError::Body(_));
+            SendError::Rpc { source, not_sent }
+        };
+        let Up::Rpc {
+            pools,
+            addr,
+            conn,
+            mode,
+            ..
+        } = self.0
+        else {
+            return Err(rpc_fail(RpcError::Encode(
+                "not an RPC upstream connection".into(),
+            )));
+        };
+        let answer = conn.call(frame, raw).await.map_err(rpc_fail)?;
+        if mode == PoolMode::PingPong {
+            let family = conn.family();
+            pools
+                .rpc
+                .checkin(addr, family, conn, pools.max_idle_per_host);
+        }
+        Ok(answer)
+    }
+}
+
 async fn send_h1<T: Transport>(
     pools: Rc<Pools<T>>,
     key: PoolKey,

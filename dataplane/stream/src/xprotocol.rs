@@ -21,10 +21,12 @@
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use mosn_wire::{bolt, dubbo};
+/// The codecs (re-exported for the proxy's RPC fast path).
+pub use mosn_wire::{bolt, dubbo};
 
 pub mod client;
 pub mod convert;
+mod outq;
 pub mod server;
 
 /// The codec family of an RPC protocol.

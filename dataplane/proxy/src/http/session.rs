@@ -68,9 +68,9 @@ impl Req {
 }
 
 /// Counts the connections a pool opens to one host.
-struct HostObserver {
-    host: Arc<Host>,
-    cluster: Arc<Cluster>,
+pub(super) struct HostObserver {
+    pub(super) host: Arc<Host>,
+    pub(super) cluster: Arc<Cluster>,
 }
 
 impl ConnObserver for HostObserver {
@@ -96,7 +96,11 @@ impl ConnObserver for HostObserver {
     }
 }
 
-fn local_reply(status: StatusCode, text: &'static str, flags: ResponseFlags) -> LocalReply {
+pub(super) fn local_reply(
+    status: StatusCode,
+    text: &'static str,
+    flags: ResponseFlags,
+) -> LocalReply {
     LocalReply::new(status, flags).with_text(text)
 }
 
@@ -195,7 +199,7 @@ impl<T: Transport> Drop for Session<T> {
 }
 
 /// MOSN's internal status code for a local reply to an RPC client.
-fn reply_code(reply: &LocalReply) -> u16 {
+pub(super) fn reply_code(reply: &LocalReply) -> u16 {
     use xprotocol::code;
     let f = reply.flags;
     if f.contains(ResponseFlags::NO_ROUTE) {
@@ -675,7 +679,7 @@ where
         Err(reply)
     }
 
-    fn timed_out(&self, cluster: &Cluster) -> LocalReply {
+    pub(super) fn timed_out(&self, cluster: &Cluster) -> LocalReply {
         cluster.stats.requests.timeouts.inc();
         self.spec.stats.timeouts.inc();
         local_reply(
@@ -865,7 +869,7 @@ fn route_input(head: &http::request::Parts) -> RouteInput<'_> {
 }
 
 /// `fut`'s output, or `Err(())` once `expiry` fires (the same timer may bound several steps).
-async fn within<F: std::future::Future>(
+pub(super) async fn within<F: std::future::Future>(
     fut: F,
     expiry: std::pin::Pin<&mut tokio::time::Sleep>,
 ) -> Result<F::Output, ()> {

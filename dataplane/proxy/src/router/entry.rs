@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use super::headers::{header_name, HeaderScope};
 use super::matcher::{HeaderSource, PathMatch, RouteMatcher, Source};
 use super::table::VirtualHostEntry;
-use super::{compile_regex, At, Errors, RouteInput};
+use super::{compile_regex, At, Errors, RouteHeaders, RouteInput};
 
 // === public action types ===
 
@@ -327,7 +327,7 @@ impl ClusterSpecifier {
     /// `metadata_match`.
     fn pick<'a>(
         &'a self,
-        headers: &'a HeaderMap,
+        headers: &'a dyn RouteHeaders,
         route_metadata: &'a BTreeMap<String, String>,
         rnd: u64,
     ) -> Option<PickedCluster<'a>> {
@@ -489,7 +489,7 @@ impl ForwardAction {
     /// or empty), else `cluster_name`.
     pub fn pick_cluster<'a>(
         &'a self,
-        headers: &'a HeaderMap,
+        headers: &'a dyn RouteHeaders,
         rnd: u64,
     ) -> Option<PickedCluster<'a>> {
         self.cluster
@@ -684,6 +684,21 @@ impl RouteEntry {
         if let Some(host) = host {
             set_host(parts, host);
         }
+    }
+
+    /// True when [`RouteEntry::rewrite_request`] or [`RouteEntry::apply_response_headers`]
+    /// may change a message (path or host rewrite, header edits at any level); when false,
+    /// both are no-ops and an RPC frame may pass without an HTTP form.
+    pub fn edits_messages(&self) -> bool {
+        let rewrites = self.forward().is_some_and(|f| {
+            !matches!(f.path_rewrite, PathRewrite::None)
+                || !matches!(f.host_rewrite, HostRewrite::None)
+        });
+        rewrites
+            || self
+                .scopes()
+                .iter()
+                .any(|s| !s.request.is_empty() || !s.response.is_empty())
     }
 
     /// Response header edits: router, then virtual host, then route.

@@ -44,6 +44,11 @@ impl HeaderOps {
         HeaderOps { remove, add }
     }
 
+    /// No edits.
+    pub(super) fn is_empty(&self) -> bool {
+        self.remove.is_empty() && self.add.is_empty()
+    }
+
     /// Removes, then adds (`append`: another value; otherwise: replace every value).
     pub(super) fn apply(&self, headers: &mut HeaderMap) {
         for name in &self.remove {

@@ -3,12 +3,15 @@
 
 use std::borrow::Cow;
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, COOKIE};
+use http::header::{HeaderName, COOKIE};
 use mosn_config::RouteMatch;
 use regex::Regex;
 
 use super::headers::header_name;
-use super::{compile_regex, At, Errors, RouteInput};
+use super::{compile_regex, At, Errors, RouteHeaders, RouteInput};
+
+/// The `method` field (Dubbo's method name).
+const METHOD: HeaderName = HeaderName::from_static("method");
 
 // === sources ===
 
@@ -45,12 +48,11 @@ pub(super) enum HeaderSource {
 
 impl HeaderSource {
     /// The value in `headers`, if there is one.
-    pub(super) fn get<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
+    pub(super) fn get<'a>(&self, headers: &'a dyn RouteHeaders) -> Option<&'a str> {
         match self {
-            HeaderSource::Header(name) => header_str(headers.get(name)),
-            HeaderSource::Cookie(name) => headers
-                .get_all(COOKIE)
-                .iter()
+            HeaderSource::Header(name) => header_str(headers.value(name, 0)),
+            HeaderSource::Cookie(name) => (0..)
+                .map_while(|i| headers.value(&COOKIE, i))
                 .find_map(|v| cookie(header_str(Some(v))?, name)),
         }
     }
@@ -101,7 +103,7 @@ impl Source {
             Source::QueryString => input.query?,
             Source::Scheme => input.scheme,
             Source::MethodHeader => {
-                header_str(input.headers.get("method")).unwrap_or(input.method.as_str())
+                header_str(input.headers.value(&METHOD, 0)).unwrap_or(input.method.as_str())
             }
             Source::QueryArg(name) => return query_param(input.query?, name),
             Source::Headers(h) => h.get(input.headers)?,
@@ -112,8 +114,8 @@ impl Source {
 
 /// A header value as text (UTF-8, which RPC headers may carry; HTTP's `to_str` is
 /// visible-ASCII only).
-fn header_str(value: Option<&HeaderValue>) -> Option<&str> {
-    std::str::from_utf8(value?.as_bytes()).ok()
+fn header_str(value: Option<&[u8]>) -> Option<&str> {
+    std::str::from_utf8(value?).ok()
 }
 
 /// The first value of query parameter `name` (names and values percent-decoded, `+` is a

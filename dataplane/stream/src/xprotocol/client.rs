@@ -13,24 +13,51 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::{oneshot, watch, Notify};
 
+use super::outq::OutQueue;
 use super::{Family, Frame, PoolMode, RpcError, RpcSettings};
 use crate::pool::ConnObserver;
+
+/// Hashes a request id with one multiplication: ids are generated here (unique, sequential
+/// per connection), an answer's id is only looked up, so SipHash buys nothing per request.
+#[derive(Default, Clone, Copy)]
+struct IdHash(u64);
+
+impl Hasher for IdHash {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Waiting requests by id.
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHash>>;
 
 /// One upstream RPC connection.
 pub struct RpcConn {
     family: Family,
     addr: SocketAddr,
     next_id: Cell<u64>,
-    pending: RefCell<HashMap<u64, oneshot::Sender<Frame>>>,
-    tx: mpsc::UnboundedSender<Bytes>,
+    pending: RefCell<IdMap<oneshot::Sender<Frame>>>,
+    /// Encoded frames waiting for the writer.
+    out: Rc<OutQueue>,
     closed: Cell<bool>,
     /// The upstream said GoAway: no new requests.
     retired: Cell<bool>,
@@ -79,13 +106,13 @@ impl RpcConn {
         C: AsyncRead + AsyncWrite + Unpin + 'static,
     {
         let (rd, wr) = tokio::io::split(io);
-        let (tx, rx) = mpsc::unbounded_channel();
+        let out = Rc::new(OutQueue::default());
         let conn = Rc::new(RpcConn {
             family,
             addr,
             next_id: Cell::new(1),
-            pending: RefCell::new(HashMap::new()),
-            tx,
+            pending: RefCell::new(IdMap::default()),
+            out: out.clone(),
             closed: Cell::new(false),
             retired: Cell::new(false),
             last_active: Cell::new(Instant::now()),
@@ -95,7 +122,18 @@ impl RpcConn {
         });
         let weak = Rc::downgrade(&conn);
         let max_frame = settings.max_frame;
-        tokio::task::spawn_local(write_loop(wr, rx, weak.clone(), conn.shutdown.subscribe()));
+        {
+            let stop = conn.shutdown.subscribe();
+            let weak = weak.clone();
+            let mut wr = wr;
+            tokio::task::spawn_local(async move {
+                if out.write_loop(&mut wr, Some(stop)).await {
+                    if let Some(c) = weak.upgrade() {
+                        c.mark_closed();
+                    }
+                }
+            });
+        }
         let stop = conn.shutdown.subscribe();
         tokio::task::spawn_local(async move {
             read_loop(rd, family, max_frame, weak.clone(), stop).await;
@@ -112,6 +150,11 @@ impl RpcConn {
             ));
         }
         conn
+    }
+
+    /// The connection's codec family.
+    pub fn family(&self) -> Family {
+        self.family
     }
 
     /// True while new requests may use this connection.
@@ -158,20 +201,26 @@ impl RpcConn {
         let oneway = frame.is_oneway();
         let id = self.next_id();
         frame.set_request_id(id);
-        let mut out = BytesMut::new();
-        frame
-            .encode(use_raw, &mut out)
-            .map_err(|e| RpcError::Encode(e.to_string()))?;
-        self.used.set(self.used.get() + 1);
+        let send = |frame: &Frame| match self.out.push(frame, use_raw) {
+            Ok(queued) => {
+                self.used.set(self.used.get() + 1);
+                if queued {
+                    Ok(())
+                } else {
+                    Err(RpcError::Closed)
+                }
+            }
+            Err(e) => Err(RpcError::Encode(e.to_string())),
+        };
         if oneway {
-            self.tx.send(out.freeze()).map_err(|_| RpcError::Closed)?;
+            send(&frame)?;
             self.last_active.set(Instant::now());
             return Ok(None);
         }
         let (otx, orx) = oneshot::channel();
         self.pending.borrow_mut().insert(id, otx);
         let _waiting = Waiting { conn: self, id };
-        self.tx.send(out.freeze()).map_err(|_| RpcError::Closed)?;
+        send(&frame)?;
         self.last_active.set(Instant::now());
         orx.await.map(Some).map_err(|_| RpcError::Closed)
     }
@@ -185,10 +234,7 @@ impl RpcConn {
         }
         if frame.is_heartbeat() && !frame.is_response() {
             // An upstream checking on us.
-            let mut out = BytesMut::new();
-            if frame.heartbeat_ack().encode(false, &mut out).is_ok() {
-                let _ = self.tx.send(out.freeze());
-            }
+            let _ = self.out.push(&frame.heartbeat_ack(), false);
             return;
         }
         if !frame.is_response() {
@@ -244,40 +290,6 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut wr: W,
-    mut rx: mpsc::UnboundedReceiver<Bytes>,
-    conn: std::rc::Weak<RpcConn>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut batch = BytesMut::new();
-    loop {
-        if *stop.borrow() {
-            break;
-        }
-        let first = tokio::select! {
-            m = rx.recv() => m,
-            _ = stop.changed() => None,
-        };
-        let Some(first) = first else { break };
-        batch.extend_from_slice(&first);
-        while batch.len() < 64 * 1024 {
-            match rx.try_recv() {
-                Ok(b) => batch.extend_from_slice(&b),
-                Err(_) => break,
-            }
-        }
-        if wr.write_all(&batch).await.is_err() {
-            if let Some(c) = conn.upgrade() {
-                c.mark_closed();
-            }
-            break;
-        }
-        batch.clear();
-    }
-    let _ = wr.shutdown().await;
-}
-
 async fn heartbeat_loop(conn: std::rc::Weak<RpcConn>, every: Duration, max_failures: u32) {
     let mut failures = 0;
     loop {
@@ -291,16 +303,12 @@ async fn heartbeat_loop(conn: std::rc::Weak<RpcConn>, every: Duration, max_failu
             continue;
         }
         let id = c.next_id();
-        let mut out = BytesMut::new();
-        if Frame::heartbeat(c.family, id)
-            .encode(false, &mut out)
-            .is_err()
-        {
-            return;
-        }
         let (otx, orx) = oneshot::channel();
         c.pending.borrow_mut().insert(id, otx);
-        let _ = c.tx.send(out.freeze());
+        if c.out.push(&Frame::heartbeat(c.family, id), false).is_err() {
+            c.pending.borrow_mut().remove(&id);
+            return;
+        }
         let weak = Rc::downgrade(&c);
         drop(c);
         let answered = matches!(tokio::time::timeout(every, orx).await, Ok(Ok(_)));

@@ -96,7 +96,8 @@ fn readable_name(key: &[u8], value: &[u8]) -> Option<HeaderName> {
     Some(name)
 }
 
-fn pct_encode(out: &mut Vec<u8>, bytes: &[u8]) {
+/// Percent-encodes `bytes` onto `out`, leaving ASCII letters, digits and `-._~:/@`.
+pub fn pct_encode(out: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in bytes {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/' | b'@')

@@ -1,19 +1,49 @@
 //! Downstream RPC connections: frames are decoded as they arrive, heartbeats are answered
-//! here (never routed), every request goes to the [`Handler`] on its own task and its answer
+//! here (never routed), every request goes to the [`RpcHandler`] on its own task and its answer
 //! is written as soon as it is ready (responses in any order, matched by request id). A
 //! malformed frame gets the protocol's codec-error reply and closes this connection only.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch, Notify, Semaphore};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::{watch, Notify, Semaphore};
 
+use super::outq::OutQueue;
 use super::{convert, Family, Frame, RpcServerSettings};
 use crate::server::Handler;
+
+/// What answers the requests of a downstream RPC connection.
+pub trait RpcHandler: 'static {
+    /// The answer to one request frame: the frame to send back and whether its raw bytes
+    /// may be forwarded with only the request id rewritten; `None` sends nothing (a one-way
+    /// request). [`answer_via`] answers through the common message model.
+    fn answer(
+        self: Rc<Self>,
+        frame: Frame,
+    ) -> impl Future<Output = Option<(Frame, bool)>> + 'static;
+}
+
+/// Answers `frame` through the common message model: the request converted
+/// ([`convert::request_from_frame`]), handled by `handler`, the response converted back
+/// ([`convert::response_to_frame`]); one-way requests get their response consumed and
+/// nothing sent.
+pub async fn answer_via<H: Handler>(handler: Rc<H>, frame: Frame) -> Option<(Frame, bool)> {
+    let oneway = frame.is_oneway();
+    let template = frame.reply_template();
+    let req = convert::request_from_frame(frame);
+    let resp = handler.handle(req).await;
+    if oneway {
+        // Nobody waits for an answer; let the response (and its stats hook) finish.
+        let _ = resp.into_body().collect().await;
+        return None;
+    }
+    Some(convert::response_to_frame(&template, resp).await)
+}
 
 /// Why a downstream RPC connection ended early.
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +69,16 @@ pub async fn serve<C, H>(
 ) -> Result<(), ServeError>
 where
     C: AsyncRead + AsyncWrite + Unpin + 'static,
-    H: Handler,
+    H: RpcHandler,
 {
-    let (mut rd, wr) = tokio::io::split(io);
-    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
-    let writer = tokio::task::spawn_local(write_loop(wr, rx));
+    let (mut rd, mut wr) = tokio::io::split(io);
+    let tx = Rc::new(OutQueue::default());
+    let writer = {
+        let out = tx.clone();
+        tokio::task::spawn_local(async move {
+            out.write_loop(&mut wr, None).await;
+        })
+    };
     let max_inflight = settings.max_inflight.max(1);
     let permits = std::sync::Arc::new(Semaphore::new(max_inflight));
     let inflight = Rc::new(InFlight::default());
@@ -89,13 +124,9 @@ where
             },
             _ = drain.changed() => {
                 if family == Family::Bolt && settings.bolt_goaway {
-                    let mut out = BytesMut::new();
-                    if Frame::Bolt(mosn_wire::bolt::Frame::goaway(mosn_wire::bolt::PROTO_V1, 0))
-                        .encode(false, &mut out)
-                        .is_ok()
-                    {
-                        let _ = tx.send(out.freeze());
-                    }
+                    let goaway =
+                        Frame::Bolt(mosn_wire::bolt::Frame::goaway(mosn_wire::bolt::PROTO_V1, 0));
+                    send_frame(&tx, &goaway, false);
                 }
                 break;
             }
@@ -103,7 +134,7 @@ where
     }
     // Answer what is in flight (on a codec error too: those requests were well formed).
     inflight.wait_idle().await;
-    drop(tx);
+    tx.close();
     let _ = writer.await;
     result
 }
@@ -134,19 +165,15 @@ impl Drop for InFlightGuard {
     }
 }
 
-fn send_frame(tx: &mpsc::UnboundedSender<Bytes>, frame: &Frame, use_raw: bool) {
-    let mut out = BytesMut::new();
-    match frame.encode(use_raw, &mut out) {
-        Ok(()) => {
-            let _ = tx.send(out.freeze());
-        }
-        Err(e) => tracing::debug!(error = %e, "cannot encode a response frame"),
+fn send_frame(tx: &OutQueue, frame: &Frame, use_raw: bool) {
+    if let Err(e) = tx.push(frame, use_raw) {
+        tracing::debug!(error = %e, "cannot encode a response frame");
     }
 }
 
-fn dispatch<H: Handler>(
+fn dispatch<H: RpcHandler>(
     frame: Frame,
-    tx: &mpsc::UnboundedSender<Bytes>,
+    tx: &Rc<OutQueue>,
     handler: &Rc<H>,
     inflight: &Rc<InFlight>,
     permit: tokio::sync::OwnedSemaphorePermit,
@@ -172,23 +199,15 @@ fn dispatch<H: Handler>(
     let fut = async move {
         let _guard = guard;
         let _permit = permit;
-        let oneway = frame.is_oneway();
-        let template = frame.reply_template();
-        let req = convert::request_from_frame(frame);
-        let resp = handler.handle(req).await;
-        if oneway {
-            // Nobody waits for an answer; let the response (and its stats hook) finish.
-            let _ = resp.into_body().collect().await;
-            return;
+        if let Some((out, raw)) = handler.answer(frame).await {
+            send_frame(&tx, &out, raw);
         }
-        let (out, raw) = convert::response_to_frame(&template, resp).await;
-        send_frame(&tx, &out, raw);
     };
     tokio::task::spawn_local(fut);
 }
 
 /// The protocol's codec-error reply, when the broken frame's request id can be read.
-fn codec_error_reply(family: Family, buf: &[u8], tx: &mpsc::UnboundedSender<Bytes>) {
+fn codec_error_reply(family: Family, buf: &[u8], tx: &OutQueue) {
     let frame = match family {
         Family::Bolt => mosn_wire::bolt::peek_request_id(buf).map(|(proto, id)| {
             let mut req = mosn_wire::bolt::Frame::heartbeat(proto, id);
@@ -218,28 +237,4 @@ fn codec_error_reply(family: Family, buf: &[u8], tx: &mpsc::UnboundedSender<Byte
     if let Some(f) = frame {
         send_frame(tx, &f, false);
     }
-}
-
-/// Writes queued frames, several per write when they pile up.
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, mut rx: mpsc::UnboundedReceiver<Bytes>) {
-    let mut batch = BytesMut::new();
-    while let Some(first) = rx.recv().await {
-        let mut chunk = first;
-        // Coalesce what is already queued into one write.
-        if let Ok(next) = rx.try_recv() {
-            batch.extend_from_slice(&chunk);
-            batch.extend_from_slice(&next);
-            while batch.len() < 64 * 1024 {
-                match rx.try_recv() {
-                    Ok(b) => batch.extend_from_slice(&b),
-                    Err(_) => break,
-                }
-            }
-            chunk = batch.split().freeze();
-        }
-        if wr.write_all(&chunk).await.is_err() {
-            return;
-        }
-    }
-    let _ = wr.shutdown().await;
 }
