@@ -513,6 +513,63 @@ fn openssl_accelerator_failure_refuses_or_falls_back_as_configured() {
     assert_eq!(offload_metric(&mosn, "handshakes_offloaded"), 0);
 }
 
+/// Bolt clusters to one address, one over TLS and one in plaintext: the multiplexed RPC
+/// pools keep a connection of each kind (keyed by address and TLS config, as HTTP's are).
+#[test]
+fn rpc_pools_keep_tls_and_plaintext_connections_to_one_address_apart() {
+    let c = certs();
+    let svc = BoltUpstream::echo();
+    let (front, mixed) = (free_port(), free_port());
+    let proxy = |router: &str| {
+        json!({"type": "proxy", "config": {"downstream_protocol": "bolt",
+               "upstream_protocol": "bolt", "router_config_name": router}})
+    };
+    let mut mixed_l = listener_with("mixed", mixed, proxy("rm"));
+    mixed_l["filter_chains"][0]["tls_context"] = json!({"status": true,
+        "cert_chain": path(&c.server.cert), "private_key": path(&c.server.key)});
+    mixed_l["inspector"] = json!(true);
+    let mixed_addr: SocketAddr = format!("127.0.0.1:{mixed}").parse().unwrap();
+    let by_service = |service: &str, cluster: &str| {
+        json!({"match": {"headers": [{"name": "service", "value": service}]},
+               "route": {"cluster_name": cluster}})
+    };
+    let mut ctls = cluster("ctls", &[mixed_addr]);
+    ctls["tls_context"] =
+        json!({"status": true, "ca_cert": path(&c.ca.cert), "server_name": "mosn.test"});
+    let mut cfg = common::http::config(
+        vec![listener_with("front", front, proxy("rf")), mixed_l],
+        vec![
+            common::http::router(
+                "rf",
+                json!([by_service("tls", "ctls"), by_service("plain", "cplain")]),
+            ),
+            common::http::router("rm", json!([by_service(".*", "svc")])),
+        ],
+        vec![
+            ctls,
+            cluster("cplain", &[mixed_addr]),
+            cluster("svc", &[svc.addr]),
+        ],
+    );
+    cfg["servers"][0]["processor"] = json!(1);
+    let mosn = Mosn::start(&cfg);
+    let mut cl = common::wire::RawClient::connect(mosn.addr("front"));
+    for id in 1..=6u32 {
+        let service: &[u8] = if id % 2 == 0 { b"plain" } else { b"tls" };
+        cl.send_bolt(&bolt_request(id, &[(b"service", service)], b"hi"));
+        let r = cl.read_bolt().unwrap();
+        assert_eq!(
+            (r.request_id, r.status, r.content.as_ref()),
+            (id, bolt::status::SUCCESS, &b"hi"[..])
+        );
+    }
+    let tls = listener_metric(&mosn, "mosn_listener_tls_handshake_ok", "mixed");
+    let total = listener_metric(&mosn, "mosn_listener_downstream_connection_total", "mixed");
+    // One multiplexed connection per kind: a pool keyed by address alone would have carried
+    // the plaintext cluster's calls over the TLS connection.
+    assert_eq!((tls, total), (1, 2), "TLS {tls} of {total} connections");
+}
+
 /// A `mosn-keyserver` process (the `mosn-tls-offload` package's binary, built next to `mosn`
 /// by `cargo test --workspace`), killed on drop.
 struct KeyServer(std::process::Child);

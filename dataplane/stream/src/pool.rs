@@ -68,19 +68,19 @@ impl UpstreamSettings {
     }
 }
 
-/// What a pooled HTTP connection was made for: the upstream address and the TLS config it
+/// What a pooled connection (HTTP or RPC) was made for: the upstream address and the TLS config it
 /// was made with, compared by identity. Clusters sharing one unchanged TLS config share
 /// connections; a plaintext and a TLS cluster (or a `tls_disable` host) to the same address
 /// never do, and a reloaded TLS config starts new connections (the key holds its config, so
 /// an address is never reused by another config while a key lives).
 #[derive(Clone)]
-struct PoolKey {
-    addr: SocketAddr,
+pub(crate) struct PoolKey {
+    pub(crate) addr: SocketAddr,
     tls: Option<Arc<ClientConfig>>,
 }
 
 impl PoolKey {
-    fn new(addr: SocketAddr, settings: &UpstreamSettings) -> Self {
+    pub(crate) fn new(addr: SocketAddr, settings: &UpstreamSettings) -> Self {
         PoolKey {
             addr,
             tls: settings.tls.clone(),
@@ -361,14 +361,15 @@ where
         let family = proto.family().unwrap_or(Family::Bolt);
         let s = &settings.rpc;
         let max = settings.max_request_per_conn.max(1);
-        let conn = match self.rpc.checkout(addr, family, s, max).await {
+        let key = PoolKey::new(addr, settings);
+        let conn = match self.rpc.checkout(&key, family, s, max).await {
             Checkout::Ready(c) => c,
             Checkout::Connect => {
                 // Gives the pool its slot back however this ends (a caller's timer may drop
                 // us mid-connect).
                 let slot = ConnectSlot {
                     rpc: &self.rpc,
-                    addr,
+                    key: &key,
                     family,
                     settings: s,
                 };
@@ -376,13 +377,13 @@ where
                 let io = self.connect(addr, settings, &obs).await?;
                 let c = RpcConn::start(io, family, addr, s, obs);
                 std::mem::forget(slot);
-                self.rpc.add(addr, family, s, Some(&c));
+                self.rpc.add(&key, family, s, Some(&c));
                 c
             }
         };
         Ok(Upstream(Up::Rpc {
             pools: self.clone(),
-            addr,
+            key,
             proto,
             conn,
             mode: s.pool_mode,
@@ -611,7 +612,7 @@ enum Up<T: Transport> {
     H2(Rc<H2Conn>),
     Rpc {
         pools: Rc<Pools<T>>,
-        addr: SocketAddr,
+        key: PoolKey,
         proto: StreamProtocol,
         conn: Rc<RpcConn>,
         mode: PoolMode,
@@ -623,7 +624,7 @@ impl<T: Transport> std::fmt::Debug for Upstream<T> {
         match &self.0 {
             Up::H1 { key, .. } => write!(f, "Upstream(Http1 {})", key.addr),
             Up::H2(_) => f.write_str("Upstream(Http2)"),
-            Up::Rpc { addr, proto, .. } => write!(f, "Upstream({} {addr})", proto.name()),
+            Up::Rpc { key, proto, .. } => write!(f, "Upstream({} {})", proto.name(), key.addr),
         }
     }
 }
@@ -648,11 +649,11 @@ where
         match self.0 {
             Up::Rpc {
                 pools,
-                addr,
+                key,
                 proto,
                 conn,
                 mode,
-            } => Box::pin(send_rpc(pools, addr, proto, conn, mode, req)),
+            } => Box::pin(send_rpc(pools, key, proto, conn, mode, req)),
             Up::H2(conn) => Box::pin(async move {
                 let mut sender = conn.sender.clone();
                 let resp = sender.send_request(req).await.map_err(request_failed)?;
@@ -682,7 +683,7 @@ fn request_failed(e: hyper::Error) -> SendError {
 
 async fn send_rpc<T: Transport>(
     pools: Rc<Pools<T>>,
-    addr: SocketAddr,
+    key: PoolKey,
     proto: StreamProtocol,
     conn: Rc<RpcConn>,
     mode: PoolMode,
@@ -700,7 +701,7 @@ async fn send_rpc<T: Transport>(
     if mode == PoolMode::PingPong {
         pools
             .rpc
-            .checkin(addr, family, conn, pools.max_idle_per_host);
+            .checkin(&key, family, conn, pools.max_idle_per_host);
     }
     Ok(match answer {
         Some(f) => rpc_convert::response_from_frame(f),
@@ -725,7 +726,7 @@ impl<T: Transport> Upstream<T> {
         };
         let Up::Rpc {
             pools,
-            addr,
+            key,
             conn,
             mode,
             ..
@@ -740,7 +741,7 @@ impl<T: Transport> Upstream<T> {
             let family = conn.family();
             pools
                 .rpc
-                .checkin(addr, family, conn, pools.max_idle_per_host);
+                .checkin(&key, family, conn, pools.max_idle_per_host);
         }
         Ok(answer)
     }
@@ -805,14 +806,14 @@ where
 /// learns that no connection came of it.
 struct ConnectSlot<'a> {
     rpc: &'a RpcPools,
-    addr: SocketAddr,
+    key: &'a PoolKey,
     family: Family,
     settings: &'a RpcSettings,
 }
 
 impl Drop for ConnectSlot<'_> {
     fn drop(&mut self) {
-        self.rpc.add(self.addr, self.family, self.settings, None);
+        self.rpc.add(self.key, self.family, self.settings, None);
     }
 }
 

@@ -443,6 +443,7 @@ where
         // One timer bounds both the checkout and the answer.
         let expiry = tokio::time::sleep_until(deadline.into());
         tokio::pin!(expiry);
+        let settings = settings.for_host(host.tls_disabled());
         let checkout = self.pools.checkout(addr, up_proto, &settings, observer);
         let upstream = match within(checkout, expiry.as_mut()).await {
             Ok(Ok(u)) => u,

@@ -24,7 +24,7 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use super::outq::OutQueue;
 use super::{Family, Frame, PoolMode, RpcError, RpcSettings};
-use crate::pool::ConnObserver;
+use crate::pool::{ConnObserver, PoolKey};
 
 /// Hashes a request id with one multiplication: ids are generated here (unique, sequential
 /// per connection), an answer's id is only looked up, so SipHash buys nothing per request.
@@ -328,7 +328,8 @@ async fn heartbeat_loop(conn: std::rc::Weak<RpcConn>, every: Duration, max_failu
     }
 }
 
-type Key = (SocketAddr, Family);
+/// A pool of RPC connections: upstream address and TLS config (see [`PoolKey`]), and family.
+type Key = (PoolKey, Family);
 
 /// The RPC part of one worker's upstream pools.
 #[derive(Default)]
@@ -338,7 +339,7 @@ pub struct RpcPools {
     /// Connects in progress per host, and who waits for one to finish.
     connecting: RefCell<HashMap<Key, (usize, Rc<Notify>)>>,
     idle: RefCell<HashMap<Key, Vec<Rc<RpcConn>>>>,
-    binding: RefCell<HashMap<(u64, SocketAddr, Family), Rc<RpcConn>>>,
+    binding: RefCell<HashMap<(u64, PoolKey, Family), Rc<RpcConn>>>,
 }
 
 impl std::fmt::Debug for RpcPools {
@@ -359,12 +360,13 @@ pub enum Checkout {
 }
 
 impl RpcPools {
-    /// Open connections to `addr` (tests, stats).
+    /// Open connections to `addr`, TLS or not (tests, stats).
     pub fn open(&self, addr: SocketAddr, family: Family) -> usize {
-        let key = (addr, family);
         let count = |m: &HashMap<Key, Vec<Rc<RpcConn>>>| {
-            m.get(&key)
-                .map_or(0, |v| v.iter().filter(|c| !c.closed.get()).count())
+            m.iter()
+                .filter(|((k, f), _)| k.addr == addr && *f == family)
+                .map(|(_, v)| v.iter().filter(|c| !c.closed.get()).count())
+                .sum::<usize>()
         };
         count(&self.multiplex.borrow())
             + count(&self.idle.borrow())
@@ -372,25 +374,25 @@ impl RpcPools {
                 .binding
                 .borrow()
                 .iter()
-                .filter(|((_, a, f), c)| *a == addr && *f == family && !c.closed.get())
+                .filter(|((_, k, f), c)| k.addr == addr && *f == family && !c.closed.get())
                 .count()
     }
 
     /// A connection for one request, or `Connect` when the caller must open one. Concurrent
     /// first requests to a multiplexed host wait for one connect instead of each opening
     /// their own.
-    pub async fn checkout(
+    pub(crate) async fn checkout(
         &self,
-        addr: SocketAddr,
+        to: &PoolKey,
         family: Family,
         s: &RpcSettings,
         max_requests: u32,
     ) -> Checkout {
-        let key = (addr, family);
+        let key = (to.clone(), family);
         match s.pool_mode {
             PoolMode::Binding => {
                 let mut b = self.binding.borrow_mut();
-                let k = (s.binding_key, addr, family);
+                let k = (s.binding_key, to.clone(), family);
                 match b.get(&k) {
                     Some(c) if c.is_usable() => Checkout::Ready(c.clone()),
                     _ => {
@@ -401,7 +403,9 @@ impl RpcPools {
             }
             PoolMode::PingPong => {
                 let mut idle = self.idle.borrow_mut();
-                let list = idle.entry(key).or_default();
+                let Some(list) = idle.get_mut(&key) else {
+                    return Checkout::Connect;
+                };
                 while let Some(c) = list.pop() {
                     if c.is_usable() && c.used.get() < max_requests {
                         return Checkout::Ready(c);
@@ -414,13 +418,18 @@ impl RpcPools {
             PoolMode::Multiplex => loop {
                 let notified = {
                     let mut m = self.multiplex.borrow_mut();
-                    let list = m.entry(key).or_default();
+                    if !m.contains_key(&key) {
+                        m.insert(key.clone(), Vec::new());
+                    }
+                    let Some(list) = m.get_mut(&key) else {
+                        return Checkout::Connect;
+                    };
                     // Not retired by request count: ids wrap per connection, and MOSN's
                     // multiplex pools keep their connections.
                     list.retain(|c| c.is_usable());
                     let mut connecting = self.connecting.borrow_mut();
                     let slot = connecting
-                        .entry(key)
+                        .entry(key.clone())
                         .or_insert_with(|| (0, Rc::new(Notify::new())));
                     if list.len() + slot.0 < s.conns_per_host.max(1) {
                         slot.0 += 1;
@@ -442,20 +451,20 @@ impl RpcPools {
 
     /// A connect for a `Connect` checkout ended (`conn`: the new connection, or `None` on
     /// failure); waiters are woken.
-    pub fn add(
+    pub(crate) fn add(
         &self,
-        addr: SocketAddr,
+        to: &PoolKey,
         family: Family,
         s: &RpcSettings,
         conn: Option<&Rc<RpcConn>>,
     ) {
-        let key = (addr, family);
+        let key = (to.clone(), family);
         match s.pool_mode {
             PoolMode::Multiplex => {
                 if let Some(c) = conn {
                     self.multiplex
                         .borrow_mut()
-                        .entry(key)
+                        .entry(key.clone())
                         .or_default()
                         .push(c.clone());
                 }
@@ -468,7 +477,7 @@ impl RpcPools {
                 if let Some(c) = conn {
                     self.binding
                         .borrow_mut()
-                        .insert((s.binding_key, addr, family), c.clone());
+                        .insert((s.binding_key, to.clone(), family), c.clone());
                 }
             }
             PoolMode::PingPong => {}
@@ -476,12 +485,12 @@ impl RpcPools {
     }
 
     /// A ping-pong connection finished its request.
-    pub fn checkin(&self, addr: SocketAddr, family: Family, conn: Rc<RpcConn>, max_idle: usize) {
+    pub(crate) fn checkin(&self, to: &PoolKey, family: Family, conn: Rc<RpcConn>, max_idle: usize) {
         if !conn.is_usable() {
             return;
         }
         let mut idle = self.idle.borrow_mut();
-        let list = idle.entry((addr, family)).or_default();
+        let list = idle.entry((to.clone(), family)).or_default();
         if list.len() < max_idle {
             list.push(conn);
         }
