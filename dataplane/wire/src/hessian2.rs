@@ -131,6 +131,14 @@ impl Utf16Sink<'_> {
         }
     }
 
+    /// A run of ASCII bytes: one UTF-16 unit each.
+    fn ascii(&mut self, run: &[u8]) {
+        self.flush_high();
+        if let Some(out) = self.out.as_deref_mut() {
+            out.extend(run.iter().map(|&b| char::from(b)));
+        }
+    }
+
     fn scalar(&mut self, c: u32) {
         self.flush_high();
         self.push_char(char::from_u32(c).unwrap_or(char::REPLACEMENT_CHARACTER));
@@ -232,6 +240,21 @@ impl<'a> Reader<'a> {
     fn string_data(&mut self, units: usize, sink: &mut Utf16Sink<'_>) -> Result<(), Error> {
         let mut left = units;
         while left > 0 {
+            // ASCII runs (Java names, ids, most text) in one step: a skipped argument string
+            // costs a scan, not a decode per character.
+            let run = self
+                .cur
+                .rest()
+                .iter()
+                .take(left)
+                .take_while(|b| b.is_ascii())
+                .count();
+            if run > 0 {
+                let ascii = self.cur.take(run).ok_or_else(eof)?;
+                sink.ascii(ascii);
+                left = left.saturating_sub(run);
+                continue;
+            }
             let b = self.u8()?;
             match b {
                 0x00..=0x7f => {
@@ -623,6 +646,21 @@ mod tests {
         // A lone surrogate becomes U+FFFD.
         let mut r = Reader::new(&[0x01, 0xed, 0xa0, 0xbd]);
         assert_eq!(r.read_string().unwrap().unwrap(), "\u{FFFD}");
+    }
+
+    #[test]
+    fn ascii_runs_mix_with_other_characters() {
+        for text in ["abc\u{e9}def", "\u{1F600}tail", "head\u{4e2d}\u{6587}", "x"] {
+            let b = roundtrip(text);
+            assert_eq!(Reader::new(&b).read_string().unwrap().unwrap(), text);
+        }
+        // A lone high surrogate followed by ASCII: U+FFFD, then the ASCII.
+        let mut r = Reader::new(&[0x03, 0xed, 0xa0, 0xbd, b'a', b'b']);
+        assert_eq!(r.read_string().unwrap().unwrap(), "\u{FFFD}ab");
+        // The unit count bounds the ASCII run: the next value's bytes are not taken.
+        let mut r = Reader::new(b"\x02abN");
+        assert_eq!(r.read_string().unwrap().unwrap(), "ab");
+        assert_eq!(r.read_string().unwrap(), None);
     }
 
     #[test]
