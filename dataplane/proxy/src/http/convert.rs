@@ -34,19 +34,33 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
     let te_trailers = headers
         .get_all(header::TE)
         .iter()
         .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
     let upgrade = headers.get(header::UPGRADE).cloned();
-    for n in named.iter().chain(HOP_BY_HOP.iter()) {
+    // The `Connection` values move out of the map (their bytes are shared, not copied) so the
+    // fields they name can be removed by `&str`: no owned names, no allocation for the usual
+    // one or two `Connection` fields (`Connection: keep-alive` on most upstream responses).
+    let mut first: [Option<HeaderValue>; 2] = [None, None];
+    let mut more: Vec<HeaderValue> = Vec::new();
+    if let header::Entry::Occupied(e) = headers.entry(header::CONNECTION) {
+        for (i, v) in e.remove_entry_mult().1.enumerate() {
+            match first.get_mut(i) {
+                Some(slot) => *slot = Some(v),
+                None => more.push(v),
+            }
+        }
+    }
+    for v in first.iter().flatten().chain(more.iter()) {
+        for token in v.to_str().unwrap_or_default().split(',') {
+            let token = token.trim();
+            if !token.is_empty() {
+                headers.remove(token);
+            }
+        }
+    }
+    for n in HOP_BY_HOP.iter() {
         headers.remove(n);
     }
     if te_trailers {
@@ -198,6 +212,21 @@ mod tests {
         let mut p = req("/ws", &h);
         request_for_upstream(&mut p, StreamProtocol::Http1, false).unwrap();
         assert!(p.headers.get("upgrade").is_none());
+    }
+
+    #[test]
+    fn every_connection_field_names_fields_to_drop() {
+        let mut h = HeaderMap::new();
+        for v in ["X-One", " x-two ,, ", "x-three", "bad name, x-four"] {
+            h.append(header::CONNECTION, HeaderValue::from_str(v).unwrap());
+        }
+        for n in ["x-one", "x-two", "x-three", "x-four", "x-five"] {
+            h.insert(HeaderName::from_static(n), HeaderValue::from_static("v"));
+        }
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h, false);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-five", "te"]);
     }
 
     #[test]
