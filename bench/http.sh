@@ -228,7 +228,6 @@ our_ticks() {
     echo "$t"
 }
 
-fdiv() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN { if (b == 0 || a == "" || b == "" || a == "—" || b == "—" || a == "n/a" || b == "n/a") print "n/a"; else printf f "\n", a / b }'; }
 
 # ---------------------------------------------------------------- build
 # the source measured: the tree as it is when the build starts
@@ -652,33 +651,8 @@ RUSTC_AT_END="$(pgrep -c -x rustc || true)"
 LOAD_AT_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---------------------------------------------------------------- summary
-# val ARRAY TEST PATH ROUND
-val() {
-    local -n arr="$1"
-    echo "${arr[$2,$3,$4]:-n/a}"
-}
 
-# median_of ARRAY TEST PATH: median over rounds of one path's figure
-median_of() {
-    local r
-    for ((r = 1; r <= ROUNDS; r++)); do val "$1" "$2" "$3" "$r"; done | grep -Ev '^(n/a|—)$' | sort -g |
-        awk -v f="${4:-%.2f}" '{ v[NR] = $1 } END {
-            if (NR == 0) { print "—"; exit }
-            if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
-            printf f "\n", m }'
-}
 
-# paired ARRAY TEST OTHER: median over rounds of mosn/OTHER, each ratio taken within a round
-paired() {
-    if ! { has_path mosn && has_path "$3"; }; then echo "n/a"; return 0; fi
-    local r
-    for ((r = 1; r <= ROUNDS; r++)); do
-        fdiv "$(val "$1" "$2" mosn "$r")" "$(val "$1" "$2" "$3" "$r")" %.6f
-    done | grep -v n/a | sort -g | awk '{ v[NR] = $1 } END {
-        if (NR == 0) { print "n/a"; exit }
-        if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
-        printf "%.2f\n", m }'
-}
 
 # best_peer ARRAY TEST higher|lower: the peer with the best median figure
 best_peer() {

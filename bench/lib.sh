@@ -137,3 +137,38 @@ wait_listen() {
     tail -n 30 "$logf" >&2 2>/dev/null || true
     die "$name did not listen on 127.0.0.1:$port within ${WAIT_LISTEN_SECONDS} s"
 }
+
+# ---------------------------------------------------------------- figures (http.sh, rpc.sh, tls.sh)
+# Per-round figures live in associative arrays keyed "WORKLOAD,PATH,ROUND"; ROUNDS is the
+# caller's round count.
+
+# fdiv A B [FORMAT]: A / B, or n/a when either is missing or B is 0
+fdiv() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN { if (b == 0 || a == "" || b == "" || a == "—" || b == "—" || a == "n/a" || b == "n/a") print "n/a"; else printf f "\n", a / b }'; }
+
+# val ARRAY WORKLOAD PATH ROUND
+val() {
+    local -n arr="$1"
+    echo "${arr[$2,$3,$4]:-n/a}"
+}
+
+# median_of ARRAY WORKLOAD PATH [FORMAT]: median over rounds of one path's figure
+median_of() {
+    local r
+    for ((r = 1; r <= ROUNDS; r++)); do val "$1" "$2" "$3" "$r"; done | grep -Ev '^(n/a|—)$' | sort -g |
+        awk -v f="${4:-%.2f}" '{ v[NR] = $1 } END {
+            if (NR == 0) { print "—"; exit }
+            if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf f "\n", m }'
+}
+
+# paired ARRAY WORKLOAD OTHER: median over rounds of mosn/OTHER, each ratio taken within a round
+paired() {
+    if ! { has_path mosn && has_path "$3"; }; then echo "n/a"; return 0; fi
+    local r
+    for ((r = 1; r <= ROUNDS; r++)); do
+        fdiv "$(val "$1" "$2" mosn "$r")" "$(val "$1" "$2" "$3" "$r")" %.6f
+    done | grep -v n/a | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) { print "n/a"; exit }
+        if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
+        printf "%.2f\n", m }'
+}
