@@ -162,6 +162,7 @@ fn server(s: &Server, routers: &[Router]) -> Value {
         .put("graceful_timeout", dur(s.graceful_timeout))
         .put("processor", s.processor)
         .flag("use_netpoll_mode", s.use_netpoll_mode)
+        .opt("network_backend", crate::backend::dump(&s.network_backend))
         .put(
             "listeners",
             Value::Array(s.listeners.iter().map(listener).collect()),

@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod backend;
 mod capture;
 mod de;
 mod dump;
@@ -29,6 +30,9 @@ mod validate;
 
 use std::path::Path;
 
+pub use backend::{
+    DpdkBackend, NetworkBackend, DEFAULT_DPDK_MEMPOOL, DEFAULT_DPDK_MTU, DEFAULT_DPDK_SOCKET_BUFFER,
+};
 pub use capture::{
     CaptureDestination, CaptureFailurePolicy, CaptureMode, TrafficCapture,
     DEFAULT_CAPTURE_INBOUND_PORT, DEFAULT_CAPTURE_OUTBOUND_PORT,

@@ -302,6 +302,9 @@ pub struct Server {
     pub use_netpoll_mode: bool,
     /// The listeners.
     pub listeners: Vec<Listener>,
+    /// `network_backend` (mosn-rs only): the network stack the listeners and upstream
+    /// connections run on; [`crate::NetworkBackend::Kernel`] when absent.
+    pub network_backend: crate::backend::NetworkBackend,
 }
 
 /// Listener socket kind (`network`).

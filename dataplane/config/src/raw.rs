@@ -181,6 +181,8 @@ pub(crate) struct RawServer {
     pub processor: Option<Value>,
     pub listeners: Vec<RawListener>,
     pub routers: Vec<RawRouterConfig>,
+    /// mosn-rs only: kernel or DPDK network stack (`crate::backend`).
+    pub network_backend: Option<crate::backend::RawNetworkBackend>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -133,6 +133,9 @@ impl<'c> Builder<'c> {
             .traffic_capture
             .as_ref()
             .map(|t| self.traffic_capture(t, &root.k("traffic_capture")));
+        if let Some(tc) = &traffic_capture {
+            self.check_capture_against_backends(tc, &servers);
+        }
 
         Config {
             servers,
@@ -161,13 +164,11 @@ impl<'c> Builder<'c> {
         }
     }
 
-    fn traffic_capture(
-        &mut self,
-        raw: &crate::capture::RawTrafficCapture,
-        at: &P,
-    ) -> crate::capture::TrafficCapture {
+    /// Runs the `build` of a mosn-rs section that sits at `at` and reports its problems
+    /// (paths relative to the section) as errors and warnings.
+    fn section<T>(&mut self, at: &P, build: impl FnOnce(crate::capture::Report<'_>) -> T) -> T {
         let mut found = Vec::new();
-        let tc = crate::capture::build(raw, &mut |rel, message, error| {
+        let built = build(&mut |rel, message, error| {
             found.push((rel.to_string(), message, error));
         });
         for (rel, message, error) in found {
@@ -181,7 +182,78 @@ impl<'c> Builder<'c> {
                 self.warn(&p, message);
             }
         }
-        tc
+        built
+    }
+
+    fn traffic_capture(
+        &mut self,
+        raw: &crate::capture::RawTrafficCapture,
+        at: &P,
+    ) -> crate::capture::TrafficCapture {
+        self.section(at, |report| crate::capture::build(raw, report))
+    }
+
+    /// A top-level capture and a DPDK server exclude each other.
+    fn check_capture_against_backends(
+        &mut self,
+        tc: &crate::capture::TrafficCapture,
+        servers: &[Server],
+    ) {
+        if tc.mode == crate::capture::CaptureMode::None {
+            return;
+        }
+        let root = P::default();
+        if let Some(i) = servers
+            .iter()
+            .position(|s| s.network_backend.dpdk().is_some())
+        {
+            let server = self.user(&root.k("servers").i(i).k("network_backend"));
+            self.err(
+                &root.k("traffic_capture").k("mode"),
+                format!("capture redirects kernel sockets; a DPDK server has none ({server})"),
+            );
+        }
+    }
+
+    /// The listeners of a DPDK server live on its userspace stack: TCP only, bound on the
+    /// stack's address (or 0.0.0.0), no original destination to recover.
+    fn check_dpdk_listeners(
+        &mut self,
+        backend: &crate::backend::DpdkBackend,
+        listeners: &[Listener],
+        at: &P,
+    ) {
+        let own = backend.address.addr();
+        for (j, l) in listeners.iter().enumerate() {
+            let lp = at.k("listeners").i(j);
+            if l.network != Network::Tcp {
+                self.err(
+                    &lp.k("network"),
+                    "the DPDK backend carries TCP only: a listener of a DPDK server must be tcp",
+                );
+            }
+            if l.use_original_dst.is_some() {
+                self.err(
+                    &lp.k("use_original_dst"),
+                    "a DPDK server has no kernel sockets to redirect or to ask for an original \
+                     destination: remove use_original_dst",
+                );
+            }
+            let fits = match l.address.ip() {
+                IpAddr::V4(ip) => ip == own || ip.is_unspecified(),
+                IpAddr::V6(_) => false,
+            };
+            // `own` is 0.0.0.0 only when the backend's address was invalid (already reported).
+            if l.bind_port && !own.is_unspecified() && !fits {
+                self.err(
+                    &lp.k("address"),
+                    format!(
+                        "a listener of a DPDK server binds on its userspace stack: use {own} or \
+                         0.0.0.0"
+                    ),
+                );
+            }
+        }
     }
 
     fn admin(&mut self, raw: Option<&RawAdmin>, at: &P) -> Admin {
@@ -246,12 +318,21 @@ impl<'c> Builder<'c> {
             _ => DEFAULT_GRACEFUL_TIMEOUT,
         };
         let processor = self.processor(raw.processor.as_ref(), &at.k("processor"));
-        let listeners = raw
+        let listeners: Vec<Listener> = raw
             .listeners
             .iter()
             .enumerate()
             .map(|(i, l)| self.listener(l, &at.k("listeners").i(i), routers))
             .collect();
+        let network_backend = match &raw.network_backend {
+            None => crate::backend::NetworkBackend::Kernel,
+            Some(b) => self.section(&at.k("network_backend"), |report| {
+                crate::backend::build(b, report)
+            }),
+        };
+        if let Some(dpdk) = network_backend.dpdk() {
+            self.check_dpdk_listeners(dpdk, &listeners, at);
+        }
         for (i, r) in raw.routers.iter().enumerate() {
             let p = at.k("routers").i(i);
             if let Some(router) = self.router(r, &p) {
@@ -268,6 +349,7 @@ impl<'c> Builder<'c> {
             processor,
             use_netpoll_mode: raw.use_netpoll_mode,
             listeners,
+            network_backend,
         }
     }
 

@@ -1,0 +1,905 @@
+//! `servers[].network_backend`: which network stack a server's listeners and upstream
+//! connections run on (a mosn-rs section; MOSN itself always uses kernel sockets).
+//!
+//! ```json
+//! "servers": [{
+//!   "network_backend": {
+//!     "type": "dpdk",                            // "kernel" (default) | "dpdk"
+//!     "eal_args": ["--no-pci", "--vdev", "net_tap0,iface=mosn0"],
+//!     "port": "net_tap0",                        // DPDK device name, or a port number "0"
+//!     "address": "198.18.3.2/24",                // the userspace stack's IPv4 address/prefix
+//!     "gateway": "198.18.3.1",                   // optional default route, inside `address`
+//!     "mtu": 1500,                               // 576..=9000
+//!     "queues": 1,                               // one RX/TX queue pair per worker; only 1 yet
+//!     "mempool_size": 8191,                      // mbufs, 1024..=1048575
+//!     "rx_buffer": 262144, "tx_buffer": 262144   // per-connection bytes, 4096..=16777216
+//!   },
+//!   "listeners": [ ... ]
+//! }]
+//! ```
+//!
+//! An absent section, or an absent or empty `type`, is the kernel backend. With `dpdk` the
+//! server's listeners bind on the userspace stack (its `address` or `0.0.0.0`) and its
+//! upstream connections leave from there; `validate.rs` checks that the listeners fit.
+//!
+//! Raw serde struct, typed model, validation and the dump live here; `raw.rs`, `model.rs`,
+//! `validate.rs`, `dump.rs` and `lib.rs` only hook them in.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::ops::RangeInclusive;
+
+use ipnet::{IpNet, Ipv4Net};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::capture::Report;
+use crate::de::describe;
+
+/// Default `mtu`.
+pub const DEFAULT_DPDK_MTU: u16 = 1500;
+/// Default `mempool_size` (mbufs; a power of two minus one suits the DPDK mempool best).
+pub const DEFAULT_DPDK_MEMPOOL: u32 = 8191;
+/// Default `rx_buffer` and `tx_buffer` (bytes per connection and direction).
+pub const DEFAULT_DPDK_SOCKET_BUFFER: usize = 262144;
+
+const MTU: RangeInclusive<u64> = 576..=9000;
+const MEMPOOL: RangeInclusive<u64> = 1024..=1_048_575;
+const SOCKET_BUFFER: RangeInclusive<u64> = 4096..=16_777_216;
+
+// === raw ===
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawNetworkBackend {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub eal_args: Vec<String>,
+    /// A string, or a JSON integer taken as a port number.
+    pub port: Option<Value>,
+    pub address: String,
+    pub gateway: String,
+    pub mtu: Option<u64>,
+    pub queues: Option<u64>,
+    pub mempool_size: Option<u64>,
+    pub rx_buffer: Option<u64>,
+    pub tx_buffer: Option<u64>,
+}
+
+// === typed ===
+
+/// `servers[].network_backend`, validated.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum NetworkBackend {
+    /// `kernel`: kernel sockets (the default).
+    #[default]
+    Kernel,
+    /// `dpdk`: a userspace TCP/IP stack over a DPDK port.
+    Dpdk(DpdkBackend),
+}
+
+impl NetworkBackend {
+    /// The config spelling of `type`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NetworkBackend::Kernel => "kernel",
+            NetworkBackend::Dpdk(_) => "dpdk",
+        }
+    }
+
+    /// The DPDK settings, when this is the DPDK backend.
+    pub fn dpdk(&self) -> Option<&DpdkBackend> {
+        match self {
+            NetworkBackend::Kernel => None,
+            NetworkBackend::Dpdk(d) => Some(d),
+        }
+    }
+}
+
+/// The `dpdk` backend's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DpdkBackend {
+    /// Arguments for `rte_eal_init` (after the program name), verbatim. They either contain
+    /// `--no-pci` or name the PCI devices to use (`-a`).
+    pub eal_args: Vec<String>,
+    /// The DPDK device name (as given to `--vdev`, up to the comma, e.g. `net_tap0`) or a port
+    /// number (`"0"`). Never empty.
+    pub port: String,
+    /// The userspace stack's address with the link's prefix (host bits kept: `addr()` is the
+    /// address, `network()` the link). A unicast host address of the network.
+    pub address: Ipv4Net,
+    /// Default route; inside `address`'s network and not the address itself.
+    pub gateway: Option<Ipv4Addr>,
+    /// Link MTU in bytes, 576..=9000.
+    pub mtu: u16,
+    /// RX/TX queue pairs (one per worker); 1 for now.
+    pub queues: u16,
+    /// mbufs in the packet pool, 1024..=1048575.
+    pub mempool_size: u32,
+    /// Receive buffer of each TCP connection in bytes, 4096..=16777216.
+    pub rx_buffer: usize,
+    /// Transmit buffer of each TCP connection in bytes, 4096..=16777216.
+    pub tx_buffer: usize,
+}
+
+impl DpdkBackend {
+    /// A backend on `port` with `address`, no EAL arguments and every other setting at its
+    /// default.
+    pub fn new(port: impl Into<String>, address: Ipv4Net) -> DpdkBackend {
+        DpdkBackend {
+            eal_args: Vec::new(),
+            port: port.into(),
+            address,
+            gateway: None,
+            mtu: DEFAULT_DPDK_MTU,
+            queues: 1,
+            mempool_size: DEFAULT_DPDK_MEMPOOL,
+            rx_buffer: DEFAULT_DPDK_SOCKET_BUFFER,
+            tx_buffer: DEFAULT_DPDK_SOCKET_BUFFER,
+        }
+    }
+}
+
+// === validation ===
+
+/// The keys only the `dpdk` backend reads, and whether each was given.
+fn dpdk_keys(raw: &RawNetworkBackend) -> [(&'static str, bool); 9] {
+    [
+        ("eal_args", !raw.eal_args.is_empty()),
+        (
+            "port",
+            !matches!(&raw.port, None | Some(Value::String(_))) || port_text(raw).is_some(),
+        ),
+        ("address", !raw.address.is_empty()),
+        ("gateway", !raw.gateway.is_empty()),
+        ("mtu", raw.mtu.is_some()),
+        ("queues", raw.queues.is_some()),
+        ("mempool_size", raw.mempool_size.is_some()),
+        ("rx_buffer", raw.rx_buffer.is_some()),
+        ("tx_buffer", raw.tx_buffer.is_some()),
+    ]
+}
+
+/// `port` as text when it is a non-empty string or a non-negative integer.
+fn port_text(raw: &RawNetworkBackend) -> Option<String> {
+    match &raw.port {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => n.as_u64().map(|n| n.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether EAL is kept away from the host's PCI devices: `--no-pci`, or an explicit allow-list
+/// (`-a DEV`, `-aDEV`, `--allow DEV`, `--allow=DEV`, and the older `--pci-whitelist`).
+fn pci_probe_limited(args: &[String]) -> bool {
+    let mut args = args.iter().map(String::as_str).peekable();
+    while let Some(arg) = args.next() {
+        let limited = match arg {
+            "--no-pci" => true,
+            "-a" | "--allow" | "--pci-whitelist" => args
+                .peek()
+                .is_some_and(|dev| !dev.is_empty() && !dev.starts_with('-')),
+            _ => ["--allow=", "--pci-whitelist=", "-a"]
+                .iter()
+                .any(|p| arg.strip_prefix(p).is_some_and(|dev| !dev.is_empty())),
+        };
+        if limited {
+            return true;
+        }
+    }
+    false
+}
+
+fn ranged(
+    value: Option<u64>,
+    key: &str,
+    range: RangeInclusive<u64>,
+    report: Report<'_>,
+) -> Option<u64> {
+    let value = value?;
+    if range.contains(&value) {
+        Some(value)
+    } else {
+        report(
+            key,
+            format!(
+                "{key} {value} out of range {}..={}",
+                range.start(),
+                range.end()
+            ),
+            true,
+        );
+        None
+    }
+}
+
+/// The named special address of `net` that `ip` is, if any (a /31 has none: RFC 3021).
+fn special(ip: Ipv4Addr, net: Ipv4Net) -> Option<&'static str> {
+    if net.prefix_len() >= 31 {
+        None
+    } else if ip == net.network() {
+        Some("network")
+    } else if ip == net.broadcast() {
+        Some("broadcast")
+    } else {
+        None
+    }
+}
+
+fn address(text: &str, report: Report<'_>) -> Option<Ipv4Net> {
+    if text.is_empty() {
+        report(
+            "address",
+            "required with type \"dpdk\": the userspace stack's IPv4 address and prefix, \
+             e.g. \"198.18.3.2/24\""
+                .to_string(),
+            true,
+        );
+        return None;
+    }
+    let net = match (text.parse::<IpNet>(), text.parse::<IpAddr>()) {
+        (Ok(IpNet::V4(net)), _) => net,
+        (Ok(IpNet::V6(_)), _) | (_, Ok(IpAddr::V6(_))) => {
+            report(
+                "address",
+                format!("IPv6 is not supported by the DPDK backend yet ({text:?})"),
+                true,
+            );
+            return None;
+        }
+        (_, Ok(IpAddr::V4(ip))) => {
+            report(
+                "address",
+                format!(
+                    "invalid address {text:?}: the prefix length is missing (write e.g. \
+                     \"{ip}/24\")"
+                ),
+                true,
+            );
+            return None;
+        }
+        _ => {
+            report(
+                "address",
+                format!(
+                    "invalid address {text:?}: expected an IPv4 address and prefix length \
+                     such as \"198.18.3.2/24\""
+                ),
+                true,
+            );
+            return None;
+        }
+    };
+    let ip = net.addr();
+    let why = if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.is_broadcast() {
+        format!("{ip} is not a unicast host address")
+    } else if net.prefix_len() == 32 {
+        format!("a /32 has no neighbours to reach: give the link's prefix (e.g. \"{ip}/24\")")
+    } else if let Some(which) = special(ip, net) {
+        format!(
+            "{ip} is the {which} address of {}: give a host address",
+            net.trunc()
+        )
+    } else {
+        return Some(net);
+    };
+    report("address", why, true);
+    None
+}
+
+fn gateway(text: &str, net: Option<Ipv4Net>, report: Report<'_>) -> Option<Ipv4Addr> {
+    if text.is_empty() {
+        return None;
+    }
+    let gw = match text.parse::<IpAddr>() {
+        Ok(IpAddr::V4(gw)) => gw,
+        Ok(IpAddr::V6(_)) => {
+            report(
+                "gateway",
+                format!("IPv6 is not supported by the DPDK backend yet ({text:?})"),
+                true,
+            );
+            return None;
+        }
+        Err(_) => {
+            report(
+                "gateway",
+                format!("invalid gateway {text:?}: expected an IPv4 address such as 198.18.3.1"),
+                true,
+            );
+            return None;
+        }
+    };
+    let net = net?;
+    let why = if !net.contains(&gw) {
+        format!(
+            "gateway {gw} is not in {}, the network of address",
+            net.trunc()
+        )
+    } else if gw == net.addr() {
+        format!("gateway {gw} is the stack's own address")
+    } else if let Some(which) = special(gw, net) {
+        format!("gateway {gw} is the {which} address of {}", net.trunc())
+    } else {
+        return Some(gw);
+    };
+    report("gateway", why, true);
+    None
+}
+
+/// Raw section -> typed section; problems go to `report` with paths relative to the section.
+pub(crate) fn build(raw: &RawNetworkBackend, report: Report<'_>) -> NetworkBackend {
+    match raw.kind.to_ascii_lowercase().as_str() {
+        "" | "kernel" => {
+            for (key, given) in dpdk_keys(raw) {
+                if given {
+                    report(
+                        key,
+                        format!(
+                            "ignored: the kernel backend has no {key} (it applies to \
+                             \"type\": \"dpdk\" only)"
+                        ),
+                        false,
+                    );
+                }
+            }
+            return NetworkBackend::Kernel;
+        }
+        "dpdk" => {}
+        other => {
+            report(
+                "type",
+                format!("unknown type {other:?}: expected \"kernel\" or \"dpdk\""),
+                true,
+            );
+            return NetworkBackend::Kernel;
+        }
+    }
+
+    if !pci_probe_limited(&raw.eal_args) {
+        report(
+            "eal_args",
+            "EAL would probe the host's PCI devices: add --no-pci (or name the devices with -a)"
+                .to_string(),
+            true,
+        );
+    }
+    let port = match (&raw.port, port_text(raw)) {
+        (_, Some(port)) => {
+            if port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_err() {
+                report(
+                    "port",
+                    format!("port number {port} out of range 0..=65535"),
+                    true,
+                );
+            }
+            port
+        }
+        (None | Some(Value::String(_)), None) => {
+            report(
+                "port",
+                "required with type \"dpdk\": the DPDK device name (as given to --vdev, e.g. \
+                 \"net_tap0\") or port number (\"0\")"
+                    .to_string(),
+                true,
+            );
+            String::new()
+        }
+        (Some(other), None) => {
+            report(
+                "port",
+                format!(
+                    "expected a device name such as \"net_tap0\" or a port number, found {}",
+                    describe(other)
+                ),
+                true,
+            );
+            String::new()
+        }
+    };
+    let net = address(&raw.address, report);
+    let gateway = gateway(&raw.gateway, net, report);
+    let queues = match raw.queues {
+        None | Some(1) => 1,
+        Some(0) => {
+            report(
+                "queues",
+                "queues 0: at least one RX/TX queue pair is needed".to_string(),
+                true,
+            );
+            1
+        }
+        Some(n) => {
+            report(
+                "queues",
+                format!(
+                    "queues {n}: more than one queue needs flow steering of upstream replies \
+                     to their worker, not implemented yet"
+                ),
+                true,
+            );
+            1
+        }
+    };
+    let defaults = DpdkBackend::new(String::new(), Ipv4Net::default());
+    // An invalid address leaves 0.0.0.0/0, which no valid config has (`address` rejects the
+    // unspecified address): the listener checks in validate.rs skip it.
+    let mut b = DpdkBackend::new(port, net.unwrap_or_default());
+    b.eal_args = raw.eal_args.clone();
+    b.gateway = gateway;
+    b.queues = queues;
+    b.mtu = ranged(raw.mtu, "mtu", MTU, report).map_or(defaults.mtu, |v| v as u16);
+    b.mempool_size = ranged(raw.mempool_size, "mempool_size", MEMPOOL, report)
+        .map_or(defaults.mempool_size, |v| v as u32);
+    b.rx_buffer = ranged(raw.rx_buffer, "rx_buffer", SOCKET_BUFFER, report)
+        .map_or(defaults.rx_buffer, |v| v as usize);
+    b.tx_buffer = ranged(raw.tx_buffer, "tx_buffer", SOCKET_BUFFER, report)
+        .map_or(defaults.tx_buffer, |v| v as usize);
+    NetworkBackend::Dpdk(b)
+}
+
+// === dump ===
+
+/// The section as config JSON, every field written; `None` for the kernel backend (the
+/// default, left out of the dump).
+pub(crate) fn dump(backend: &NetworkBackend) -> Option<Value> {
+    let b = backend.dpdk()?;
+    let mut m = Map::new();
+    let mut put = |k: &str, v: Value| {
+        m.insert(k.to_string(), v);
+    };
+    put("type", backend.as_str().into());
+    put("eal_args", b.eal_args.clone().into());
+    put("port", b.port.clone().into());
+    put("address", b.address.to_string().into());
+    if let Some(gw) = b.gateway {
+        put("gateway", gw.to_string().into());
+    }
+    put("mtu", b.mtu.into());
+    put("queues", b.queues.into());
+    put("mempool_size", b.mempool_size.into());
+    put("rx_buffer", b.rx_buffer.into());
+    put("tx_buffer", b.tx_buffer.into());
+    Some(Value::Object(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECTION: &str = r#"{
+        "type": "dpdk",
+        "eal_args": ["--no-pci", "--vdev", "net_tap0,iface=mosn0", "-l", "0-1",
+                     "--file-prefix", "mosn"],
+        "port": "net_tap0", "address": "198.18.3.2/24", "gateway": "198.18.3.1",
+        "mtu": 9000, "queues": 1, "mempool_size": 16383,
+        "rx_buffer": 65536, "tx_buffer": 131072
+    }"#;
+
+    const LISTENERS: &str = r#"[
+        {"name": "any", "address": "0.0.0.0:8080",
+         "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]},
+        {"name": "own", "address": "198.18.3.2:9000",
+         "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]}
+    ]"#;
+
+    fn config(section: &str, listeners: &str, extra: &str) -> String {
+        format!(
+            r#"{{"servers": [{{"network_backend": {section}, "listeners": {listeners}}}],
+                "cluster_manager": {{"clusters": [{{"name": "c", "type": "SIMPLE",
+                    "hosts": [{{"address": "198.18.3.1:9001"}}]}}]}}{extra}}}"#
+        )
+    }
+
+    fn load(section: &str) -> Result<crate::Loaded, crate::ConfigError> {
+        crate::parse_str(&config(section, LISTENERS, ""), crate::Format::Json)
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        match crate::parse_str(text, crate::Format::Json) {
+            Ok(_) => Vec::new(),
+            Err(crate::ConfigError::Invalid(d)) => d.iter().map(|d| d.to_string()).collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    fn errors(section: &str) -> Vec<String> {
+        problems(&config(section, LISTENERS, ""))
+    }
+
+    /// A valid dpdk section with `key` set to `value` (JSON text; `null` removes it).
+    fn with(key: &str, value: &str) -> String {
+        let mut v: Value = serde_json::from_str(SECTION).unwrap();
+        v[key] = serde_json::from_str(value).unwrap();
+        v.to_string()
+    }
+
+    fn assert_has(found: &[String], want: &str) {
+        assert!(
+            found.iter().any(|e| e.starts_with(want)),
+            "missing {want:?} in {found:#?}"
+        );
+    }
+
+    #[test]
+    fn a_full_section_parses_and_round_trips_through_the_dump() {
+        let loaded = load(SECTION).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let backend = &loaded.config.servers[0].network_backend;
+        assert_eq!(backend.as_str(), "dpdk");
+        let want = DpdkBackend {
+            eal_args: [
+                "--no-pci",
+                "--vdev",
+                "net_tap0,iface=mosn0",
+                "-l",
+                "0-1",
+                "--file-prefix",
+                "mosn",
+            ]
+            .map(String::from)
+            .to_vec(),
+            port: "net_tap0".to_string(),
+            address: "198.18.3.2/24".parse().unwrap(),
+            gateway: Some(Ipv4Addr::new(198, 18, 3, 1)),
+            mtu: 9000,
+            queues: 1,
+            mempool_size: 16383,
+            rx_buffer: 65536,
+            tx_buffer: 131072,
+        };
+        assert_eq!(backend, &NetworkBackend::Dpdk(want.clone()));
+        assert_eq!(want.address.addr(), Ipv4Addr::new(198, 18, 3, 2));
+
+        let dumped = loaded.config.dump();
+        let section = &dumped["servers"][0]["network_backend"];
+        assert_eq!(section["type"], "dpdk");
+        assert_eq!(section["address"], "198.18.3.2/24");
+        assert_eq!(section["gateway"], "198.18.3.1");
+        assert_eq!(section["eal_args"][2], "net_tap0,iface=mosn0");
+        let again = crate::parse_value(&dumped).unwrap();
+        assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+        assert_eq!(again.config, loaded.config.redacted());
+    }
+
+    #[test]
+    fn defaults() {
+        let loaded = load(
+            r#"{"type": "DPDK", "eal_args": ["--no-pci", "--vdev", "net_tap0"],
+                "port": 0, "address": "198.18.3.2/24"}"#,
+        )
+        .unwrap();
+        let backend = &loaded.config.servers[0].network_backend;
+        let mut want = DpdkBackend::new("0", "198.18.3.2/24".parse().unwrap());
+        want.eal_args = ["--no-pci", "--vdev", "net_tap0"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(backend, &NetworkBackend::Dpdk(want));
+        let d = backend.dpdk().unwrap();
+        assert_eq!(
+            (
+                d.mtu,
+                d.queues,
+                d.mempool_size,
+                d.rx_buffer,
+                d.tx_buffer,
+                d.gateway
+            ),
+            (1500, 1, 8191, 262144, 262144, None)
+        );
+        // defaults are written out, and the port number comes back as a string
+        let dumped = loaded.config.dump();
+        let section = &dumped["servers"][0]["network_backend"];
+        assert_eq!(section["port"], "0");
+        assert_eq!(section["mtu"], DEFAULT_DPDK_MTU);
+        assert_eq!(section["mempool_size"], DEFAULT_DPDK_MEMPOOL);
+        assert_eq!(section["rx_buffer"], DEFAULT_DPDK_SOCKET_BUFFER);
+        assert!(section.get("gateway").is_none());
+        assert_eq!(
+            crate::parse_value(&dumped).unwrap().config,
+            loaded.config.redacted()
+        );
+    }
+
+    #[test]
+    fn accepted_variants() {
+        // a PCI allow-list instead of --no-pci, in each spelling
+        for args in [
+            r#"["-a", "0000:01:00.0"]"#,
+            r#"["-a0000:01:00.0"]"#,
+            r#"["--allow", "0000:01:00.0"]"#,
+            r#"["--allow=0000:01:00.0"]"#,
+            r#"["--pci-whitelist", "0000:01:00.0"]"#,
+        ] {
+            assert_eq!(
+                errors(&with("eal_args", args)),
+                Vec::<String>::new(),
+                "{args}"
+            );
+        }
+        // /31: both addresses are hosts (RFC 3021)
+        let p2p = with("gateway", r#""198.18.3.3""#).replace("/24", "/31");
+        assert_eq!(errors(&p2p), Vec::<String>::new());
+        // EAL options other than the PCI ones are just strings
+        let eal = r#"["--no-pci", "-l", "2-3", "--lcores", "0@2", "-c", "0xc",
+                      "--file-prefix", "mosn1", "--huge-dir", "/dev/hugepages", "-m", "256"]"#;
+        assert_eq!(errors(&with("eal_args", eal)), Vec::<String>::new());
+        // a port number, as a string
+        assert_eq!(errors(&with("port", r#""1""#)), Vec::<String>::new());
+    }
+
+    #[test]
+    fn kernel_is_the_default_and_is_not_dumped() {
+        for text in [
+            r#"{"servers": [{"listeners": []}]}"#.to_string(),
+            config("{}", LISTENERS, ""),
+            config(r#"{"type": ""}"#, LISTENERS, ""),
+            config(r#"{"type": "Kernel"}"#, LISTENERS, ""),
+            config("null", LISTENERS, ""),
+        ] {
+            let loaded = crate::parse_str(&text, crate::Format::Json).unwrap();
+            assert!(loaded.warnings.is_empty(), "{text}: {:?}", loaded.warnings);
+            let c = loaded.config;
+            assert_eq!(c.servers[0].network_backend, NetworkBackend::Kernel);
+            assert_eq!(c.servers[0].network_backend.as_str(), "kernel");
+            assert!(c.servers[0].network_backend.dpdk().is_none());
+            let dumped = c.dump();
+            assert!(
+                dumped["servers"][0].get("network_backend").is_none(),
+                "{dumped}"
+            );
+        }
+    }
+
+    #[test]
+    fn dpdk_keys_with_the_kernel_backend_are_warnings() {
+        let loaded = load(
+            r#"{"eal_args": ["--no-pci"], "port": "net_tap0", "address": "198.18.3.2/24",
+                "gateway": "198.18.3.1", "mtu": 1500, "queues": 1, "mempool_size": 8191,
+                "rx_buffer": 4096, "tx_buffer": 4096}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            loaded.config.servers[0].network_backend,
+            NetworkBackend::Kernel
+        );
+        let warnings: Vec<String> = loaded.warnings.iter().map(|w| w.to_string()).collect();
+        for key in [
+            "eal_args",
+            "port",
+            "address",
+            "gateway",
+            "mtu",
+            "queues",
+            "mempool_size",
+            "rx_buffer",
+            "tx_buffer",
+        ] {
+            assert_has(
+                &warnings,
+                &format!(
+                    "servers[0].network_backend.{key}: ignored: the kernel backend has no {key}"
+                ),
+            );
+        }
+        assert_eq!(warnings.len(), 9, "{warnings:#?}");
+        // the user's spelling of the keys is kept
+        let w = crate::parse_str(
+            &config(r#"{"Type": "kernel", "MTU": 9000}"#, LISTENERS, ""),
+            crate::Format::Json,
+        )
+        .unwrap()
+        .warnings;
+        assert_eq!(
+            w[0].to_string(),
+            "servers[0].network_backend.MTU: ignored: the kernel backend has no mtu (it \
+             applies to \"type\": \"dpdk\" only)"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let p = "servers[0].network_backend";
+        let cases: &[(&str, &str, &str)] = &[
+            (
+                "type",
+                r#""xdp""#,
+                "type: unknown type \"xdp\": expected \"kernel\" or \"dpdk\"",
+            ),
+            ("address", "null", "address: required with type \"dpdk\""),
+            ("address", r#""""#, "address: required with type \"dpdk\""),
+            (
+                "address",
+                r#""nope/24""#,
+                "address: invalid address \"nope/24\": expected",
+            ),
+            (
+                "address",
+                r#""198.18.3.2/33""#,
+                "address: invalid address \"198.18.3.2/33\"",
+            ),
+            (
+                "address",
+                r#""198.18.3.2""#,
+                "address: invalid address \"198.18.3.2\": the prefix length is missing",
+            ),
+            (
+                "address",
+                r#""fd00::2/64""#,
+                "address: IPv6 is not supported by the DPDK backend yet",
+            ),
+            (
+                "address",
+                r#""fd00::2""#,
+                "address: IPv6 is not supported by the DPDK backend yet",
+            ),
+            (
+                "address",
+                r#""198.18.3.0/24""#,
+                "address: 198.18.3.0 is the network address of 198.18.3.0/24",
+            ),
+            (
+                "address",
+                r#""198.18.3.255/24""#,
+                "address: 198.18.3.255 is the broadcast address of 198.18.3.0/24",
+            ),
+            (
+                "address",
+                r#""198.18.3.2/32""#,
+                "address: a /32 has no neighbours",
+            ),
+            (
+                "address",
+                r#""224.0.0.1/4""#,
+                "address: 224.0.0.1 is not a unicast host address",
+            ),
+            (
+                "address",
+                r#""127.0.0.2/8""#,
+                "address: 127.0.0.2 is not a unicast host address",
+            ),
+            (
+                "gateway",
+                r#""10.0.0.1""#,
+                "gateway: gateway 10.0.0.1 is not in 198.18.3.0/24, the network of address",
+            ),
+            (
+                "gateway",
+                r#""198.18.3.2""#,
+                "gateway: gateway 198.18.3.2 is the stack's own address",
+            ),
+            (
+                "gateway",
+                r#""198.18.3.255""#,
+                "gateway: gateway 198.18.3.255 is the broadcast address of 198.18.3.0/24",
+            ),
+            ("gateway", r#""gw""#, "gateway: invalid gateway \"gw\""),
+            (
+                "gateway",
+                r#""fd00::1""#,
+                "gateway: IPv6 is not supported by the DPDK backend yet",
+            ),
+            ("mtu", "575", "mtu: mtu 575 out of range 576..=9000"),
+            ("mtu", "9001", "mtu: mtu 9001 out of range 576..=9000"),
+            (
+                "mempool_size",
+                "1023",
+                "mempool_size: mempool_size 1023 out of range 1024..=1048575",
+            ),
+            (
+                "mempool_size",
+                "1048576",
+                "mempool_size: mempool_size 1048576 out of range 1024..=1048575",
+            ),
+            (
+                "rx_buffer",
+                "4095",
+                "rx_buffer: rx_buffer 4095 out of range 4096..=16777216",
+            ),
+            (
+                "tx_buffer",
+                "16777217",
+                "tx_buffer: tx_buffer 16777217 out of range 4096..=16777216",
+            ),
+            (
+                "queues",
+                "0",
+                "queues: queues 0: at least one RX/TX queue pair is needed",
+            ),
+            (
+                "queues",
+                "2",
+                "queues: queues 2: more than one queue needs flow steering of upstream replies \
+                 to their worker, not implemented yet",
+            ),
+            (
+                "eal_args",
+                r#"["--vdev", "net_tap0", "-l", "0", "--lcores", "0@1", "-c", "1"]"#,
+                "eal_args: EAL would probe the host's PCI devices: add --no-pci (or name the \
+                 devices with -a)",
+            ),
+            (
+                "eal_args",
+                r#"["--vdev", "net_tap0", "-a"]"#,
+                "eal_args: EAL would probe the host's PCI devices",
+            ),
+            (
+                "eal_args",
+                "null",
+                "eal_args: EAL would probe the host's PCI devices",
+            ),
+            ("port", "null", "port: required with type \"dpdk\""),
+            ("port", r#""""#, "port: required with type \"dpdk\""),
+            (
+                "port",
+                r#""70000""#,
+                "port: port number 70000 out of range 0..=65535",
+            ),
+            (
+                "port",
+                "true",
+                "port: expected a device name such as \"net_tap0\" or a port number",
+            ),
+        ];
+        for (key, value, want) in cases {
+            let e = errors(&with(key, value));
+            assert_has(&e, &format!("{p}.{want}"));
+            assert_eq!(e.len(), 1, "{key} = {value}: {e:#?}");
+        }
+        // an unknown type stops there: no complaints about the dpdk keys
+        let e = errors(r#"{"type": "xdp", "mtu": 1}"#);
+        assert_eq!(e.len(), 1, "{e:#?}");
+    }
+
+    #[test]
+    fn listeners_of_a_dpdk_server_must_fit_the_userspace_stack() {
+        let listeners = r#"[
+            {"name": "lo", "address": "127.0.0.1:8080",
+             "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]},
+            {"name": "v6", "address": "[::]:8081",
+             "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]},
+            {"name": "orig", "address": "0.0.0.0:15001", "use_original_dst": "redirect",
+             "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]},
+            {"name": "udp", "address": "198.18.3.2:53", "network": "udp",
+             "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]},
+            {"name": "handed", "address": "10.1.1.1:8082", "bind_port": false,
+             "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]},
+            {"name": "ok", "address": "198.18.3.2:8083",
+             "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]}
+        ]"#;
+        let e = problems(&config(SECTION, listeners, ""));
+        let l = "servers[0].listeners";
+        for want in [
+            format!(
+                "{l}[0].address: a listener of a DPDK server binds on its userspace stack: use \
+                 198.18.3.2 or 0.0.0.0"
+            ),
+            format!("{l}[1].address: a listener of a DPDK server binds on its userspace stack"),
+            format!("{l}[2].use_original_dst: a DPDK server has no kernel sockets"),
+            format!("{l}[3].network: the DPDK backend carries TCP only"),
+        ] {
+            assert_has(&e, &want);
+        }
+        assert_eq!(e.len(), 4, "{e:#?}");
+
+        // the same listeners on a kernel server are fine
+        let kernel = problems(&config("{}", listeners, ""));
+        assert!(kernel.is_empty(), "{kernel:#?}");
+        // a bad backend address does not add listener errors on top
+        let e = problems(&config(&with("address", r#""nope""#), LISTENERS, ""));
+        assert_eq!(e.len(), 1, "{e:#?}");
+    }
+
+    #[test]
+    fn traffic_capture_and_a_dpdk_server_exclude_each_other() {
+        let capture = r#", "traffic_capture": {"mode": "ebpf", "inbound_ports": [8080]}"#;
+        let e = problems(&config(SECTION, LISTENERS, capture));
+        assert_has(
+            &e,
+            "traffic_capture.mode: capture redirects kernel sockets; a DPDK server has none",
+        );
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(problems(&config("{}", LISTENERS, capture)).is_empty());
+        let none = r#", "traffic_capture": {"mode": "none"}"#;
+        assert!(problems(&config(SECTION, LISTENERS, none)).is_empty());
+    }
+}
