@@ -167,6 +167,41 @@ fn quickstart_points_at_its_own_admin_api() {
 }
 
 #[test]
+fn dpdk_tap_runs_its_listeners_on_the_userspace_stack() {
+    let c = load(&configs_dir().join("dpdk-tap.json"))
+        .expect("dpdk-tap loads")
+        .config;
+    let server = &c.servers[0];
+    let dpdk = server.network_backend.dpdk().expect("a DPDK backend");
+    assert_eq!(server.network_backend.as_str(), "dpdk");
+    assert_eq!(dpdk.port, "net_tap0");
+    assert!(dpdk
+        .eal_args
+        .iter()
+        .any(|a| a == "net_tap0,iface=mosn-tap0"));
+    assert!(dpdk.eal_args.iter().any(|a| a == "--no-pci"));
+    assert_eq!(dpdk.address.to_string(), "198.18.3.2/24");
+    assert_eq!(dpdk.gateway, Some(std::net::Ipv4Addr::new(198, 18, 3, 1)));
+    assert_eq!(dpdk.queues, 1);
+    let addrs: Vec<SocketAddr> = server.listeners.iter().map(|l| l.address).collect();
+    assert_eq!(addrs, [addr("0.0.0.0:8080"), addr("0.0.0.0:9000")]);
+    let NetworkFilter::TcpProxy(tcp) = &server.listeners[1].filter_chains[0].filters[0] else {
+        panic!("expected tcp_proxy");
+    };
+    let peer = c
+        .cluster(tcp.cluster.as_deref().expect("a cluster"))
+        .expect("tap_peer");
+    assert_eq!(peer.hosts[0].socket_addr(), Some(addr("198.18.3.1:9001")));
+    let router = c.router("dpdk_router").expect("dpdk_router");
+    let direct = router.virtual_hosts[0].routes[0]
+        .direct_response
+        .as_ref()
+        .expect("direct response");
+    assert_eq!(direct.status, 200);
+    assert_eq!(direct.body, "hello from mosn over DPDK\n");
+}
+
+#[test]
 fn current_shape_yaml_equals_json() {
     let json = load(&configs_dir().join("current-shape.json")).expect("json loads");
     let yaml = load(&configs_dir().join("current-shape.yaml")).expect("yaml loads");
