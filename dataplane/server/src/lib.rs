@@ -8,10 +8,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod dpdk;
 pub mod logging;
 pub mod plan;
 pub mod run;
 mod tls_stats;
 pub mod worker;
 
-pub use run::{BuildInfo, FilterPlan, ListenerPlan, Plan, RunError, Server, Signal};
+pub use run::{Backend, BuildInfo, FilterPlan, ListenerPlan, Plan, RunError, Server, Signal};

@@ -21,8 +21,9 @@ use mosn_stream::xprotocol::{PoolMode, RpcServerSettings, RpcSettings};
 use mosn_stream::StreamProtocol;
 use serde_json::Value;
 
+use crate::dpdk::DpdkPlan;
 use crate::logging::LogTarget;
-use crate::run::{FilterPlan, HttpPlan, ListenerPlan, Plan};
+use crate::run::{Backend, FilterPlan, HttpPlan, ListenerPlan, Plan};
 
 /// Upstream timeout of a route that sets none (MOSN's global default).
 pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,6 +31,10 @@ pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const RETRY_BUFFER_LIMIT: usize = 64 * 1024;
 /// How long a connection on a multi-protocol listener may take to show its protocol.
 pub const DETECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a `dpdk` backend cannot start in a build without the cargo feature.
+pub const NO_DPDK: &str =
+    "this mosn was built without DPDK support (rebuild with `cargo build --release --features dpdk`)";
 
 /// A config that is valid but asks for something this build does not run yet.
 #[derive(Debug, thiserror::Error)]
@@ -103,8 +108,10 @@ pub fn plan(config: &cfg::Config) -> Result<Plan, Vec<Unsupported>> {
         }
         _ => None,
     };
+    let backend = backend_plan(config)?;
     Ok(Plan {
         workers: server.map(|s| s.processor).unwrap_or(1).max(1),
+        backend,
         upstream_mark: capture.as_ref().and_then(|c| c.proxy_mark),
         capture,
         graceful_timeout: server
@@ -118,6 +125,42 @@ pub fn plan(config: &cfg::Config) -> Result<Plan, Vec<Unsupported>> {
         log_level,
         config_dump: config.dump(),
     })
+}
+
+/// The first server's network backend; the config crate has checked its listeners. Only the
+/// first server runs (as in MOSN), so a backend on another one is refused rather than ignored.
+fn backend_plan(config: &cfg::Config) -> Result<Backend, Vec<Unsupported>> {
+    for (i, s) in config.servers.iter().enumerate().skip(1) {
+        if s.network_backend != cfg::NetworkBackend::Kernel {
+            return Err(vec![Unsupported {
+                path: format!("servers[{i}].network_backend"),
+                reason: "only the first server's network backend is used; move it to servers[0]"
+                    .into(),
+            }]);
+        }
+    }
+    match config.servers.first().map(|s| &s.network_backend) {
+        None | Some(cfg::NetworkBackend::Kernel) => Ok(Backend::Kernel),
+        Some(cfg::NetworkBackend::Dpdk(d)) => {
+            if !cfg!(feature = "dpdk") {
+                return Err(vec![Unsupported {
+                    path: "servers[0].network_backend.type".into(),
+                    reason: format!("\"dpdk\": {NO_DPDK}"),
+                }]);
+            }
+            Ok(Backend::Dpdk(DpdkPlan {
+                eal_args: d.eal_args.clone(),
+                port: d.port.clone(),
+                address: d.address,
+                gateway: d.gateway,
+                mtu: d.mtu,
+                queues: d.queues,
+                mempool_size: d.mempool_size,
+                rx_buffer: d.rx_buffer,
+                tx_buffer: d.tx_buffer,
+            }))
+        }
+    }
 }
 
 fn capture_spec(t: &cfg::TrafficCapture) -> CaptureSpec {

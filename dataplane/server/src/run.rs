@@ -32,11 +32,23 @@ use crate::worker::{
 
 // === the plan: what to run, derived from a validated config ===
 
+/// The network a server's workers run on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Backend {
+    /// Kernel sockets, `workers` threads with `SO_REUSEPORT` listeners (the default).
+    #[default]
+    Kernel,
+    /// A DPDK port under the userspace TCP stack (cargo feature `dpdk`).
+    Dpdk(crate::dpdk::DpdkPlan),
+}
+
 /// Everything the server needs to start, with no reference to the config crate's types.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// Worker threads.
+    /// Worker threads (of the kernel backend).
     pub workers: usize,
+    /// The network the workers run on.
+    pub backend: Backend,
     /// Transparent traffic capture to install once the listeners are bound.
     pub capture: Option<CaptureSpec>,
     /// `SO_MARK` for upstream connections (so capture never takes the proxy's own).
@@ -370,7 +382,12 @@ impl Server {
         let workers = plan.workers.max(1);
         let mut per_worker: Vec<Vec<BoundListener>> = (0..workers).map(|_| Vec::new()).collect();
         let mut listener_addrs = HashMap::new();
-        for l in &plan.listeners {
+        let kernel_listeners: &[ListenerPlan] = match plan.backend {
+            Backend::Kernel => &plan.listeners,
+            // Bound on the userspace stack by the DPDK worker (below).
+            Backend::Dpdk(_) => &[],
+        };
+        for l in kernel_listeners {
             if !l.bind {
                 tracing::info!(listener = %l.name, addr = %l.listen.addr, "bind_port is false: not bound (receives handed-off connections only)");
                 continue;
@@ -502,6 +519,12 @@ impl Server {
 
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut worker_handles = Vec::with_capacity(workers);
+        if let Backend::Dpdk(dpdk) = &plan.backend {
+            let (handles, addrs) = start_dpdk(dpdk, &plan.listeners, &shared, &drain_rx)?;
+            worker_handles.extend(handles);
+            listener_addrs.extend(addrs);
+            per_worker.clear();
+        }
         for (id, listeners) in per_worker.into_iter().enumerate() {
             worker_handles.push(
                 spawn_kernel_worker(
@@ -527,7 +550,11 @@ impl Server {
             }
         }
         tracing::info!(
-            workers,
+            workers = worker_handles.len(),
+            backend = match plan.backend {
+                Backend::Kernel => "kernel",
+                Backend::Dpdk(_) => "dpdk",
+            },
             version = build.version,
             commit = build.commit,
             "mosn started"
@@ -667,6 +694,31 @@ impl Server {
         }
         left
     }
+}
+
+/// Starts the DPDK worker (EAL, port, stack, listeners).
+#[cfg(feature = "dpdk")]
+fn start_dpdk(
+    plan: &crate::dpdk::DpdkPlan,
+    listeners: &[ListenerPlan],
+    shared: &Arc<Shared>,
+    drain: &watch::Receiver<bool>,
+) -> Result<(Vec<Worker>, HashMap<Arc<str>, SocketAddr>), RunError> {
+    crate::dpdk::spawn(plan, listeners, shared.clone(), drain.clone())
+}
+
+/// This build has no DPDK: `plan()` already refuses such configs; a hand-made plan gets this.
+#[cfg(not(feature = "dpdk"))]
+fn start_dpdk(
+    _plan: &crate::dpdk::DpdkPlan,
+    _listeners: &[ListenerPlan],
+    _shared: &Arc<Shared>,
+    _drain: &watch::Receiver<bool>,
+) -> Result<(Vec<Worker>, HashMap<Arc<str>, SocketAddr>), RunError> {
+    Err(RunError::Io {
+        what: "DPDK backend".into(),
+        source: std::io::Error::new(std::io::ErrorKind::Unsupported, crate::plan::NO_DPDK),
+    })
 }
 
 fn write_pid_file(path: &std::path::Path) -> Result<(), RunError> {

@@ -12,7 +12,6 @@ use arc_swap::ArcSwap;
 use mosn_metrics::{Counter, Gauge, GaugeGuard, Registry};
 use mosn_net::inspector::{self, Inspection};
 use mosn_net::kernel::{KernelListener, KernelTransport};
-use mosn_net::userspace::UserspaceTransport;
 use mosn_net::{Accepted, Listener, Transport};
 use mosn_proxy::cluster::ClusterManager;
 use mosn_proxy::http::{self, HttpProxySpec, RequestStats};
@@ -156,100 +155,20 @@ impl Drop for ActiveConn {
 
 // === accept loop (any transport) ===
 
-/// A transport the workers serve every network filter on. `tcp_proxy` runs over any
-/// [`Transport`]; the L7 codecs need `Send` connections (hyper hands upgraded connections
-/// over as `Send` objects), which kernel sockets are and the smoltcp stack's are not yet.
-pub trait WorkerTransport: Transport {
-    /// Serves one plain connection with the listener's network filter.
-    fn serve(
-        pools: &Rc<Pools<Self>>,
-        shared: &Arc<Shared>,
-        runtime: &ListenerRuntime,
-        accepted: Accepted<Self::Conn>,
-        drain: watch::Receiver<bool>,
-    ) -> impl std::future::Future<Output = ()>;
-
-    /// Serves one connection of a TLS listener: inspector, handshake, then its filter.
-    fn serve_tls(
-        pools: &Rc<Pools<Self>>,
-        shared: &Arc<Shared>,
-        runtime: &ListenerRuntime,
-        tls: &ListenerTls,
-        accepted: Accepted<Self::Conn>,
-        drain: watch::Receiver<bool>,
-    ) -> impl std::future::Future<Output = ()>;
-}
-
-impl WorkerTransport for KernelTransport {
-    fn serve(
-        pools: &Rc<Pools<Self>>,
-        shared: &Arc<Shared>,
-        runtime: &ListenerRuntime,
-        accepted: Accepted<Self::Conn>,
-        drain: watch::Receiver<bool>,
-    ) -> impl std::future::Future<Output = ()> {
-        serve_stream(pools, shared, runtime, accepted, drain)
-    }
-
-    fn serve_tls(
-        pools: &Rc<Pools<Self>>,
-        shared: &Arc<Shared>,
-        runtime: &ListenerRuntime,
-        tls: &ListenerTls,
-        accepted: Accepted<Self::Conn>,
-        drain: watch::Receiver<bool>,
-    ) -> impl std::future::Future<Output = ()> {
-        serve_tls(pools, shared, runtime, tls, accepted, drain)
-    }
-}
-
-impl<D: smoltcp::phy::Device + 'static> WorkerTransport for UserspaceTransport<D> {
-    async fn serve_tls(
-        _pools: &Rc<Pools<Self>>,
-        _shared: &Arc<Shared>,
-        runtime: &ListenerRuntime,
-        _tls: &ListenerTls,
-        accepted: Accepted<Self::Conn>,
-        _drain: watch::Receiver<bool>,
-    ) {
-        tracing::warn!(listener = %runtime.ctx.name, peer = %accepted.peer, "TLS does not run over the userspace stack yet; closing");
-    }
-
-    async fn serve(
-        pools: &Rc<Pools<Self>>,
-        shared: &Arc<Shared>,
-        runtime: &ListenerRuntime,
-        accepted: Accepted<Self::Conn>,
-        _drain: watch::Receiver<bool>,
-    ) {
-        match &runtime.filter {
-            NetworkFilter::TcpProxy(spec) => {
-                tcp_proxy::serve(
-                    pools.transport(),
-                    spec,
-                    &shared.clusters,
-                    &runtime.ctx,
-                    accepted,
-                )
-                .await;
-            }
-            NetworkFilter::Http(spec) => {
-                tracing::warn!(listener = %spec.listener, peer = %accepted.peer, "the L7 proxy does not run over the userspace stack yet; closing");
-            }
-        }
-    }
-}
-
 /// Accepts on `listener` until `drain` turns true, serving each connection in its own local
 /// task with the filter of the snapshot current at accept time. Dropping the listener on drain
 /// stops accepting; sessions already running are not touched.
-pub async fn serve_listener<T: WorkerTransport>(
+/// Any [`Transport`] whose connections are `Send` (kernel sockets, the userspace stack's)
+/// runs every network filter, with or without TLS.
+pub async fn serve_listener<T: Transport>(
     pools: Rc<Pools<T>>,
     mut listener: T::Listener,
     name: Arc<str>,
     shared: Arc<Shared>,
     mut drain: watch::Receiver<bool>,
-) {
+) where
+    T::Conn: Send,
+{
     let bound = listener.local_addr().ok();
     loop {
         if *drain.borrow() {
@@ -321,8 +240,8 @@ pub async fn serve_listener<T: WorkerTransport>(
             let _guard = guard;
             let (runtime, _) = &*rt;
             match &runtime.tls {
-                None => T::serve(&pools, &shared, runtime, accepted, drain).await,
-                Some(tls) => T::serve_tls(&pools, &shared, runtime, tls, accepted, drain).await,
+                None => serve_stream(&pools, &shared, runtime, accepted, drain).await,
+                Some(tls) => serve_tls(&pools, &shared, runtime, tls, accepted, drain).await,
             }
         });
     }

@@ -15,7 +15,6 @@ use mosn_proxy::lb::LbType;
 use mosn_proxy::tcp_proxy::{ListenerCtx, TcpProxySpec};
 use mosn_server::worker::{
     serve_listener, ListenerRuntime, ListenerStats, NetworkFilter, Shared, Snapshot,
-    WorkerTransport,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -54,7 +53,10 @@ async fn roundtrip<T: Transport>(t: T, addr: SocketAddr, data: Vec<u8>) -> Vec<u
 
 /// Runs the proxy over `t` in front of an echo upstream on `t`, with a second cluster whose
 /// only host refuses connections. Returns (bytes through the listener, connect failures).
-async fn run_proxy_over<T: WorkerTransport>(t: T, ip: &str) -> (i128, i128) {
+async fn run_proxy_over<T: Transport>(t: T, ip: &str) -> (i128, i128)
+where
+    T::Conn: Send,
+{
     let any = |ip: &str| -> SocketAddr { format!("{ip}:0").parse().unwrap() };
     let echo_l = t.listen(&ListenSpec::new(any(ip))).unwrap();
     let echo_addr = echo_l.local_addr().unwrap();
