@@ -8,10 +8,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use mosn_net::userspace::{
-    loopback, PollMode, StackConfig, UserspaceStack, UserspaceTransport, DEFAULT_BUFFER,
+    loopback, PollMode, StackConfig, StackDevice, UserspaceStack, UserspaceTransport,
+    DEFAULT_BUFFER,
 };
 use mosn_net::{Connection, ListenSpec, Listener, Transport};
-use smoltcp::phy::{Device, FaultInjector, Loopback, Medium};
+use smoltcp::phy::{FaultInjector, Loopback, Medium};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -47,7 +48,7 @@ fn start_loopback() -> UserspaceTransport<Loopback> {
 }
 
 /// A transport over any device with its driver spawned.
-fn start<D: Device + 'static>(device: D, config: StackConfig) -> UserspaceTransport<D> {
+fn start<D: StackDevice + 'static>(device: D, config: StackConfig) -> UserspaceTransport<D> {
     let stack = UserspaceStack::new(device, config).unwrap();
     tokio::task::spawn_local(stack.run());
     UserspaceTransport::new(stack)
