@@ -558,6 +558,55 @@ fn kernel_closed_port(ns: &str, ip: Ipv4Addr) -> SocketAddr {
     })
 }
 
+/// `HugePages_Free` of /proc/meminfo.
+fn hugepages_free() -> u64 {
+    meminfo("HugePages_Free:")
+}
+
+fn meminfo(key: &str) -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
+
+/// Hugepages reserved for one test; the old `nr_hugepages` is written back on drop.
+struct Hugepages {
+    old: Option<String>,
+}
+
+impl Hugepages {
+    /// Makes sure at least `pages` 2 MiB pages are free. `None` if the kernel cannot
+    /// provide them (memory too fragmented): the caller skips with a message.
+    fn reserve(pages: u64) -> Option<Hugepages> {
+        let free = hugepages_free();
+        if free >= pages {
+            return Some(Hugepages { old: None });
+        }
+        let old = std::fs::read_to_string(NR_HUGEPAGES).ok()?;
+        let total: u64 = old.trim().parse().ok()?;
+        let guard = Hugepages {
+            old: Some(old.trim().to_owned()),
+        };
+        std::fs::write(NR_HUGEPAGES, (total + pages - free).to_string()).ok()?;
+        (hugepages_free() >= pages).then_some(guard)
+    }
+}
+
+impl Drop for Hugepages {
+    fn drop(&mut self) {
+        if let Some(old) = &self.old {
+            if let Err(e) = std::fs::write(NR_HUGEPAGES, old) {
+                eprintln!("!!! could not restore {NR_HUGEPAGES} to {old}: {e}");
+            }
+        }
+    }
+}
+
 // ======================================================================================
 // Scenarios
 // ======================================================================================
@@ -791,6 +840,44 @@ fn af_packet_bad_setup() {
     }
 }
 
+/// With free hugepages `init_eal` adds `--in-memory` (memfd-backed hugepages, no hugetlbfs
+/// mount): the child's EAL takes its memory from them, and the port works (1 MB echo). The
+/// other tests run without hugepages (`--no-huge` fallback) unless the machine has some free.
+#[test]
+fn tap_on_hugepages_in_memory() {
+    if !root_or_skip("tap_on_hugepages_in_memory") {
+        return;
+    }
+    let _turn = turn();
+    let Some(_pages) = Hugepages::reserve(64) else {
+        eprintln!("\n!!! SKIPPED tap_on_hugepages_in_memory: cannot reserve 64 hugepages\n");
+        return;
+    };
+    let before = hugepages_free();
+    let topo = Topo::new(Pmd::Tap, "t6");
+    let (mut child, _) = topo.serve();
+    child.send("hugepages");
+    let free: u64 = child
+        .expect("HUGEPAGES free=")
+        .parse()
+        .expect("a page count");
+    assert!(
+        free < before,
+        "EAL should run on hugepages (--in-memory): {before} free before, {free} after\n{}",
+        child.log()
+    );
+    let data = payload(1 << 20, 6);
+    in_netns(&topo.kernel_ns, || echo_roundtrip(topo.dpdk(7), &data));
+    child.finish();
+    assert!(
+        !Path::new("/var/run/dpdk")
+            .join(&topo.cleanup.prefix)
+            .join("config")
+            .exists(),
+        "--in-memory writes no EAL config file"
+    );
+}
+
 /// An unknown driver in `--vdev` makes EAL init fail, with an error (no panic, no exit).
 #[test]
 fn unknown_vdev_driver_fails_eal_init() {
@@ -901,11 +988,9 @@ mod child_side {
             say(&format!("FAIL init_eal: {e}"));
             return;
         }
+        // The defaults, as the server uses them.
         let port = match Port::open(&PortOptions {
             device: device.into(),
-            mempool_size: 4095,
-            rx_desc: 512,
-            tx_desc: 512,
             ..PortOptions::default()
         }) {
             Ok(p) => p,
@@ -1000,6 +1085,9 @@ mod child_side {
                     ["queue", q] => {
                         let q = q.parse().unwrap_or(u16::MAX);
                         result("queue", &port.queue(q));
+                    }
+                    ["hugepages"] => {
+                        say(&format!("HUGEPAGES free={}", super::hugepages_free()));
                     }
                     ["stats"] => {
                         let s = port.stats();
