@@ -10,11 +10,15 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 # (util-linux) drops capabilities in one of them. L7 tests (tests/l7_*.rs): curl, h2load
 # (nghttp2-client), grpcio and websockets for Debian's /usr/bin/python3. TLS offload
 # (tls-offload/, feature `openssl`): libssl-dev + pkg-config build the OpenSSL backend and its
-# test engine; the openssl CLI (openssl) makes the test PKI and drives s_client.
+# test engine; the openssl CLI (openssl) makes the test PKI and drives s_client. DPDK backend
+# (ffi/ and mosn-net, feature `dpdk`): dpdk-dev + libdpdk-dev give the headers and pkg-config
+# file the bindings are generated from (bindgen loads clang's libclang), dpdk the PMDs the tests
+# drive (net_tap, net_af_packet); ethtool turns off the veth peer's checksum offload.
 for pkg in iproute2 iptables python3 ca-certificates \
     clang libbpf-dev linux-libc-dev bpftool curl util-linux \
     nghttp2-client python3-grpcio python3-websockets \
-    openssl libssl-dev pkg-config; do
+    openssl libssl-dev pkg-config \
+    dpdk-dev libdpdk-dev dpdk ethtool; do
     have "$pkg" || need+=("$pkg")
 done
 # RPC peers (tests/rpc_*.rs): node runs the real SOFARPC Bolt and Dubbo peers in

@@ -20,6 +20,7 @@ step "clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p mosn-tls-offload --all-targets --features openssl --locked -- -D warnings
 cargo clippy -p mosn -p mosn-server --all-targets --features openssl --locked -- -D warnings
+cargo clippy -p mosn-ffi -p mosn-net --all-targets --features dpdk --locked -- -D warnings
 
 step "tests"
 {
@@ -28,6 +29,9 @@ step "tests"
     cargo test -p mosn-tls-offload --features openssl --locked --no-fail-fast
     # mosn built with the OpenSSL backend: `type: openssl` listeners with the test ENGINE.
     cargo test --features openssl --locked --no-fail-fast --test tls
+    # The DPDK device under the userspace stack (feature `dpdk`): net_tap and net_af_packet
+    # in test namespaces, kernel peers on the other side (root; EAL in child processes).
+    cargo test -p mosn-net --features dpdk --locked --no-fail-fast
 } 2>&1 | tee target/test-output.txt
 # One plain summary line over every test binary.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "\nall tests: %d passed, %d failed, %d ignored\n", p, f, i; if (p == 0) exit 1 }' target/test-output.txt
