@@ -276,6 +276,42 @@ impl Upstream {
         }
     }
 
+    /// [`Upstream::with`] listening on `bind` instead of 127.0.0.1:0 (`0.0.0.0:0` inside a
+    /// network namespace, say: the listening socket belongs to the namespace of the thread
+    /// that calls this). [`Upstream::addr`] is the address it bound.
+    pub fn with_at(bind: SocketAddr, name: &str, handler: Handler) -> Upstream {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let conns = Arc::new(AtomicUsize::new(0));
+        let broken = Arc::new(AtomicUsize::new(0));
+        let listener = rt()
+            .block_on(tokio::net::TcpListener::bind(bind))
+            .unwrap_or_else(|e| panic!("upstream {name} cannot bind {bind}: {e}"));
+        let addr = listener.local_addr().unwrap();
+        let (s2, c2, b2) = (seen.clone(), conns.clone(), broken.clone());
+        rt().spawn(async move {
+            let served = Arc::new(AtomicUsize::new(0));
+            while let Ok((stream, _)) = listener.accept().await {
+                let conn = c2.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(serve_upstream_conn(
+                    stream,
+                    conn,
+                    s2.clone(),
+                    handler.clone(),
+                    served.clone(),
+                    b2.clone(),
+                    None,
+                ));
+            }
+        });
+        Upstream {
+            addr,
+            name: name.to_string(),
+            seen,
+            conns,
+            broken,
+        }
+    }
+
     /// Every request received so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
@@ -880,6 +916,14 @@ impl Raw {
     /// Connects with a 15 s read timeout.
     pub fn connect(addr: SocketAddr) -> Raw {
         let s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+        s.set_nodelay(true).unwrap();
+        Raw { s, buf: Vec::new() }
+    }
+
+    /// Wraps a connection made elsewhere (e.g. one of many opened at once), with a 15 s read
+    /// timeout.
+    pub fn from_stream(s: std::net::TcpStream) -> Raw {
         s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
         s.set_nodelay(true).unwrap();
         Raw { s, buf: Vec::new() }

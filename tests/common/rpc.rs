@@ -198,6 +198,18 @@ impl BoltServer {
     pub fn start_with(record: Option<&Path>, extra: &[&str]) -> BoltServer {
         BoltServer(PeerServer::spawn("bolt_server.js", record, extra))
     }
+
+    /// Starts bolt_server.js inside network namespace `netns` on `host:port` (port 0: any;
+    /// [`PeerServer::port`] tells which).
+    pub fn start_in_at(netns: &str, host: &str, port: u16, record: Option<&Path>) -> BoltServer {
+        BoltServer(PeerServer::spawn_in(
+            "bolt_server.js",
+            Some(netns),
+            port,
+            record,
+            &["--host", host],
+        ))
+    }
 }
 
 impl std::ops::Deref for BoltServer {
