@@ -1040,6 +1040,15 @@ mod tests {
         assert!(warn.is_none());
     }
 
+    /// A port is shared by workers; a device moves to its worker but is used by one thread.
+    #[test]
+    fn thread_bounds() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Port>();
+        send::<DpdkDevice>();
+    }
+
     #[test]
     fn port_needs_eal() {
         if eal_initialised() {
