@@ -1,0 +1,191 @@
+//! The DPDK backend of a server (`servers[0].network_backend.type: "dpdk"`): a worker thread
+//! that owns the EAL, the port and its queue, with the userspace TCP stack (smoltcp) over
+//! them. Every listener binds on that stack and every upstream connection leaves through it;
+//! above the transport seam everything (codecs, stream layer, proxy, TLS) is the code the
+//! kernel workers run.
+//!
+//! ```text
+//!  thread mosn-dpdk-0: EAL main lcore (pinned by EAL to its first -l core)
+//!    Port::open -> queue 0 -> DpdkDevice -> UserspaceStack (PollMode::Busy)
+//!    current-thread runtime + LocalSet: stack driver, serve_listener per listener,
+//!    a task per connection, upstream pools on the same stack
+//! ```
+//!
+//! The worker thread calls `rte_eal_init` itself, so that EAL pins that thread (the one that
+//! busy-polls the queue) and not the process's main or control threads.
+
+use std::net::Ipv4Addr;
+
+/// What a DPDK server runs on: the port and the userspace stack's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DpdkPlan {
+    /// EAL arguments (without argv[0]); `--no-pci` or an explicit PCI allow-list.
+    pub eal_args: Vec<String>,
+    /// The port: a device name (`net_tap0`) or a port number.
+    pub port: String,
+    /// The stack's IPv4 address and prefix.
+    pub address: ipnet::Ipv4Net,
+    /// Default route.
+    pub gateway: Option<Ipv4Addr>,
+    /// Port MTU.
+    pub mtu: u16,
+    /// RX/TX queue pairs (one worker each).
+    pub queues: u16,
+    /// Mbufs in the port's pool.
+    pub mempool_size: u32,
+    /// Receive buffer per connection, bytes.
+    pub rx_buffer: usize,
+    /// Transmit buffer per connection, bytes.
+    pub tx_buffer: usize,
+}
+
+#[cfg(feature = "dpdk")]
+pub(crate) use imp::spawn;
+
+#[cfg(feature = "dpdk")]
+mod imp {
+    use std::collections::HashMap;
+    use std::net::SocketAddr;
+    use std::sync::{mpsc, Arc};
+    use std::time::Duration;
+
+    use mosn_net::dpdk::{init_eal, Port, PortOptions};
+    use mosn_net::userspace::{PollMode, StackConfig, UserspaceStack, UserspaceTransport};
+    use mosn_net::{Listener, Transport};
+    use mosn_stream::pool::Pools;
+    use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
+    use tokio::sync::watch;
+
+    use super::DpdkPlan;
+    use crate::run::{ListenerPlan, RunError};
+    use crate::worker::{serve_listener, Shared, Worker, UPSTREAM_IDLE_PER_HOST};
+
+    /// How long start-up waits for the worker to bring the port up and bind the listeners.
+    const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+    type Ready = Result<HashMap<Arc<str>, SocketAddr>, String>;
+
+    /// Starts the DPDK worker: EAL, port, stack, listeners. Returns once every listener is
+    /// bound on the stack (their addresses), or the first failure as a start-up error.
+    pub(crate) fn spawn(
+        plan: &DpdkPlan,
+        listeners: &[ListenerPlan],
+        shared: Arc<Shared>,
+        drain: watch::Receiver<bool>,
+    ) -> Result<(Vec<Worker>, HashMap<Arc<str>, SocketAddr>), RunError> {
+        let plan = plan.clone();
+        let listeners: Vec<ListenerPlan> = listeners.iter().filter(|l| l.bind).cloned().collect();
+        let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
+        let thread = std::thread::Builder::new()
+            .name("mosn-dpdk-0".into())
+            .spawn(move || run(plan, listeners, shared, drain, ready_tx))
+            .map_err(|source| RunError::Io {
+                what: "cannot start the DPDK worker".into(),
+                source,
+            })?;
+        let fail = |why: String| RunError::Io {
+            what: "DPDK backend (servers[0].network_backend)".into(),
+            source: std::io::Error::other(why),
+        };
+        match ready_rx.recv_timeout(READY_TIMEOUT) {
+            Ok(Ok(addrs)) => Ok((vec![Worker { thread }], addrs)),
+            Ok(Err(why)) => Err(fail(why)),
+            Err(_) => Err(fail("the DPDK worker did not come up".into())),
+        }
+    }
+
+    fn run(
+        plan: DpdkPlan,
+        listeners: Vec<ListenerPlan>,
+        shared: Arc<Shared>,
+        drain: watch::Receiver<bool>,
+        ready: mpsc::Sender<Ready>,
+    ) {
+        let setup = || -> Result<(Port, mosn_net::dpdk::DpdkDevice), String> {
+            init_eal(&plan.eal_args).map_err(|e| format!("EAL: {e}"))?;
+            let opts = PortOptions {
+                device: plan.port.clone(),
+                queues: plan.queues,
+                mempool_size: plan.mempool_size,
+                mtu: plan.mtu,
+                ..PortOptions::default()
+            };
+            let port = Port::open(&opts).map_err(|e| format!("port {:?}: {e}", plan.port))?;
+            let device = port
+                .queue(0)
+                .map_err(|e| format!("port {:?} queue 0: {e}", plan.port))?;
+            Ok((port, device))
+        };
+        let (port, device) = match setup() {
+            Ok(p) => p,
+            Err(why) => {
+                let _ = ready.send(Err(why));
+                return;
+            }
+        };
+        let rt = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot build the worker runtime: {e}")));
+                return;
+            }
+        };
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt, async move {
+            let mac = EthernetAddress(port.mac());
+            let cidr = Ipv4Cidr::new(plan.address.addr(), plan.address.prefix_len());
+            let mut config = StackConfig::new(HardwareAddress::Ethernet(mac), vec![IpCidr::Ipv4(cidr)]);
+            config.gateway = plan.gateway;
+            config.rx_buffer = plan.rx_buffer;
+            config.tx_buffer = plan.tx_buffer;
+            config.backlog = 1024;
+            config.poll_mode = PollMode::Busy;
+            let stack = match UserspaceStack::new(device, config) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = ready.send(Err(format!("userspace stack: {e}")));
+                    return;
+                }
+            };
+            tokio::task::spawn_local(stack.run());
+            let transport = UserspaceTransport::new(stack.clone());
+            let mut bound = Vec::new();
+            let mut addrs = HashMap::new();
+            for l in &listeners {
+                match transport.listen(&l.listen) {
+                    Ok(sock) => {
+                        if let Ok(a) = sock.local_addr() {
+                            addrs.insert(l.name.clone(), a);
+                        }
+                        bound.push((l.name.clone(), sock));
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(format!(
+                            "listener {} cannot bind {} on the userspace stack: {e}",
+                            l.name, l.listen.addr
+                        )));
+                        return;
+                    }
+                }
+            }
+            tracing::info!(port = %plan.port, %mac, address = %plan.address, gateway = ?plan.gateway, "DPDK port up");
+            let pools = Pools::new(transport, UPSTREAM_IDLE_PER_HOST);
+            for (name, sock) in bound {
+                tokio::task::spawn_local(serve_listener(
+                    pools.clone(),
+                    sock,
+                    name,
+                    shared.clone(),
+                    drain.clone(),
+                ));
+            }
+            let _ = ready.send(Ok(addrs));
+            // Keep the port (and with it the queue the stack polls) for the process's life.
+            let _port = port;
+            std::future::pending::<()>().await;
+        });
+    }
+}
