@@ -49,7 +49,8 @@ mod imp {
     use std::sync::{mpsc, Arc};
     use std::time::Duration;
 
-    use mosn_net::dpdk::{init_eal, Port, PortOptions};
+    use mosn_metrics::Registry;
+    use mosn_net::dpdk::{init_eal, DpdkDevice, Port, PortOptions};
     use mosn_net::userspace::{PollMode, StackConfig, UserspaceStack, UserspaceTransport};
     use mosn_net::{Listener, Transport};
     use mosn_stream::pool::Pools;
@@ -57,7 +58,7 @@ mod imp {
     use tokio::sync::watch;
 
     use super::DpdkPlan;
-    use crate::run::{ListenerPlan, RunError};
+    use crate::run::{DpdkStarted, ListenerPlan, RunError};
     use crate::worker::{serve_listener, Shared, Worker, UPSTREAM_IDLE_PER_HOST};
 
     /// How long start-up waits for the worker to bring the port up and bind the listeners.
@@ -65,20 +66,25 @@ mod imp {
 
     type Ready = Result<HashMap<Arc<str>, SocketAddr>, String>;
 
+    /// How often the worker copies its stack's counters into the registry.
+    const STACK_STATS_EVERY: Duration = Duration::from_secs(1);
+
     /// Starts the DPDK worker: EAL, port, stack, listeners. Returns once every listener is
     /// bound on the stack (their addresses), or the first failure as a start-up error.
     pub(crate) fn spawn(
         plan: &DpdkPlan,
         listeners: &[ListenerPlan],
         shared: Arc<Shared>,
+        registry: &Registry,
         drain: watch::Receiver<bool>,
-    ) -> Result<(Vec<Worker>, HashMap<Arc<str>, SocketAddr>), RunError> {
+    ) -> Result<DpdkStarted, RunError> {
         let plan = plan.clone();
         let listeners: Vec<ListenerPlan> = listeners.iter().filter(|l| l.bind).cloned().collect();
+        let registry = registry.clone();
         let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
         let thread = std::thread::Builder::new()
             .name("mosn-dpdk-0".into())
-            .spawn(move || run(plan, listeners, shared, drain, ready_tx))
+            .spawn(move || run(plan, listeners, shared, registry, drain, ready_tx))
             .map_err(|source| RunError::Io {
                 what: "cannot start the DPDK worker".into(),
                 source,
@@ -94,14 +100,64 @@ mod imp {
         }
     }
 
+    /// Port counters (`rte_eth_stats_get`, safe from any thread) mirrored into scope
+    /// `dpdk{port=..}` whenever the registry is read.
+    fn port_metrics(registry: &Registry, name: &str, port: Arc<Port>) {
+        let scope = registry.scope("dpdk", &[("port", name)]);
+        let rx = scope.counter("rx_packets_total");
+        let tx = scope.counter("tx_packets_total");
+        let rx_bytes = scope.counter("rx_bytes_total");
+        let tx_bytes = scope.counter("tx_bytes_total");
+        let rx_dropped = scope.counter("rx_dropped_total");
+        let rx_errors = scope.counter("rx_errors_total");
+        let tx_errors = scope.counter("tx_errors_total");
+        let tx_dropped = scope.counter("tx_dropped_total");
+        registry.add_collector(move || {
+            let s = port.stats();
+            rx.raise_to(s.rx_packets);
+            tx.raise_to(s.tx_packets);
+            rx_bytes.raise_to(s.rx_bytes);
+            tx_bytes.raise_to(s.tx_bytes);
+            rx_dropped.raise_to(s.rx_dropped);
+            rx_errors.raise_to(s.rx_errors);
+            tx_errors.raise_to(s.tx_errors);
+            tx_dropped.raise_to(s.tx_dropped);
+        });
+    }
+
+    /// The stack's own counters (it lives on this thread only), copied every
+    /// [`STACK_STATS_EVERY`] into scope `userspace_stack{port=..}`.
+    async fn stack_metrics(registry: Registry, name: String, stack: UserspaceStack<DpdkDevice>) {
+        let scope = registry.scope("userspace_stack", &[("port", &name)]);
+        let sockets = scope.gauge("sockets");
+        let conns = scope.gauge("connections");
+        let orphans = scope.gauge("orphans");
+        let ports = scope.gauge("ports_in_use");
+        let rx = scope.counter("rx_packets_total");
+        let tx = scope.counter("tx_packets_total");
+        let gauge = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        let mut tick = tokio::time::interval(STACK_STATS_EVERY);
+        loop {
+            tick.tick().await;
+            let s = stack.stats();
+            sockets.set(gauge(s.sockets));
+            conns.set(gauge(s.conns));
+            orphans.set(gauge(s.orphans));
+            ports.set(gauge(s.ports));
+            rx.raise_to(s.rx_packets);
+            tx.raise_to(s.tx_packets);
+        }
+    }
+
     fn run(
         plan: DpdkPlan,
         listeners: Vec<ListenerPlan>,
         shared: Arc<Shared>,
+        registry: Registry,
         drain: watch::Receiver<bool>,
         ready: mpsc::Sender<Ready>,
     ) {
-        let setup = || -> Result<(Port, mosn_net::dpdk::DpdkDevice), String> {
+        let setup = || -> Result<(Arc<Port>, DpdkDevice), String> {
             init_eal(&plan.eal_args).map_err(|e| format!("EAL: {e}"))?;
             let opts = PortOptions {
                 device: plan.port.clone(),
@@ -114,7 +170,7 @@ mod imp {
             let device = port
                 .queue(0)
                 .map_err(|e| format!("port {:?} queue 0: {e}", plan.port))?;
-            Ok((port, device))
+            Ok((Arc::new(port), device))
         };
         let (port, device) = match setup() {
             Ok(p) => p,
@@ -151,6 +207,8 @@ mod imp {
                 }
             };
             tokio::task::spawn_local(stack.run());
+            port_metrics(&registry, &plan.port, port.clone());
+            tokio::task::spawn_local(stack_metrics(registry, plan.port.clone(), stack.clone()));
             let transport = UserspaceTransport::new(stack.clone());
             let mut bound = Vec::new();
             let mut addrs = HashMap::new();

@@ -520,7 +520,8 @@ impl Server {
         let (drain_tx, drain_rx) = watch::channel(false);
         let mut worker_handles = Vec::with_capacity(workers);
         if let Backend::Dpdk(dpdk) = &plan.backend {
-            let (handles, addrs) = start_dpdk(dpdk, &plan.listeners, &shared, &drain_rx)?;
+            let (handles, addrs) =
+                start_dpdk(dpdk, &plan.listeners, &shared, &registry, &drain_rx)?;
             worker_handles.extend(handles);
             listener_addrs.extend(addrs);
             per_worker.clear();
@@ -696,15 +697,19 @@ impl Server {
     }
 }
 
+/// The DPDK worker's handles and its listeners' addresses.
+pub(crate) type DpdkStarted = (Vec<Worker>, HashMap<Arc<str>, SocketAddr>);
+
 /// Starts the DPDK worker (EAL, port, stack, listeners).
 #[cfg(feature = "dpdk")]
 fn start_dpdk(
     plan: &crate::dpdk::DpdkPlan,
     listeners: &[ListenerPlan],
     shared: &Arc<Shared>,
+    registry: &Registry,
     drain: &watch::Receiver<bool>,
-) -> Result<(Vec<Worker>, HashMap<Arc<str>, SocketAddr>), RunError> {
-    crate::dpdk::spawn(plan, listeners, shared.clone(), drain.clone())
+) -> Result<DpdkStarted, RunError> {
+    crate::dpdk::spawn(plan, listeners, shared.clone(), registry, drain.clone())
 }
 
 /// This build has no DPDK: `plan()` already refuses such configs; a hand-made plan gets this.
@@ -713,8 +718,9 @@ fn start_dpdk(
     _plan: &crate::dpdk::DpdkPlan,
     _listeners: &[ListenerPlan],
     _shared: &Arc<Shared>,
+    _registry: &Registry,
     _drain: &watch::Receiver<bool>,
-) -> Result<(Vec<Worker>, HashMap<Arc<str>, SocketAddr>), RunError> {
+) -> Result<DpdkStarted, RunError> {
     Err(RunError::Io {
         what: "DPDK backend".into(),
         source: std::io::Error::new(std::io::ErrorKind::Unsupported, crate::plan::NO_DPDK),
