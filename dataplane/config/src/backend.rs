@@ -9,6 +9,7 @@
 //!     "port": "net_tap0",                        // DPDK device name, or a port number "0"
 //!     "address": "198.18.3.2/24",                // the userspace stack's IPv4 address/prefix
 //!     "gateway": "198.18.3.1",                   // optional default route, inside `address`
+//!     "routes": [{"destination": "198.19.0.0/16", "via": "198.18.3.254"}], // static routes
 //!     "mtu": 1500,                               // 576..=9000
 //!     "queues": 1,                               // one RX/TX queue pair per worker; only 1 yet
 //!     "mempool_size": 8191,                      // mbufs, 1024..=1048575
@@ -58,6 +59,7 @@ pub(crate) struct RawNetworkBackend {
     pub port: Option<Value>,
     pub address: String,
     pub gateway: String,
+    pub routes: Vec<RawRoute>,
     pub mtu: Option<u64>,
     pub queues: Option<u64>,
     pub mempool_size: Option<u64>,
@@ -65,7 +67,27 @@ pub(crate) struct RawNetworkBackend {
     pub tx_buffer: Option<u64>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct RawRoute {
+    pub destination: String,
+    pub via: String,
+}
+
 // === typed ===
+
+/// Static routes a DPDK stack takes besides its default route (smoltcp's route table holds
+/// 16, the default route included).
+pub const MAX_DPDK_ROUTES: usize = 15;
+
+/// A static route of the userspace stack: `destination` via the neighbour `via`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DpdkRoute {
+    /// The destination network (host bits cleared; a bare address is a /32).
+    pub destination: Ipv4Net,
+    /// The next hop, a neighbour on `address`'s network.
+    pub via: Ipv4Addr,
+}
 
 /// `servers[].network_backend`, validated.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -109,6 +131,8 @@ pub struct DpdkBackend {
     pub address: Ipv4Net,
     /// Default route; inside `address`'s network and not the address itself.
     pub gateway: Option<Ipv4Addr>,
+    /// Static routes (longest prefix wins; then the default route; else on-link only).
+    pub routes: Vec<DpdkRoute>,
     /// Link MTU in bytes, 576..=9000.
     pub mtu: u16,
     /// RX/TX queue pairs (one per worker); 1 for now.
@@ -130,6 +154,7 @@ impl DpdkBackend {
             port: port.into(),
             address,
             gateway: None,
+            routes: Vec::new(),
             mtu: DEFAULT_DPDK_MTU,
             queues: 1,
             mempool_size: DEFAULT_DPDK_MEMPOOL,
@@ -142,7 +167,7 @@ impl DpdkBackend {
 // === validation ===
 
 /// The keys only the `dpdk` backend reads, and whether each was given.
-fn dpdk_keys(raw: &RawNetworkBackend) -> [(&'static str, bool); 9] {
+fn dpdk_keys(raw: &RawNetworkBackend) -> [(&'static str, bool); 10] {
     [
         ("eal_args", !raw.eal_args.is_empty()),
         (
@@ -151,6 +176,7 @@ fn dpdk_keys(raw: &RawNetworkBackend) -> [(&'static str, bool); 9] {
         ),
         ("address", !raw.address.is_empty()),
         ("gateway", !raw.gateway.is_empty()),
+        ("routes", !raw.routes.is_empty()),
         ("mtu", raw.mtu.is_some()),
         ("queues", raw.queues.is_some()),
         ("mempool_size", raw.mempool_size.is_some()),
@@ -326,6 +352,100 @@ fn gateway(text: &str, net: Option<Ipv4Net>, report: Report<'_>) -> Option<Ipv4A
     None
 }
 
+/// A neighbour on `net` that is not the stack's own, network or broadcast address: why not.
+fn neighbour_problem(ip: Ipv4Addr, net: Ipv4Net) -> Option<String> {
+    if !net.contains(&ip) {
+        Some(format!(
+            "{ip} is not in {}, the network of address",
+            net.trunc()
+        ))
+    } else if ip == net.addr() {
+        Some(format!("{ip} is the stack's own address"))
+    } else {
+        special(ip, net).map(|which| format!("{ip} is the {which} address of {}", net.trunc()))
+    }
+}
+
+fn routes(raw: &[RawRoute], net: Option<Ipv4Net>, report: Report<'_>) -> Vec<DpdkRoute> {
+    if raw.len() > MAX_DPDK_ROUTES {
+        report(
+            "routes",
+            format!(
+                "{} routes: the userspace stack holds at most {MAX_DPDK_ROUTES} besides the \
+                 default route",
+                raw.len()
+            ),
+            true,
+        );
+    }
+    let mut out: Vec<DpdkRoute> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let destination = match r.destination.parse::<Ipv4Net>() {
+            Ok(n) => Some(n.trunc()),
+            Err(_) => match r.destination.parse::<Ipv4Addr>() {
+                Ok(a) => Some(Ipv4Net::from(a)),
+                Err(_) => {
+                    report(
+                        &format!("routes[{i}].destination"),
+                        format!(
+                            "invalid destination {:?}: expected an IPv4 network such as \
+                             198.19.0.0/16",
+                            r.destination
+                        ),
+                        true,
+                    );
+                    None
+                }
+            },
+        };
+        let via = match r.via.parse::<Ipv4Addr>() {
+            Ok(v) => match net.and_then(|net| neighbour_problem(v, net)) {
+                None => Some(v),
+                Some(why) => {
+                    report(&format!("routes[{i}].via"), why, true);
+                    None
+                }
+            },
+            Err(_) => {
+                report(
+                    &format!("routes[{i}].via"),
+                    format!(
+                        "invalid next hop {:?}: expected an IPv4 neighbour such as 198.18.3.254",
+                        r.via
+                    ),
+                    true,
+                );
+                None
+            }
+        };
+        if let Some(d) = destination {
+            if d.prefix_len() == 0 {
+                report(
+                    &format!("routes[{i}].destination"),
+                    "0.0.0.0/0 is the default route: use `gateway`".to_string(),
+                    true,
+                );
+                continue;
+            }
+            if out.iter().any(|o| o.destination == d) {
+                report(
+                    &format!("routes[{i}].destination"),
+                    format!("{d} is routed twice"),
+                    true,
+                );
+                continue;
+            }
+            if let Some(via) = via {
+                out.push(DpdkRoute {
+                    destination: d,
+                    via,
+                });
+            }
+        }
+    }
+    out
+}
+
 /// Raw section -> typed section; problems go to `report` with paths relative to the section.
 pub(crate) fn build(raw: &RawNetworkBackend, report: Report<'_>) -> NetworkBackend {
     match raw.kind.to_ascii_lowercase().as_str() {
@@ -398,6 +518,7 @@ pub(crate) fn build(raw: &RawNetworkBackend, report: Report<'_>) -> NetworkBacke
     };
     let net = address(&raw.address, report);
     let gateway = gateway(&raw.gateway, net, report);
+    let routes = routes(&raw.routes, net, report);
     let queues = match raw.queues {
         None | Some(1) => 1,
         Some(0) => {
@@ -426,6 +547,7 @@ pub(crate) fn build(raw: &RawNetworkBackend, report: Report<'_>) -> NetworkBacke
     let mut b = DpdkBackend::new(port, net.unwrap_or_default());
     b.eal_args = raw.eal_args.clone();
     b.gateway = gateway;
+    b.routes = routes;
     b.queues = queues;
     b.mtu = ranged(raw.mtu, "mtu", MTU, report).map_or(defaults.mtu, |v| v as u16);
     b.mempool_size = ranged(raw.mempool_size, "mempool_size", MEMPOOL, report)
@@ -454,6 +576,19 @@ pub(crate) fn dump(backend: &NetworkBackend) -> Option<Value> {
     if let Some(gw) = b.gateway {
         put("gateway", gw.to_string().into());
     }
+    if !b.routes.is_empty() {
+        let routes: Vec<Value> = b
+            .routes
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "destination": r.destination.to_string(),
+                    "via": r.via.to_string(),
+                })
+            })
+            .collect();
+        put("routes", Value::Array(routes));
+    }
     put("mtu", b.mtu.into());
     put("queues", b.queues.into());
     put("mempool_size", b.mempool_size.into());
@@ -471,6 +606,8 @@ mod tests {
         "eal_args": ["--no-pci", "--vdev", "net_tap0,iface=mosn0", "-l", "0-1",
                      "--file-prefix", "mosn"],
         "port": "net_tap0", "address": "198.18.3.2/24", "gateway": "198.18.3.1",
+        "routes": [{"destination": "198.19.0.0/16", "via": "198.18.3.254"},
+                   {"destination": "198.19.7.9", "via": "198.18.3.253"}],
         "mtu": 9000, "queues": 1, "mempool_size": 16383,
         "rx_buffer": 65536, "tx_buffer": 131072
     }"#;
@@ -541,6 +678,16 @@ mod tests {
             port: "net_tap0".to_string(),
             address: "198.18.3.2/24".parse().unwrap(),
             gateway: Some(Ipv4Addr::new(198, 18, 3, 1)),
+            routes: vec![
+                DpdkRoute {
+                    destination: "198.19.0.0/16".parse().unwrap(),
+                    via: Ipv4Addr::new(198, 18, 3, 254),
+                },
+                DpdkRoute {
+                    destination: "198.19.7.9/32".parse().unwrap(),
+                    via: Ipv4Addr::new(198, 18, 3, 253),
+                },
+            ],
             mtu: 9000,
             queues: 1,
             mempool_size: 16383,
@@ -553,6 +700,10 @@ mod tests {
         let dumped = loaded.config.dump();
         let section = &dumped["servers"][0]["network_backend"];
         assert_eq!(section["type"], "dpdk");
+        assert_eq!(
+            section["routes"][1],
+            serde_json::json!({"destination": "198.19.7.9/32", "via": "198.18.3.253"})
+        );
         assert_eq!(section["address"], "198.18.3.2/24");
         assert_eq!(section["gateway"], "198.18.3.1");
         assert_eq!(section["eal_args"][2], "net_tap0,iface=mosn0");
@@ -617,7 +768,10 @@ mod tests {
             );
         }
         // /31: both addresses are hosts (RFC 3021)
-        let p2p = with("gateway", r#""198.18.3.3""#).replace("/24", "/31");
+        let mut p2p: Value = serde_json::from_str(&with("gateway", r#""198.18.3.3""#)).unwrap();
+        p2p["address"] = "198.18.3.2/31".into();
+        p2p["routes"] = serde_json::json!([{"destination": "198.19.0.0/16", "via": "198.18.3.3"}]);
+        let p2p = p2p.to_string();
         assert_eq!(errors(&p2p), Vec::<String>::new());
         // EAL options other than the PCI ones are just strings
         let eal = r#"["--no-pci", "-l", "2-3", "--lcores", "0@2", "-c", "0xc",
@@ -693,6 +847,47 @@ mod tests {
             w[0].to_string(),
             "servers[0].network_backend.MTU: ignored: the kernel backend has no mtu (it \
              applies to \"type\": \"dpdk\" only)"
+        );
+    }
+
+    #[test]
+    fn route_errors_name_the_route() {
+        let bad = with(
+            "routes",
+            r#"[{"destination": "nope", "via": "198.18.3.254"},
+                {"destination": "198.19.0.0/16", "via": "10.0.0.1"},
+                {"destination": "198.20.0.0/16", "via": "198.18.3.2"},
+                {"destination": "0.0.0.0/0", "via": "198.18.3.254"},
+                {"destination": "198.19.0.0/16", "via": "198.18.3.9"},
+                {"destination": "198.21.0.0/16", "via": "x"}]"#,
+        );
+        let found = errors(&bad);
+        for want in [
+            "servers[0].network_backend.routes[0].destination: invalid destination \"nope\"",
+            "servers[0].network_backend.routes[1].via: 10.0.0.1 is not in 198.18.3.0/24",
+            "servers[0].network_backend.routes[2].via: 198.18.3.2 is the stack's own address",
+            "servers[0].network_backend.routes[3].destination: 0.0.0.0/0 is the default route",
+            "servers[0].network_backend.routes[5].via: invalid next hop \"x\"",
+        ] {
+            assert_has(&found, want);
+        }
+        // routes[4] repeats routes[1]'s destination (whose next hop was bad: not a duplicate
+        // then, so only the first valid one counts)
+        let twice = with(
+            "routes",
+            r#"[{"destination": "198.19.0.0/16", "via": "198.18.3.254"},
+                {"destination": "198.19.1.2/16", "via": "198.18.3.9"}]"#,
+        );
+        assert_has(
+            &errors(&twice),
+            "servers[0].network_backend.routes[1].destination: 198.19.0.0/16 is routed twice",
+        );
+        let many: Vec<String> = (0..16)
+            .map(|i| format!(r#"{{"destination": "198.19.{i}.0/24", "via": "198.18.3.254"}}"#))
+            .collect();
+        assert_has(
+            &errors(&with("routes", &format!("[{}]", many.join(",")))),
+            "servers[0].network_backend.routes: 16 routes: the userspace stack holds at most 15",
         );
     }
 

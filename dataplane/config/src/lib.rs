@@ -31,7 +31,8 @@ mod validate;
 use std::path::Path;
 
 pub use backend::{
-    DpdkBackend, NetworkBackend, DEFAULT_DPDK_MEMPOOL, DEFAULT_DPDK_MTU, DEFAULT_DPDK_SOCKET_BUFFER,
+    DpdkBackend, DpdkRoute, NetworkBackend, DEFAULT_DPDK_MEMPOOL, DEFAULT_DPDK_MTU,
+    DEFAULT_DPDK_SOCKET_BUFFER, MAX_DPDK_ROUTES,
 };
 pub use capture::{
     CaptureDestination, CaptureFailurePolicy, CaptureMode, TrafficCapture,

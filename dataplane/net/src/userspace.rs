@@ -87,7 +87,8 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use smoltcp::iface::{
-    Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
+    Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, Route, SocketHandle,
+    SocketSet,
 };
 use smoltcp::phy::{Device, FaultInjector, Loopback, Medium, Tracer};
 use smoltcp::socket::{tcp, AnySocket, Socket};
@@ -168,6 +169,9 @@ pub struct StackConfig {
     pub addrs: Vec<IpCidr>,
     /// Default IPv4 gateway.
     pub gateway: Option<Ipv4Address>,
+    /// Static routes: (destination, next hop); the longest matching prefix wins over the
+    /// default route.
+    pub routes: Vec<(Ipv4Cidr, Ipv4Address)>,
     /// Receive buffer per socket, bytes (it bounds the advertised window).
     pub rx_buffer: usize,
     /// Transmit buffer per socket, bytes (it bounds what a writer may queue).
@@ -185,6 +189,7 @@ impl StackConfig {
             hardware,
             addrs,
             gateway: None,
+            routes: Vec::new(),
             rx_buffer: DEFAULT_BUFFER,
             tx_buffer: DEFAULT_BUFFER,
             backlog: DEFAULT_BACKLOG,
@@ -671,6 +676,23 @@ impl<D: Device + 'static> UserspaceStack<D> {
                 .routes_mut()
                 .add_default_ipv4_route(gateway)
                 .map_err(|_| invalid("route table full"))?;
+        }
+        for &(cidr, via) in &config.routes {
+            let route = Route {
+                cidr: IpCidr::Ipv4(cidr),
+                via_router: IpAddress::Ipv4(via),
+                preferred_until: None,
+                expires_at: None,
+            };
+            let mut full = false;
+            iface
+                .routes_mut()
+                .update(|table| full = table.push(route).is_err());
+            if full {
+                return Err(invalid(format!(
+                    "route table full at {cidr} via {via} (at most 16 routes, default included)"
+                )));
+            }
         }
         let core = Core {
             iface,

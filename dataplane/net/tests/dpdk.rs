@@ -529,6 +529,10 @@ fn echo_roundtrip(to: SocketAddr, data: &[u8]) {
     assert!(back == data, "echoed bytes differ");
 }
 
+/// A network off the link, reached through a static route of the DPDK stack (next hop: the
+/// kernel's end of the link).
+const ROUTED_NET: (Ipv4Addr, u8) = (Ipv4Addr::new(198, 18, 12, 0), 24);
+
 /// A kernel echo server (echo until EOF, then close) on `ip:0`; returns its address.
 fn kernel_echo_server(ns: &str, ip: Ipv4Addr) -> SocketAddr {
     let listener = in_netns(ns, || {
@@ -639,8 +643,8 @@ fn arp_and_echo(pmd: Pmd, tag: &str) {
 }
 
 /// The DPDK stack connects out to a kernel listener in the other namespace (ARP from the
-/// stack, handshake, 4 MB both ways, FIN both ways), and a connect to a closed kernel port is
-/// refused (RST), as on the kernel path.
+/// stack, handshake, 4 MB both ways, FIN both ways), to one behind a static route, and a
+/// connect to a closed kernel port is refused (RST), as on the kernel path.
 fn upstream(pmd: Pmd, tag: &str) {
     let _turn = turn();
     let topo = Topo::new(pmd, tag);
@@ -649,6 +653,33 @@ fn upstream(pmd: Pmd, tag: &str) {
     child.send(&format!("connect {echo} {UPSTREAM_BYTES}"));
     let r = child.expect("RESULT connect");
     assert_eq!(r, format!("ok {UPSTREAM_BYTES}"), "{}", child.log());
+    // Off-link, through the stack's static route to ROUTED_NET via the kernel's end of the
+    // link: the kernel owns ROUTED_HOST (on its loopback), so it answers itself.
+    let routed = Ipv4Addr::new(
+        ROUTED_NET.0.octets()[0],
+        ROUTED_NET.0.octets()[1],
+        ROUTED_NET.0.octets()[2],
+        1,
+    );
+    run(&[
+        "ip",
+        "-n",
+        &topo.kernel_ns,
+        "addr",
+        "add",
+        &format!("{routed}/32"),
+        "dev",
+        "lo",
+    ]);
+    let far = kernel_echo_server(&topo.kernel_ns, routed);
+    child.send(&format!("connect {far} {UPSTREAM_BYTES}"));
+    let r = child.expect("RESULT connect");
+    assert_eq!(
+        r,
+        format!("ok {UPSTREAM_BYTES}"),
+        "via the static route: {}",
+        child.log()
+    );
     let closed = kernel_closed_port(&topo.kernel_ns, topo.kernel_ip);
     child.send(&format!("connect {closed} 0"));
     let r = child.expect("RESULT connect");
@@ -950,7 +981,7 @@ fn result<T>(what: &str, r: &std::io::Result<T>) {
 }
 
 mod child_side {
-    use std::net::SocketAddr;
+    use std::net::{Ipv4Addr, SocketAddr};
     use std::time::Duration;
 
     use mosn_net::dpdk::{init_eal, DpdkDevice, Port, PortOptions};
@@ -1035,6 +1066,13 @@ mod child_side {
                 m[0], m[1], m[2], m[3], m[4], m[5]
             );
             let mut config = StackConfig::new(HardwareAddress::Ethernet(mac), vec![cidr]);
+            // ROUTED_NET lies behind the kernel end of the link (always .1 of the network).
+            let kernel_end = Ipv4Addr::from(u32::from(net.network()) + 1);
+            let routed = super::ROUTED_NET;
+            config.routes = vec![(
+                Ipv4Cidr::new(routed.0, routed.1),
+                kernel_end,
+            )];
             config.poll_mode = PollMode::Busy;
             config.rx_buffer = 256 * 1024;
             config.tx_buffer = 256 * 1024;

@@ -27,6 +27,8 @@ pub struct DpdkPlan {
     pub address: ipnet::Ipv4Net,
     /// Default route.
     pub gateway: Option<Ipv4Addr>,
+    /// Static routes: (destination network, next hop).
+    pub routes: Vec<(ipnet::Ipv4Net, Ipv4Addr)>,
     /// Port MTU.
     pub mtu: u16,
     /// RX/TX queue pairs (one worker each).
@@ -195,6 +197,11 @@ mod imp {
             let cidr = Ipv4Cidr::new(plan.address.addr(), plan.address.prefix_len());
             let mut config = StackConfig::new(HardwareAddress::Ethernet(mac), vec![IpCidr::Ipv4(cidr)]);
             config.gateway = plan.gateway;
+            config.routes = plan
+                .routes
+                .iter()
+                .map(|(net, via)| (Ipv4Cidr::new(net.network(), net.prefix_len()), *via))
+                .collect();
             config.rx_buffer = plan.rx_buffer;
             config.tx_buffer = plan.tx_buffer;
             config.backlog = 1024;

@@ -153,6 +153,7 @@ fn backend_plan(config: &cfg::Config) -> Result<Backend, Vec<Unsupported>> {
                 port: d.port.clone(),
                 address: d.address,
                 gateway: d.gateway,
+                routes: d.routes.iter().map(|r| (r.destination, r.via)).collect(),
                 mtu: d.mtu,
                 queues: d.queues,
                 mempool_size: d.mempool_size,
