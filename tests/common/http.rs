@@ -278,14 +278,29 @@ impl Upstream {
 
     /// [`Upstream::with`] listening on `bind` instead of 127.0.0.1:0 (`0.0.0.0:0` inside a
     /// network namespace, say: the listening socket belongs to the namespace of the thread
-    /// that calls this). [`Upstream::addr`] is the address it bound.
+    /// that calls this), with a listen backlog of 4096 (a burst of a thousand connections
+    /// overflows the usual 1024 once SYNs are retransmitted). [`Upstream::addr`] is the
+    /// address it bound.
     pub fn with_at(bind: SocketAddr, name: &str, handler: Handler) -> Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let conns = Arc::new(AtomicUsize::new(0));
         let broken = Arc::new(AtomicUsize::new(0));
-        let listener = rt()
-            .block_on(tokio::net::TcpListener::bind(bind))
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(bind),
+            socket2::Type::STREAM,
+            None,
+        )
+        .unwrap();
+        socket.set_reuse_address(true).unwrap();
+        socket
+            .bind(&bind.into())
             .unwrap_or_else(|e| panic!("upstream {name} cannot bind {bind}: {e}"));
+        socket.listen(4096).unwrap();
+        socket.set_nonblocking(true).unwrap();
+        let listener = {
+            let _rt = rt().enter();
+            tokio::net::TcpListener::from_std(socket.into()).unwrap()
+        };
         let addr = listener.local_addr().unwrap();
         let (s2, c2, b2) = (seen.clone(), conns.clone(), broken.clone());
         rt().spawn(async move {
