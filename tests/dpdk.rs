@@ -701,6 +701,10 @@ fn mosn_config(t: &Topology, u: &Upstreams, access_log: &Path) -> String {
         })
     };
     let any = Ipv4Addr::UNSPECIFIED;
+    // A thousand upstream connects at once through a debug build: SYNs and SYN-ACKs lost in
+    // the burst are retransmitted after 1 s and 3 s, so 2 s would be too short.
+    let mut web_cluster = h::cluster("web", &[host(u.web.addr.port())]);
+    web_cluster["connect_timeout"] = json!("10s");
     let cfg = json!({
         "servers": [{
             "default_log_path": "stderr", "default_log_level": "INFO",
@@ -728,7 +732,7 @@ fn mosn_config(t: &Topology, u: &Upstreams, access_log: &Path) -> String {
             ]
         }],
         "cluster_manager": {"clusters": [
-            h::cluster("web", &[host(u.web.addr.port())]),
+            web_cluster,
             h::cluster("bolt", &[host(u.bolt.port())]),
             h::cluster("bulk", &[host(u.bulk.port)]),
             h::cluster("late", &[host(u.late.port)]),
@@ -966,10 +970,11 @@ fn http2(t: &Topology, u: &Upstreams) -> usize {
     }
     let seen = u.web.wait_requests(before + 3, Duration::from_secs(5));
     assert!(
-        seen[before..]
-            .iter()
-            .all(|s| s.header("x-test-id").is_some_and(|v| v.starts_with("h2-"))),
-        "{seen:?}"
+        seen[before..].iter().all(
+            |s| s.header("x-test-id").is_some_and(|v| v.starts_with("h2-"))
+                && s.version == hyper::http::Version::HTTP_2
+        ),
+        "HTTP/2 all the way to the upstream: {seen:?}"
     );
 
     let url = format!("http://{addr}/curl/h2");
@@ -1187,6 +1192,76 @@ fn resets_and_half_closes(t: &Topology, u: &Upstreams, answer: &[u8]) -> usize {
     1
 }
 
+/// Kernel-side counters of the clients' namespace: the TCP/IP MIB (`nstat`) and the drop
+/// and packet counters of the interface facing mosn.
+fn kernel_counters(t: &Topology) -> std::collections::BTreeMap<String, u64> {
+    let ns = t.clients();
+    let mut out = std::collections::BTreeMap::new();
+    if let Ok(o) = ns.cmd(&["nstat", "-asz"]).output() {
+        for l in String::from_utf8_lossy(&o.stdout).lines() {
+            let mut f = l.split_whitespace();
+            if let (Some(k), Some(Ok(v))) = (f.next(), f.next().map(str::parse::<u64>)) {
+                out.insert(k.to_string(), v);
+            }
+        }
+    }
+    if let Ok(o) = ns
+        .cmd(&["ip", "-j", "-s", "link", "show", "dev", &t.peer_link])
+        .output()
+    {
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        for dir in ["rx", "tx"] {
+            for k in ["packets", "dropped", "errors"] {
+                if let Some(n) = v[0]["stats64"][dir][k].as_u64() {
+                    out.insert(format!("link_{dir}_{k}"), n);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Prints what changed in [`kernel_counters`] since it was made (drops, overflows,
+/// retransmissions, resets), also when the scenario fails.
+struct KernelDiag<'a> {
+    t: &'a Topology,
+    what: &'static str,
+    before: std::collections::BTreeMap<String, u64>,
+}
+
+impl<'a> KernelDiag<'a> {
+    fn new(t: &'a Topology, what: &'static str) -> KernelDiag<'a> {
+        KernelDiag {
+            t,
+            what,
+            before: kernel_counters(t),
+        }
+    }
+}
+
+impl Drop for KernelDiag<'_> {
+    fn drop(&mut self) {
+        const KEYS: [&str; 12] = [
+            "link_", "Listen", "Syn", "Retrans", "Timeout", "Drop", "Reset", "Rst", "Cookies",
+            "Backlog", "Abort", "Prune",
+        ];
+        let after = kernel_counters(self.t);
+        let changed: Vec<String> = after
+            .iter()
+            .filter(|(k, _)| KEYS.iter().any(|p| k.contains(p)))
+            .filter_map(|(k, v)| {
+                let d = v.saturating_sub(*self.before.get(k).unwrap_or(&0));
+                (d > 0).then(|| format!("{k}+{d}"))
+            })
+            .collect();
+        eprintln!(
+            "[dpdk] kernel counters during {}: {}",
+            self.what,
+            changed.join(" ")
+        );
+    }
+}
+
 /// Opens `n` connections to `addr` at once: every SYN leaves before any handshake is
 /// awaited (non-blocking connects), then waits until all are established.
 fn connect_burst(addr: SocketAddr, n: usize, timeout: Duration) -> Vec<TcpStream> {
@@ -1233,6 +1308,7 @@ fn connect_burst(addr: SocketAddr, n: usize, timeout: Duration) -> Vec<TcpStream
 fn thousand_connections(t: &Topology, u: &Upstreams) -> usize {
     let addr = t.at(HTTP1);
     let before = u.web.count();
+    let _diag = KernelDiag::new(t, "1,000 connections");
     t.clients().enter(|| {
         let started = Instant::now();
         let mut conns: Vec<Raw> = connect_burst(addr, MANY, Duration::from_secs(30))
@@ -1245,9 +1321,19 @@ fn thousand_connections(t: &Topology, u: &Upstreams) -> usize {
                 c.send(format!("GET /many/{round}/{i} HTTP/1.1\r\nHost: many\r\n\r\n").as_bytes());
             }
             for (i, c) in conns.iter_mut().enumerate() {
-                let r = c
-                    .response()
-                    .unwrap_or_else(|| panic!("round {round}: no answer on connection {i}"));
+                let r = c.response().unwrap_or_else(|| {
+                    let mut b = [0u8; 1];
+                    c.s.set_read_timeout(Some(Duration::from_millis(10)))
+                        .unwrap();
+                    let now = c.s.read(&mut b);
+                    panic!(
+                        "round {round}: no answer on connection {i} after {:?} \
+                             ({} bytes buffered: {:?}; a read now gives {now:?})",
+                        started.elapsed(),
+                        c.leftover().len(),
+                        String::from_utf8_lossy(c.leftover()),
+                    )
+                });
                 assert_eq!(r.status, 200, "round {round}, connection {i}: {r:?}");
                 let path = format!("/many/{round}/{i}");
                 assert_eq!(r.header("x-echo-path"), Some(path.as_str()));
