@@ -19,7 +19,7 @@ python3 ci/check-layers.py
 step "clippy (warnings denied)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p mosn-tls-offload --all-targets --features openssl --locked -- -D warnings
-cargo clippy -p mosn -p mosn-server --all-targets --features openssl --locked -- -D warnings
+cargo clippy -p mosn -p mosn-server --all-targets --features openssl,dpdk --locked -- -D warnings
 cargo clippy -p mosn-ffi -p mosn-net --all-targets --features dpdk --locked -- -D warnings
 
 step "tests"
@@ -27,8 +27,10 @@ step "tests"
     cargo test --workspace --locked --no-fail-fast
     # The OpenSSL offload backend (feature `openssl`): interop, the test ENGINE, async mode.
     cargo test -p mosn-tls-offload --features openssl --locked --no-fail-fast
-    # mosn built with the OpenSSL backend: `type: openssl` listeners with the test ENGINE.
-    cargo test --features openssl --locked --no-fail-fast --test tls
+    # mosn built with the OpenSSL and DPDK backends (one build for both): `type: openssl`
+    # listeners with the test ENGINE; the real binary over DPDK (tap, af_packet) in test
+    # namespaces: HTTP/1, HTTP/2, Bolt, tcp_proxy, 1,000 connections, resets, bad set-ups.
+    cargo test --features openssl,dpdk --locked --no-fail-fast --test tls --test dpdk
     # The DPDK device under the userspace stack (feature `dpdk`): net_tap and net_af_packet
     # in test namespaces, kernel peers on the other side (root; EAL in child processes).
     cargo test -p mosn-net --features dpdk --locked --no-fail-fast
