@@ -25,6 +25,8 @@
 //! test started are killed.
 
 mod common;
+#[path = "../dataplane/net/tests/support/hugepages.rs"]
+mod hugepages;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -38,6 +40,7 @@ use bytes::Bytes;
 use common::http::{self as h, eventually, Frames, H2Client, Raw, Reply, Upstream};
 use common::rpc::{bolt_call, read_records, BoltServer, CallOpts};
 use common::{mosn_bin, MosnProcess};
+use hugepages::Hugepages;
 use hyper::http::Request;
 use serde_json::{json, Value};
 
@@ -214,50 +217,6 @@ impl Drop for EalFiles {
     }
 }
 
-const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
-
-fn hugepages_free() -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("HugePages_Free:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// At least `pages` free 2 MiB hugepages for one test (reserved only when fewer are free);
-/// the old `nr_hugepages` is written back when dropped.
-struct Hugepages {
-    old: Option<String>,
-}
-
-impl Hugepages {
-    /// `None` when the kernel cannot provide them (the test then runs on plain memory).
-    fn reserve(pages: u64) -> Option<Hugepages> {
-        let free = hugepages_free();
-        if free >= pages {
-            return Some(Hugepages { old: None });
-        }
-        let old = std::fs::read_to_string(NR_HUGEPAGES).ok()?;
-        let total: u64 = old.trim().parse().ok()?;
-        let guard = Hugepages {
-            old: Some(old.trim().to_owned()),
-        };
-        std::fs::write(NR_HUGEPAGES, (total + pages - free).to_string()).ok()?;
-        (hugepages_free() >= pages).then_some(guard)
-    }
-}
-
-impl Drop for Hugepages {
-    fn drop(&mut self) {
-        if let Some(old) = &self.old {
-            if let Err(e) = std::fs::write(NR_HUGEPAGES, old) {
-                eprintln!("!!! could not restore {NR_HUGEPAGES} to {old}: {e}");
-            }
-        }
-    }
-}
-
 // === topologies ===
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -420,21 +379,24 @@ impl Drop for Topology {
     }
 }
 
+/// Starts `mosn start -c cfg` inside `ns` with stdout and stderr piped.
+fn start_mosn(ns: &Netns, cfg: &Path) -> std::process::Child {
+    ns.cmd(&[
+        mosn_bin().to_str().unwrap(),
+        "start",
+        "-c",
+        cfg.to_str().unwrap(),
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("spawn mosn")
+}
+
 /// `mosn start -c cfg` inside `ns`, stdout and stderr collected.
 fn spawn_mosn(ns: &Netns, cfg: &Path) -> MosnProcess {
-    let child = ns
-        .cmd(&[
-            mosn_bin().to_str().unwrap(),
-            "start",
-            "-c",
-            cfg.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mosn");
-    MosnProcess::adopt(child)
+    MosnProcess::adopt(start_mosn(ns, cfg))
 }
 
 fn admin_addr(mosn: &mut MosnProcess) -> SocketAddr {
@@ -1371,18 +1333,7 @@ fn af_packet_topology_end_to_end() {
 /// time taken). Panics (after killing it) when it is still running after `limit`.
 fn mosn_must_exit(ns: &Netns, cfg: &Path, limit: Duration) -> (i32, String, Duration) {
     let started = Instant::now();
-    let mut child = ns
-        .cmd(&[
-            mosn_bin().to_str().unwrap(),
-            "start",
-            "-c",
-            cfg.to_str().unwrap(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mosn");
+    let mut child = start_mosn(ns, cfg);
     let readers: Vec<_> = [
         child
             .stdout

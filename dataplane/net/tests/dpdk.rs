@@ -31,6 +31,10 @@ use std::time::{Duration, Instant};
 
 use mosn_net::dpdk::{init_eal, Port, PortOptions};
 
+#[path = "support/hugepages.rs"]
+mod hugepages;
+use hugepages::{hugepages_free, Hugepages};
+
 /// Bytes echoed through the DPDK stack, checked byte for byte.
 const ECHO_BYTES: usize = 10 * 1024 * 1024;
 /// Bytes the DPDK stack sends to a kernel echo server and checks.
@@ -562,55 +566,6 @@ fn kernel_closed_port(ns: &str, ip: Ipv4Addr) -> SocketAddr {
     })
 }
 
-/// `HugePages_Free` of /proc/meminfo.
-fn hugepages_free() -> u64 {
-    meminfo("HugePages_Free:")
-}
-
-fn meminfo(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
-
-/// Hugepages reserved for one test; the old `nr_hugepages` is written back on drop.
-struct Hugepages {
-    old: Option<String>,
-}
-
-impl Hugepages {
-    /// Makes sure at least `pages` 2 MiB pages are free. `None` if the kernel cannot
-    /// provide them (memory too fragmented): the caller skips with a message.
-    fn reserve(pages: u64) -> Option<Hugepages> {
-        let free = hugepages_free();
-        if free >= pages {
-            return Some(Hugepages { old: None });
-        }
-        let old = std::fs::read_to_string(NR_HUGEPAGES).ok()?;
-        let total: u64 = old.trim().parse().ok()?;
-        let guard = Hugepages {
-            old: Some(old.trim().to_owned()),
-        };
-        std::fs::write(NR_HUGEPAGES, (total + pages - free).to_string()).ok()?;
-        (hugepages_free() >= pages).then_some(guard)
-    }
-}
-
-impl Drop for Hugepages {
-    fn drop(&mut self) {
-        if let Some(old) = &self.old {
-            if let Err(e) = std::fs::write(NR_HUGEPAGES, old) {
-                eprintln!("!!! could not restore {NR_HUGEPAGES} to {old}: {e}");
-            }
-        }
-    }
-}
-
 // ======================================================================================
 // Scenarios
 // ======================================================================================
@@ -1125,7 +1080,7 @@ mod child_side {
                         result("queue", &port.queue(q));
                     }
                     ["hugepages"] => {
-                        say(&format!("HUGEPAGES free={}", super::hugepages_free()));
+                        say(&format!("HUGEPAGES free={}", super::hugepages::hugepages_free()));
                     }
                     ["stats"] => {
                         let s = port.stats();
