@@ -39,8 +39,12 @@
 # by thread (/proc/<pid>/task) into the busy-polling DPDK thread (mosn-dpdk-0) and the rest.
 #
 # Packet path (--fwd; 64-byte frames): a generator, `dpdk-testpmd --forward-mode=txonly` on
-# net_af_packet over C's side of the link (the veth, or the tap moved into C), feeds a
-# forwarder in M on the PMD under test, pinned to CPU 0 (the generator forwards on CPU 1):
+# net_af_xdp over C's side of the link (the veth, or the tap moved into C), feeds a
+# forwarder in M on the PMD under test, pinned to CPU 0 (the generator forwards on CPU 1).
+# af_xdp, not af_packet, for the generator: on this 2-core machine the generator's core also
+# pays for the kernel's receive work towards M, and txonly on af_packet offered only
+# ~0.27-0.35 Mpps on the veth, which both forwarders kept up with (no ceiling measured);
+# on af_xdp it offers ~0.5 Mpps (--gen af_packet to compare). The forwarders:
 #   testpmd    dpdk-testpmd --forward-mode=io --port-topology=loop (the ceiling)
 #   mosn       dpdk_fwd: every frame received through DpdkDevice's receive token is copied
 #              into the transmit token handed out with it and sent back out the same port
@@ -64,7 +68,8 @@
 # mbuf pool with too few.
 #
 # Prints a Markdown report to stdout and writes it to bench/results/dpdk-<date>.md (as the
-# other harnesses do), with the generated configs in bench/results/dpdk-<date>/. Progress goes
+# other harnesses do), with the generated configs in bench/results/dpdk-<date>/ and the raw
+# outputs (wrk, forwarder and generator counters, mosn logs) under its raw/. Progress goes
 # to stderr. Needs root (namespaces, DPDK), 2 CPUs, and installs what is missing with apt-get
 # (dpdk, nginx, wrk, curl, ethtool). Kills only the processes it started, by pid.
 set -euo pipefail
@@ -80,6 +85,8 @@ usage: bench/dpdk.sh [options]
                      (default: all; env DPDK_ONLY works too; "none" skips the HTTP test)
   --fwd LIST         PMDs of the packet-path test, a subset of tap,af_packet,af_xdp
                      (default: all; "none" skips it)
+  --gen PMD          the packet-path generator's PMD on C's end of the link: af_xdp
+                     (default) or af_packet
   --conns C          wrk connections (default 32; wrk runs one thread)
   --no-pin           do not pin (default: mosn and the forwarders on CPU 0, wrk, the
                      upstream and the generator on CPU 1)
@@ -102,6 +109,7 @@ BUILD=1
 QUIET_WAIT=60
 ONLY="${DPDK_ONLY:-direct,kernel,tap,af_packet,af_xdp}"
 FWD_ONLY="tap,af_packet,af_xdp"
+GEN_PMD=af_xdp
 ARGS_TEXT="$*"
 
 while (($#)); do
@@ -113,6 +121,8 @@ while (($#)); do
     --only=*) ONLY="${1#*=}" ;;
     --fwd) FWD_ONLY="${2:?--fwd needs a value}"; shift ;;
     --fwd=*) FWD_ONLY="${1#*=}" ;;
+    --gen) GEN_PMD="${2:?--gen needs a value}"; shift ;;
+    --gen=*) GEN_PMD="${1#*=}" ;;
     --conns) CONNS="${2:?--conns needs a value}"; shift ;;
     --conns=*) CONNS="${1#*=}" ;;
     --no-pin) PIN=0 ;;
@@ -132,6 +142,7 @@ die() { printf '[dpdk] ERROR: %s\n' "$*" >&2; exit 1; }
 if [[ -z "$ROUNDS" ]]; then if ((QUICK)); then ROUNDS=1; else ROUNDS=3; fi; fi
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
 [[ "$CONNS" =~ ^[1-9][0-9]*$ ]] || die "--conns must be a positive integer"
+[[ "$GEN_PMD" == af_xdp || "$GEN_PMD" == af_packet ]] || die "--gen must be af_xdp or af_packet"
 [[ "$QUIET_WAIT" =~ ^[0-9]+$ ]] || die "--quiet-wait must be a number of seconds"
 ((EUID == 0)) || die "needs root (network namespaces, DPDK)"
 
@@ -676,7 +687,7 @@ measure_fwd() {
         FWD_CMDS[mosn,$pmd]="ip netns exec M ${fcmd[*]/#$FWD_BIN/dpdk_fwd}"
     fi
     gcmd=(dpdk-testpmd -l 0-1 --main-lcore 0 --no-pci "${TESTPMD_MEM[@]}" --file-prefix "$EAL_PREFIX-gen"
-        --vdev "net_af_packet0,iface=$gen_if" -- --no-mlockall --total-num-mbufs=8192 --forward-mode=txonly
+        --vdev "$(vdev_of "$GEN_PMD" "$gen_if")" -- --no-mlockall --total-num-mbufs=8192 --forward-mode=txonly
         --port-topology=loop -a --stats-period 1)
     GEN_CMD="ip netns exec C ${gcmd[*]}"
 
@@ -694,7 +705,7 @@ measure_fwd() {
     (cd "$d" && exec ip netns exec "$NS_C" stdbuf -oL "${gcmd[@]}") >"$d/gen.log" 2>&1 </dev/null &
     GEN_PID=$!
     PIDS+=("$GEN_PID")
-    wait_line "$d/gen.log" 'Tx-pps' "$GEN_PID" "generator (txonly on $gen_if)"
+    wait_line "$d/gen.log" 'Tx-pps' "$GEN_PID" "generator (txonly, $GEN_PMD on $gen_if)"
     sleep "$FWD_WARMUP"
     f0="$(sample_count "$d/fwd.log")"; g0="$(sample_count "$d/gen.log")"
     bg_begin
@@ -702,6 +713,7 @@ measure_fwd() {
     f1="$(sample_count "$d/fwd.log")"; g1="$(sample_count "$d/gen.log")"
     FWD_BG[$key]="$(bg_end)"
     stop_proc "$GEN_PID"; GEN_PID=""
+    [[ "$GEN_PMD" == af_xdp ]] && { ip -n "$NS_C" link set dev "$gen_if" xdp off 2>/dev/null || true; }
     if [[ "$who" == mosn ]]; then
         # dpdk_fwd ends by itself 2 s after the traffic stopped (a clean exit closes the port)
         start=$SECONDS
@@ -717,7 +729,6 @@ measure_fwd() {
         tail -n 40 "$d/fwd.log" >&2
         die "$pmd: the $who forwarder forwarded nothing in its window (samples $f0..$f1)"
     }
-    cp "$d/fwd.log" "$TMP/last-fwd-$pmd-$who.log"
     log "  packet path $pmd, $who: forwarded ${FWD_TX[$key]} pps (rx ${FWD_RX[$key]} pps), offered ${FWD_OFFERED[$key]} pps, background CPU ${FWD_BG[$key]} %"
 }
 
@@ -797,6 +808,19 @@ fi
 mkdir -p "$CONF_DIR"
 cp "$TMP/up/nginx.conf" "$CONF_DIR/upstream-nginx.conf"
 for v in "${MOSN_PATHS[@]}"; do cp "$TMP/mosn-$v/mosn.json" "$CONF_DIR/mosn-$v.json"; done
+# the raw outputs, for a second look at an odd figure: wrk's, the forwarders' and generator's
+# (1 s counters), mosn's log of each variant
+mkdir -p "$CONF_DIR/raw"
+for f in "$TMP"/wrk-*.txt; do [[ -e "$f" ]] && cp "$f" "$CONF_DIR/raw/"; done
+for v in "${MOSN_PATHS[@]}"; do
+    [[ -s "$TMP/mosn-$v/mosn.log" ]] && cp "$TMP/mosn-$v/mosn.log" "$CONF_DIR/raw/mosn-$v.log"
+    cp "$TMP/mosn-$v/stdout.log" "$CONF_DIR/raw/mosn-$v.stdout.log" 2>/dev/null || true
+done
+for d in "$TMP"/fwd-*; do
+    [[ -d "$d" ]] || continue
+    cp "$d/fwd.log" "$CONF_DIR/raw/${d##*/}.fwd.log" 2>/dev/null || true
+    cp "$d/gen.log" "$CONF_DIR/raw/${d##*/}.gen.log" 2>/dev/null || true
+done
 
 {
     echo "# DPDK backend benchmark, $STARTED_AT"
@@ -841,7 +865,7 @@ for v in "${MOSN_PATHS[@]}"; do cp "$TMP/mosn-$v/mosn.json" "$CONF_DIR/mosn-$v.j
         echo
         echo "## Packet path: dpdk_fwd (DpdkDevice tokens) vs testpmd io forwarding, same PMD"
         echo
-        echo "Forwarded = the forwarder's own Tx-pps (port counters over 1 s intervals inside the window, median); rx = its Rx-pps; offered = the generator's Tx-pps. 64-byte frames, back out of the port they came in on."
+        echo "Forwarded = the forwarder's own Tx-pps (port counters over 1 s intervals inside the window, median); rx = its Rx-pps; offered = the generator's Tx-pps (testpmd txonly on net_$GEN_PMD over C's end of the link). 64-byte frames, back out of the port they came in on."
         echo
         echo "\"limit\": \"generator\" when the forwarder received at least 95 % of what was offered (median over rounds), so that its rate is the generator's and says only that it keeps up; \"forwarder\" otherwise."
         echo
@@ -921,5 +945,7 @@ for v in "${MOSN_PATHS[@]}"; do cp "$TMP/mosn-$v/mosn.json" "$CONF_DIR/mosn-$v.j
     done
     ((${#FWD_PMDS[@]})) && echo "$GEN_CMD   # generator, on the veth or the tap moved into C"
     echo '```'
+    echo
+    echo "The generated configs are in \`bench/results/dpdk-$STAMP/\`, the raw outputs (wrk's, the forwarders' and the generator's per-second counters, mosn's logs) in \`bench/results/dpdk-$STAMP/raw/\`."
 } | tee "$REPORT"
 log "report written to $REPORT"
