@@ -82,6 +82,43 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// explicitly with `-a`/`--allow`: EAL never probes the host NIC on its own. If hugepages are
 /// free and the args have neither `--no-huge` nor `--in-memory`, `--in-memory` is added; if
 /// none are free, `--no-huge -m 256 --no-shconf` (and a warning). A second call returns `Ok`
+
+/// The signals DPDK's virtual PMDs raise per frame: `net_tap` asks the kernel for a signal
+/// (SIGIO, or a realtime one set with `F_SETSIG`: signal 35 on Debian's 22.11) on every frame
+/// queued to its fds, to skip empty reads. Delivered to whichever thread does not block it,
+/// usually a sleeping one: a wake-up and a context switch per packet (~20 µs of CPU per
+/// proxied HTTP request measured through mosn). [`block_pmd_signals`] in every thread but the
+/// polling one (threads inherit the mask, so call it before they start) and
+/// [`unblock_pmd_signals`] in the polling thread make the signal land on the thread that runs
+/// anyway. mosn uses none of these signals itself.
+fn pmd_signals(how: nix::libc::c_int) {
+    use nix::libc;
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set; sigaddset adds valid signal numbers to it;
+    // pthread_sigmask reads it and changes only the calling thread's mask.
+    let ret = unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), libc::SIGIO);
+        for sig in libc::SIGRTMIN()..=libc::SIGRTMAX() {
+            libc::sigaddset(set.as_mut_ptr(), sig);
+        }
+        libc::pthread_sigmask(how, set.as_ptr(), std::ptr::null_mut())
+    };
+    if ret != 0 {
+        tracing::warn!(error = %io::Error::from_raw_os_error(ret), "DPDK: cannot change the PMD signal mask");
+    }
+}
+
+/// Blocks the PMDs' per-frame signals in the calling thread (and the threads it starts).
+pub fn block_pmd_signals() {
+    pmd_signals(nix::libc::SIG_BLOCK);
+}
+
+/// Takes the PMDs' per-frame signals in the calling thread (the polling one).
+pub fn unblock_pmd_signals() {
+    pmd_signals(nix::libc::SIG_UNBLOCK);
+}
+
 /// if the args are the same as the first, an error otherwise.
 pub fn init_eal(args: &[String]) -> io::Result<()> {
     let mut state = lock(&EAL);

@@ -42,7 +42,7 @@ pub struct DpdkPlan {
 }
 
 #[cfg(feature = "dpdk")]
-pub(crate) use imp::spawn;
+pub(crate) use imp::{block_sigio, spawn};
 
 #[cfg(feature = "dpdk")]
 mod imp {
@@ -67,6 +67,12 @@ mod imp {
     const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
     type Ready = Result<HashMap<Arc<str>, SocketAddr>, String>;
+
+    /// Keeps the PMDs' per-frame signals off every thread started from here on (see
+    /// `mosn_net::dpdk::block_pmd_signals`); the polling worker takes them back.
+    pub(crate) fn block_sigio() {
+        mosn_net::dpdk::block_pmd_signals();
+    }
 
     /// How often the worker copies its stack's counters into the registry.
     const STACK_STATS_EVERY: Duration = Duration::from_secs(1);
@@ -174,7 +180,10 @@ mod imp {
                 .map_err(|e| format!("port {:?} queue 0: {e}", plan.port))?;
             Ok((Arc::new(port), device))
         };
-        let (port, device) = match setup() {
+        let setup = setup();
+        // EAL's own threads exist now and keep SIGIO blocked; this thread takes it.
+        mosn_net::dpdk::unblock_pmd_signals();
+        let (port, device) = match setup {
             Ok(p) => p,
             Err(why) => {
                 let _ = ready.send(Err(why));

@@ -367,6 +367,10 @@ fn snapshot_for(plan: &Plan, registry: &Registry) -> Result<Snapshot, RunError> 
 impl Server {
     /// Binds everything, starts the workers and the control thread (admin API, DNS refresh).
     pub fn start(plan: Plan, build: BuildInfo, log: Option<LogHandle>) -> Result<Server, RunError> {
+        #[cfg(feature = "dpdk")]
+        if matches!(plan.backend, Backend::Dpdk(_)) {
+            crate::dpdk::block_sigio();
+        }
         let registry = Registry::new();
         crate::tls_stats::register(&registry);
         let clusters = Arc::new(ClusterManager::new(registry.clone()));
