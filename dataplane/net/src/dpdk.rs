@@ -76,13 +76,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// EAL init, once per process. `args` are EAL arguments (without argv\[0\]).
-///
-/// Refuses (an `InvalidInput` error) unless `--no-pci` is among them or PCI devices are named
-/// explicitly with `-a`/`--allow`: EAL never probes the host NIC on its own. If hugepages are
-/// free and the args have neither `--no-huge` nor `--in-memory`, `--in-memory` is added; if
-/// none are free, `--no-huge -m 256 --no-shconf` (and a warning). A second call returns `Ok`
-
 /// The signals DPDK's virtual PMDs raise per frame: `net_tap` asks the kernel for a signal
 /// (SIGIO, or a realtime one set with `F_SETSIG`: signal 35 on Debian's 22.11) on every frame
 /// queued to its fds, to skip empty reads. Delivered to whichever thread does not block it,
@@ -119,6 +112,12 @@ pub fn unblock_pmd_signals() {
     pmd_signals(nix::libc::SIG_UNBLOCK);
 }
 
+/// EAL init, once per process. `args` are EAL arguments (without argv\[0\]).
+///
+/// Refuses (an `InvalidInput` error) unless `--no-pci` is among them or PCI devices are named
+/// explicitly with `-a`/`--allow`: EAL never probes the host NIC on its own. If hugepages are
+/// free and the args have neither `--no-huge` nor `--in-memory`, `--in-memory` is added; if
+/// none are free, `--no-huge -m 256 --no-shconf` (and a warning). A second call returns `Ok`
 /// if the args are the same as the first, an error otherwise.
 pub fn init_eal(args: &[String]) -> io::Result<()> {
     let mut state = lock(&EAL);
