@@ -846,6 +846,36 @@ fn end_to_end(kind: Kind) {
         mosn.child.try_wait().unwrap().is_none(),
         "mosn exited during the run"
     );
+    // TERM: mosn drains, stops its DPDK worker and closes the port before it exits; with
+    // af_packet the interface leaves promiscuous mode again (it was left on before).
+    let promiscuous = || {
+        let out = t
+            .mosn_ns
+            .cmd(&["ip", "link", "show", &t.link])
+            .output()
+            .expect("ip link show");
+        String::from_utf8_lossy(&out.stdout).contains("PROMISC")
+    };
+    if kind == Kind::AfPacket {
+        assert!(
+            promiscuous(),
+            "af_packet runs {} in promiscuous mode",
+            t.link
+        );
+    }
+    mosn.signal(nix::sys::signal::Signal::SIGTERM);
+    let code = mosn.wait_exit(Duration::from_secs(60));
+    assert_eq!(code, 0, "mosn's exit code after TERM");
+    mosn.wait_for("DPDK port closed", Duration::from_secs(5));
+    mosn.wait_for("DPDK worker stopped", Duration::from_secs(5));
+    if kind == Kind::AfPacket {
+        assert!(
+            !promiscuous(),
+            "{} is still in promiscuous mode after mosn exited",
+            t.link
+        );
+    }
+    clock.step("TERM: drained, port closed");
     drop(mosn);
     drop(u);
     drop(t);

@@ -15,11 +15,13 @@
 //! # EAL policy
 //!
 //! [`init_eal`] refuses arguments that would let EAL probe the host's PCI devices: `--no-pci`
-//! must be given, or the PCI devices named with `-a`/`--allow`. Memory: when 2 MiB hugepages
-//! are free (`HugePages_Free` in /proc/meminfo) and the arguments choose no memory mode,
-//! `--in-memory` is added (memfd-backed hugepages, no hugetlbfs mount, no files in
-//! /var/run/dpdk); when none are free, `--no-huge -m 256 --no-shconf` is added (plain memory;
-//! `--no-shconf` keeps EAL from writing its shared config files), with a warning. EAL pins the
+//! must be given, or the PCI devices named with `-a`/`--allow`. Memory: when at least
+//! [`MIN_HUGEPAGE_MB`] of hugepages are free (`HugePages_Free` x `Hugepagesize` in
+//! /proc/meminfo) and the arguments choose no memory mode, `--in-memory` is added (memfd-backed
+//! hugepages, no hugetlbfs mount, no files in /var/run/dpdk); with less, `--no-huge -m 256
+//! --no-shconf` is added (plain memory; `--no-shconf` keeps EAL from writing its shared config
+//! files), with a warning. A few free pages are not taken: the default mbuf pool alone needs
+//! about 20 MiB, and EAL would start and then fail the pool with ENOMEM. EAL pins the
 //! thread that initialises it to its main lcore; `init_eal` restores that thread's CPU affinity
 //! afterwards, so threads spawned later are not confined to one core.
 //!
@@ -54,6 +56,10 @@ use crate::userspace::StackDevice;
 pub const BURST: usize = 32;
 /// Memory (MiB) given to EAL with `-m` when no hugepages are free and the args set none.
 pub const NO_HUGE_MEMORY_MB: u32 = 256;
+
+/// Free hugepage memory below which EAL runs on plain memory instead: room for the default
+/// mbuf pool (8,191 mbufs of 2,176 bytes, ~20 MiB), EAL's own heap and the PMDs' rings.
+pub const MIN_HUGEPAGE_MB: u64 = 128;
 
 /// Ethernet header bytes on top of the MTU (no VLAN tag, no FCS: DPDK strips it).
 const ETHER_HDR: usize = 14;
@@ -116,8 +122,9 @@ pub fn unblock_pmd_signals() {
 ///
 /// Refuses (an `InvalidInput` error) unless `--no-pci` is among them or PCI devices are named
 /// explicitly with `-a`/`--allow`: EAL never probes the host NIC on its own. If hugepages are
-/// free and the args have neither `--no-huge` nor `--in-memory`, `--in-memory` is added; if
-/// none are free, `--no-huge -m 256 --no-shconf` (and a warning). A second call returns `Ok`
+/// free (at least [`MIN_HUGEPAGE_MB`]) and the args have neither `--no-huge` nor
+/// `--in-memory`, `--in-memory` is added; otherwise `--no-huge -m 256 --no-shconf` (and a
+/// warning). A second call returns `Ok`
 /// if the args are the same as the first, an error otherwise.
 pub fn init_eal(args: &[String]) -> io::Result<()> {
     let mut state = lock(&EAL);
@@ -137,7 +144,7 @@ pub fn init_eal(args: &[String]) -> io::Result<()> {
         }
         EalState::Uninit => {}
     }
-    let (argv, warning) = eal_argv(args, hugepages_free())?;
+    let (argv, warning) = eal_argv(args, hugepage_mb_free())?;
     if let Some(w) = warning {
         tracing::warn!("{w}");
     }
@@ -156,7 +163,7 @@ pub fn eal_initialised() -> bool {
 }
 
 /// The arguments EAL gets after the policy checks (without argv\[0\]), and a warning to log.
-fn eal_argv(args: &[String], hugepages_free: u64) -> io::Result<(Vec<String>, Option<String>)> {
+fn eal_argv(args: &[String], hugepage_mb_free: u64) -> io::Result<(Vec<String>, Option<String>)> {
     let has = |flag: &str| args.iter().any(|a| a == flag);
     let has_opt = |short: &str, long: &str| {
         args.iter().any(|a| {
@@ -177,7 +184,7 @@ fn eal_argv(args: &[String], hugepages_free: u64) -> io::Result<(Vec<String>, Op
     let mut argv = args.to_vec();
     let mut warning = None;
     let no_huge = has("--no-huge");
-    if hugepages_free > 0 {
+    if hugepage_mb_free >= MIN_HUGEPAGE_MB {
         if !no_huge && !has("--in-memory") {
             argv.push("--in-memory".into());
         }
@@ -194,8 +201,9 @@ fn eal_argv(args: &[String], hugepages_free: u64) -> io::Result<(Vec<String>, Op
             extra.push("--no-shconf".into());
         }
         warning = Some(format!(
-            "DPDK: no free hugepages (HugePages_Free is 0 in /proc/meminfo): running EAL on \
-             plain memory with {} (slower; reserve pages in /proc/sys/vm/nr_hugepages)",
+            "DPDK: {hugepage_mb_free} MiB of hugepages free (HugePages_Free in /proc/meminfo), \
+             less than the {MIN_HUGEPAGE_MB} MiB mosn needs: running EAL on plain memory with {} \
+             (slower; reserve pages in /proc/sys/vm/nr_hugepages)",
             extra.join(" ")
         ));
         argv.extend(extra);
@@ -203,16 +211,24 @@ fn eal_argv(args: &[String], hugepages_free: u64) -> io::Result<(Vec<String>, Op
     Ok((argv, warning))
 }
 
-/// `HugePages_Free` of /proc/meminfo (pages of the default size); 0 when unreadable.
-fn hugepages_free() -> u64 {
+/// Free hugepage memory in MiB (`HugePages_Free` x `Hugepagesize` of /proc/meminfo, pages of
+/// the default size); 0 when unreadable.
+fn hugepage_mb_free() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("HugePages_Free:"))
-                .and_then(|v| v.trim().parse().ok())
-        })
+        .map(|m| meminfo_hugepage_mb_free(&m))
         .unwrap_or(0)
+}
+
+fn meminfo_hugepage_mb_free(meminfo: &str) -> u64 {
+    let field = |name: &str| {
+        meminfo.lines().find_map(|l| {
+            let v = l.strip_prefix(name)?.trim();
+            v.trim_end_matches("kB").trim().parse::<u64>().ok()
+        })
+    };
+    let pages = field("HugePages_Free:").unwrap_or(0);
+    let page_kb = field("Hugepagesize:").unwrap_or(2048);
+    pages.saturating_mul(page_kb) / 1024
 }
 
 /// The last DPDK error of this thread, as an `io::Error` saying what failed.
@@ -359,6 +375,8 @@ struct PortInner {
     mac: [u8; 6],
     mtu: u16,
     tx_dropped: AtomicU64,
+    /// Promiscuous mode was switched on at open (and is switched off at close).
+    promiscuous: bool,
 }
 
 // SAFETY: `pool` is only read (its address is passed to DPDK); the mempool's get/put are
@@ -373,7 +391,12 @@ impl Drop for PortInner {
         // SAFETY: the port was started by `Port::open` and no DpdkDevice is left (each holds
         // the Arc), so nobody polls its queues. Stop and close return errors only for an
         // invalid port, which cannot happen here; they are logged, not unwrapped.
+        // Promiscuous mode is switched off first: PMDs over kernel interfaces (af_packet, tap)
+        // set IFF_PROMISC on the interface, and closing the port leaves the flag as it is.
         let (stop, close) = unsafe {
+            if self.promiscuous {
+                ffi::rte_eth_promiscuous_disable(self.id);
+            }
             (
                 ffi::rte_eth_dev_stop(self.id),
                 ffi::rte_eth_dev_close(self.id),
@@ -623,12 +646,14 @@ impl Port {
             mac: [0; 6],
             mtu: opts.mtu,
             tx_dropped: AtomicU64::new(0),
+            promiscuous: false,
         };
         // SAFETY: the port is started.
         let ret = unsafe { ffi::rte_eth_promiscuous_enable(id) };
         if ret < 0 {
             tracing::debug!(port = id, error = %ffi::strerror(-ret), "DPDK: promiscuous mode not enabled");
         }
+        inner.promiscuous = ret == 0;
         let mut addr = ffi::rte_ether_addr::default();
         // SAFETY: `addr` is a valid out-pointer.
         let ret = unsafe { ffi::rte_eth_macaddr_get(id, &mut addr) };
@@ -1050,21 +1075,28 @@ mod tests {
 
     #[test]
     fn memory_mode_follows_hugepages() {
-        let (argv, warn) = eal_argv(&args(&["--no-pci"]), 64).unwrap();
+        let (argv, warn) = eal_argv(&args(&["--no-pci"]), 512).unwrap();
         assert_eq!(argv, args(&["--no-pci", "--in-memory"]));
         assert!(warn.is_none());
         // The caller's own choice is kept.
-        let (argv, _) = eal_argv(&args(&["--no-pci", "--no-huge", "-m", "64"]), 64).unwrap();
+        let (argv, _) = eal_argv(&args(&["--no-pci", "--no-huge", "-m", "64"]), 512).unwrap();
         assert_eq!(argv, args(&["--no-pci", "--no-huge", "-m", "64"]));
-        let (argv, _) = eal_argv(&args(&["--no-pci", "--in-memory"]), 64).unwrap();
+        let (argv, _) = eal_argv(&args(&["--no-pci", "--in-memory"]), 512).unwrap();
         assert_eq!(argv, args(&["--no-pci", "--in-memory"]));
 
-        let (argv, warn) = eal_argv(&args(&["--no-pci"]), 0).unwrap();
-        assert_eq!(
-            argv,
-            args(&["--no-pci", "--no-huge", "-m", "256", "--no-shconf"])
-        );
-        assert!(warn.unwrap().contains("HugePages_Free"));
+        for free in [0, 16, MIN_HUGEPAGE_MB - 1] {
+            let (argv, warn) = eal_argv(&args(&["--no-pci"]), free).unwrap();
+            assert_eq!(
+                argv,
+                args(&["--no-pci", "--no-huge", "-m", "256", "--no-shconf"]),
+                "{free} MiB free"
+            );
+            let warn = warn.unwrap();
+            assert!(warn.contains("HugePages_Free"), "{warn}");
+            assert!(warn.contains(&format!("{free} MiB")), "{warn}");
+        }
+        let (argv, _) = eal_argv(&args(&["--no-pci"]), MIN_HUGEPAGE_MB).unwrap();
+        assert_eq!(argv, args(&["--no-pci", "--in-memory"]));
         // --in-memory cannot run without hugepages; -m given is kept.
         let (argv, _) = eal_argv(&args(&["--no-pci", "--in-memory", "-m", "128"]), 0).unwrap();
         assert_eq!(
@@ -1074,6 +1106,17 @@ mod tests {
         let (argv, warn) = eal_argv(&args(&["--no-pci", "--no-huge"]), 0).unwrap();
         assert_eq!(argv, args(&["--no-pci", "--no-huge"]));
         assert!(warn.is_none());
+    }
+
+    #[test]
+    fn hugepage_memory_from_meminfo() {
+        let m = "MemTotal: 24000000 kB\nHugePages_Total:      64\nHugePages_Free:        8\n\
+                 HugePages_Rsvd:        0\nHugepagesize:       2048 kB\n";
+        assert_eq!(meminfo_hugepage_mb_free(m), 16);
+        let m = "HugePages_Free:        2\nHugepagesize:    1048576 kB\n";
+        assert_eq!(meminfo_hugepage_mb_free(m), 2048);
+        assert_eq!(meminfo_hugepage_mb_free("MemTotal: 1 kB\n"), 0);
+        assert_eq!(meminfo_hugepage_mb_free("HugePages_Free: x\n"), 0);
     }
 
     /// A port is shared by workers; a device moves to its worker but is used by one thread.

@@ -835,8 +835,8 @@ fn tap_on_hugepages_in_memory() {
         return;
     }
     let _turn = turn();
-    let Some(_pages) = Hugepages::reserve(64) else {
-        eprintln!("\n!!! SKIPPED tap_on_hugepages_in_memory: cannot reserve 64 hugepages\n");
+    let Some(_pages) = Hugepages::reserve(96) else {
+        eprintln!("\n!!! SKIPPED tap_on_hugepages_in_memory: cannot reserve 96 hugepages\n");
         return;
     };
     let before = hugepages_free();
@@ -862,6 +862,45 @@ fn tap_on_hugepages_in_memory() {
             .exists(),
         "--in-memory writes no EAL config file"
     );
+}
+
+/// A few free hugepages (8 x 2 MiB, less than the default mbuf pool) are not taken: EAL runs on
+/// plain memory and the port works. Taking them made the pool fail with ENOMEM at start-up.
+#[test]
+fn tap_with_few_hugepages_runs_on_plain_memory() {
+    if !root_or_skip("tap_with_few_hugepages_runs_on_plain_memory") {
+        return;
+    }
+    let _turn = turn();
+    let Some(_pages) = Hugepages::reserve(8) else {
+        eprintln!("\n!!! SKIPPED tap_with_few_hugepages_runs_on_plain_memory: cannot reserve 8 hugepages\n");
+        return;
+    };
+    let before = hugepages_free();
+    if before * 2 >= mosn_net::dpdk::MIN_HUGEPAGE_MB {
+        eprintln!(
+            "\n!!! SKIPPED tap_with_few_hugepages_runs_on_plain_memory: {before} hugepages are free \
+             already (the test needs fewer than {} MiB)\n",
+            mosn_net::dpdk::MIN_HUGEPAGE_MB
+        );
+        return;
+    }
+    let topo = Topo::new(Pmd::Tap, "t7");
+    let (mut child, _) = topo.serve();
+    child.send("hugepages");
+    let free: u64 = child
+        .expect("HUGEPAGES free=")
+        .parse()
+        .expect("a page count");
+    assert_eq!(
+        free,
+        before,
+        "EAL should leave {before} free hugepages alone\n{}",
+        child.log()
+    );
+    let data = payload(1 << 20, 7);
+    in_netns(&topo.kernel_ns, || echo_roundtrip(topo.dpdk(7), &data));
+    child.finish();
 }
 
 /// An unknown driver in `--vdev` makes EAL init fail, with an error (no panic, no exit).

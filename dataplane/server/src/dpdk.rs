@@ -48,7 +48,7 @@ pub(crate) use imp::{block_sigio, spawn};
 mod imp {
     use std::collections::HashMap;
     use std::net::SocketAddr;
-    use std::sync::{mpsc, Arc};
+    use std::sync::{mpsc, Arc, Weak};
     use std::time::Duration;
 
     use mosn_metrics::Registry;
@@ -57,7 +57,7 @@ mod imp {
     use mosn_net::{Listener, Transport};
     use mosn_stream::pool::Pools;
     use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
-    use tokio::sync::watch;
+    use tokio::sync::{oneshot, watch};
 
     use super::DpdkPlan;
     use crate::run::{DpdkStarted, ListenerPlan, RunError};
@@ -90,9 +90,10 @@ mod imp {
         let listeners: Vec<ListenerPlan> = listeners.iter().filter(|l| l.bind).cloned().collect();
         let registry = registry.clone();
         let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
+        let (stop_tx, stop_rx) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("mosn-dpdk-0".into())
-            .spawn(move || run(plan, listeners, shared, registry, drain, ready_tx))
+            .spawn(move || run(plan, listeners, shared, registry, drain, ready_tx, stop_rx))
             .map_err(|source| RunError::Io {
                 what: "cannot start the DPDK worker".into(),
                 source,
@@ -102,15 +103,22 @@ mod imp {
             source: std::io::Error::other(why),
         };
         match ready_rx.recv_timeout(READY_TIMEOUT) {
-            Ok(Ok(addrs)) => Ok((vec![Worker { thread }], addrs)),
+            Ok(Ok(addrs)) => Ok((
+                vec![Worker {
+                    thread,
+                    stop: Some(stop_tx),
+                }],
+                addrs,
+            )),
             Ok(Err(why)) => Err(fail(why)),
             Err(_) => Err(fail("the DPDK worker did not come up".into())),
         }
     }
 
     /// Port counters (`rte_eth_stats_get`, safe from any thread) mirrored into scope
-    /// `dpdk{port=..}` whenever the registry is read.
-    fn port_metrics(registry: &Registry, name: &str, port: Arc<Port>) {
+    /// `dpdk{port=..}` whenever the registry is read. The collector holds a weak reference:
+    /// the port closes when the worker stops, and the counters keep their last values.
+    fn port_metrics(registry: &Registry, name: &str, port: Weak<Port>) {
         let scope = registry.scope("dpdk", &[("port", name)]);
         let rx = scope.counter("rx_packets_total");
         let tx = scope.counter("tx_packets_total");
@@ -121,6 +129,9 @@ mod imp {
         let tx_errors = scope.counter("tx_errors_total");
         let tx_dropped = scope.counter("tx_dropped_total");
         registry.add_collector(move || {
+            let Some(port) = port.upgrade() else {
+                return;
+            };
             let s = port.stats();
             rx.raise_to(s.rx_packets);
             tx.raise_to(s.tx_packets);
@@ -164,6 +175,7 @@ mod imp {
         registry: Registry,
         drain: watch::Receiver<bool>,
         ready: mpsc::Sender<Ready>,
+        stop: oneshot::Receiver<()>,
     ) {
         let setup = || -> Result<(Arc<Port>, DpdkDevice), String> {
             init_eal(&plan.eal_args).map_err(|e| format!("EAL: {e}"))?;
@@ -223,7 +235,7 @@ mod imp {
                 }
             };
             tokio::task::spawn_local(stack.run());
-            port_metrics(&registry, &plan.port, port.clone());
+            port_metrics(&registry, &plan.port, Arc::downgrade(&port));
             tokio::task::spawn_local(stack_metrics(registry, plan.port.clone(), stack.clone()));
             let transport = UserspaceTransport::new(stack.clone());
             let mut bound = Vec::new();
@@ -257,9 +269,15 @@ mod imp {
                 ));
             }
             let _ = ready.send(Ok(addrs));
-            // Keep the port (and with it the queue the stack polls) for the process's life.
-            let _port = port;
-            std::future::pending::<()>().await;
+            // Run until the server stops (after its drain), then let go of the port.
+            let _ = stop.await;
+            drop(port);
         });
+        // Dropping the tasks drops the connections, the stack and its device (the queue): the
+        // last reference to the port, which then switches promiscuous mode off, stops and closes
+        // (net_af_xdp detaches its XDP program) and frees its mbuf pool.
+        drop(local);
+        drop(rt);
+        tracing::info!("DPDK worker stopped");
     }
 }

@@ -250,7 +250,7 @@ pub struct Server {
     listener_addrs: HashMap<Arc<str>, SocketAddr>,
     admin_addr: Option<SocketAddr>,
     graceful_timeout: Duration,
-    _workers: Vec<Worker>,
+    workers: Vec<Worker>,
     /// Removed (programs detached, rules deleted) when the server is dropped after a drain.
     _capture: Option<CaptureGuard>,
 }
@@ -574,7 +574,7 @@ impl Server {
             listener_addrs,
             admin_addr,
             graceful_timeout: plan.graceful_timeout,
-            _workers: worker_handles,
+            workers: worker_handles,
             _capture: capture,
         })
     }
@@ -697,9 +697,37 @@ impl Server {
         if let Some(tx) = self.stop_control.take() {
             let _ = tx.send(());
         }
+        self.stop_workers();
         left
     }
+
+    /// Stops the workers that hold something the process must give back before it exits (the
+    /// DPDK worker closes its port: XDP program detached, promiscuous mode off) and waits up to
+    /// [`WORKER_STOP_TIMEOUT`] for them. Kernel workers end with the process.
+    fn stop_workers(&mut self) {
+        let mut stopping = Vec::new();
+        for w in &mut self.workers {
+            if let Some(stop) = w.stop.take() {
+                let _ = stop.send(());
+                stopping.push(&w.thread);
+            }
+        }
+        let start = Instant::now();
+        while stopping.iter().any(|t| !t.is_finished()) {
+            if start.elapsed() >= WORKER_STOP_TIMEOUT {
+                tracing::warn!(
+                    timeout = ?WORKER_STOP_TIMEOUT,
+                    "a worker did not stop in time; exiting without it"
+                );
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }
+
+/// How long [`Server::drain`] waits for a worker that releases something at exit.
+const WORKER_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The DPDK worker's handles and its listeners' addresses.
 pub(crate) type DpdkStarted = (Vec<Worker>, HashMap<Arc<str>, SocketAddr>);

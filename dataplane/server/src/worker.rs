@@ -393,6 +393,10 @@ pub struct BoundListener {
 pub struct Worker {
     /// The thread.
     pub thread: std::thread::JoinHandle<()>,
+    /// Ends the worker's event loop when sent or dropped, for workers that hold something to
+    /// release before the process exits (the DPDK worker's port); `None` for kernel workers,
+    /// which end with the process.
+    pub stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Starts worker `id` on its own thread with kernel sockets.
@@ -437,5 +441,5 @@ pub fn spawn_kernel_worker(
                 std::future::pending::<()>().await;
             });
         })?;
-    Ok(Worker { thread })
+    Ok(Worker { thread, stop: None })
 }
