@@ -666,3 +666,47 @@ fn connection_management_close_idle_and_http10() {
         "idle connection left open"
     );
 }
+
+/// A client that goes away mid-body (its write side closed, or a reset) is logged and counted
+/// as 499 with `DC`; a body that breaks the chunked framing is a 400 with `DPE`. Neither is
+/// blamed on the upstream.
+#[test]
+fn a_client_gone_mid_body_is_499_and_a_broken_body_400() {
+    let up = Upstream::echo("mid");
+    let m = Mosn::start(&simple_config("Http1", &[up.addr], json!({})));
+    let head = |path: &str| {
+        format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n").into_bytes()
+    };
+    // 100 of 1000 bytes, then the client closes its side.
+    let mut c = Raw::connect(m.l7());
+    c.send(&head("/half-closed"));
+    c.send(&[b'a'; 100]);
+    c.s.shutdown(std::net::Shutdown::Write).unwrap();
+    let _ = c.response();
+    m.log_for("/half-closed").expect(499, &["DC"]);
+    // 100 of 1000 bytes, then a reset (SO_LINGER 0): no FIN, an RST.
+    let c = Raw::connect(m.l7());
+    let mut s = c.s;
+    std::io::Write::write_all(&mut s, &head("/reset")).unwrap();
+    std::io::Write::write_all(&mut s, &[b'b'; 100]).unwrap();
+    // The head and the first bytes are on their way upstream before the reset.
+    std::thread::sleep(Duration::from_millis(300));
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+    m.log_for("/reset").expect(499, &["DC"]);
+    // Broken chunk framing after a good chunk: malformed, 400.
+    let mut c = Raw::connect(m.l7());
+    c.send(b"POST /bad-framing HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n");
+    let _ = c.response();
+    m.log_for("/bad-framing").expect(400, &["DPE"]);
+
+    let (code, body) = m.admin_get("/api/v1/stats");
+    assert_eq!(code, 200);
+    let j: Value = serde_json::from_str(&body).expect("stats JSON");
+    let l = &j["listener"]["listener=l7"];
+    assert_eq!(l["downstream_response_499_total"], 2, "{body}");
+    assert_eq!(l["downstream_response_400_total"], 1, "{body}");
+    assert!(l["downstream_response_502_total"].is_null(), "{body}");
+}

@@ -24,9 +24,9 @@ pub struct RequestBodyState {
     pub received: Cell<u64>,
     /// Set when the body went over the limit (the handler answers 413).
     pub too_large: Cell<bool>,
-    /// Set when reading the body from downstream failed (broken chunk framing, the client
-    /// went away): the downstream is to blame, not the upstream the body was going to.
-    pub failed: Cell<bool>,
+    /// Set when reading the body from downstream failed: the downstream is to blame, not the
+    /// upstream the body was going to.
+    pub failed: Cell<Option<BodyFailure>>,
     /// Installed once the route is known, when a filter inspects bodies.
     pub hook: RefCell<Option<BodyHook>>,
     /// The reply a body hook stopped the request with.
@@ -41,6 +41,54 @@ impl std::fmt::Debug for RequestBodyState {
             .field("failed", &self.failed.get())
             .field("hook", &self.hook.borrow().is_some())
             .finish()
+    }
+}
+
+/// How reading a request body from downstream failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFailure {
+    /// The bytes broke the protocol (bad chunk framing, an over-long chunk): answered 400.
+    Malformed,
+    /// The client went away mid-body (closed, reset, cancelled the stream): nobody is left to
+    /// answer; logged and counted as 499 ("client closed request", nginx's code) with `DC`.
+    Gone,
+}
+
+impl BodyFailure {
+    /// Classifies a body read error by the I/O error or HTTP/2 reset in its source chain.
+    pub fn of(error: &(dyn std::error::Error + 'static)) -> BodyFailure {
+        let mut cur = Some(error);
+        while let Some(e) = cur {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                use std::io::ErrorKind::*;
+                return match io.kind() {
+                    UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+                    | NotConnected | TimedOut => BodyFailure::Gone,
+                    _ => BodyFailure::Malformed,
+                };
+            }
+            if let Some(h) = e.downcast_ref::<hyper::Error>() {
+                if h.is_incomplete_message() || h.is_canceled() || h.is_closed() {
+                    return BodyFailure::Gone;
+                }
+            }
+            if let Some(h2) = e.downcast_ref::<h2::Error>() {
+                // The client reset its stream or the connection (CANCEL, a GOAWAY) or the
+                // connection broke; a PROTOCOL_ERROR or FLOW_CONTROL_ERROR is malformed input.
+                return match h2.reason() {
+                    Some(r)
+                        if r == h2::Reason::PROTOCOL_ERROR
+                            || r == h2::Reason::FLOW_CONTROL_ERROR
+                            || r == h2::Reason::FRAME_SIZE_ERROR =>
+                    {
+                        BodyFailure::Malformed
+                    }
+                    _ => BodyFailure::Gone,
+                };
+            }
+            cur = e.source();
+        }
+        BodyFailure::Malformed
     }
 }
 
@@ -84,8 +132,8 @@ impl http_body::Body for RequestBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let r = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Err(_))) = &r {
-            this.state.failed.set(true);
+        if let Poll::Ready(Some(Err(e))) = &r {
+            this.state.failed.set(Some(BodyFailure::of(&**e)));
         }
         if let Poll::Ready(Some(Ok(f))) = &r {
             if let Some(d) = f.data_ref() {
@@ -218,27 +266,80 @@ mod tests {
 
     #[tokio::test]
     async fn request_body_marks_a_downstream_read_error() {
-        struct Broken;
+        struct Broken(Option<BoxError>);
         impl http_body::Body for Broken {
             type Data = Bytes;
             type Error = BoxError;
             fn poll_frame(
-                self: Pin<&mut Self>,
+                mut self: Pin<&mut Self>,
                 _cx: &mut Context<'_>,
             ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-                Poll::Ready(Some(Err("invalid chunk size line".into())))
+                Poll::Ready(self.0.take().map(Err))
             }
         }
-        let st = Rc::new(RequestBodyState::default());
-        let b = RequestBody::new(Body::new(Broken), st.clone(), Some(20));
-        assert!(b.collect().await.is_err());
-        assert!(st.failed.get(), "the downstream is to blame");
-        assert!(!st.too_large.get());
+        /// An error whose cause is `source` (as hyper wraps the I/O error of a body read).
+        #[derive(Debug)]
+        struct Wrapped(std::io::Error);
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("error reading a body from connection")
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        use std::io::{Error, ErrorKind};
+        let cases: Vec<(BoxError, BodyFailure)> = vec![
+            ("invalid chunk size line".into(), BodyFailure::Malformed),
+            (
+                Box::new(Error::new(
+                    ErrorKind::InvalidInput,
+                    "invalid chunk size line",
+                )),
+                BodyFailure::Malformed,
+            ),
+            (
+                Box::new(Wrapped(Error::new(
+                    ErrorKind::InvalidData,
+                    "chunk too long",
+                ))),
+                BodyFailure::Malformed,
+            ),
+            (
+                Box::new(Wrapped(Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "incomplete body",
+                ))),
+                BodyFailure::Gone,
+            ),
+            (
+                Box::new(Error::from(ErrorKind::ConnectionReset)),
+                BodyFailure::Gone,
+            ),
+            (
+                Box::new(h2::Error::from(h2::Reason::CANCEL)),
+                BodyFailure::Gone,
+            ),
+            (
+                Box::new(h2::Error::from(h2::Reason::PROTOCOL_ERROR)),
+                BodyFailure::Malformed,
+            ),
+        ];
+        for (error, want) in cases {
+            let what = error.to_string();
+            let st = Rc::new(RequestBodyState::default());
+            let b = RequestBody::new(Body::new(Broken(Some(error))), st.clone(), Some(20));
+            assert!(b.collect().await.is_err());
+            assert_eq!(st.failed.get(), Some(want), "{what}");
+            assert!(!st.too_large.get());
+        }
         // The limit's own error is not a read error.
         let st = Rc::new(RequestBodyState::default());
         let b = RequestBody::new(Body::full(vec![0u8; 30]), st.clone(), Some(20));
         assert!(b.collect().await.is_err());
-        assert!(!st.failed.get());
+        assert_eq!(st.failed.get(), None);
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ use mosn_stream::pool::{ConnObserver, Pools, UpstreamSettings};
 use mosn_stream::xprotocol::{self, Meta, ReplyCode};
 use mosn_stream::{Body, StreamProtocol};
 
-use super::body::{BodyEnd, RequestBody, RequestBodyState, ResponseBody};
+use super::body::{BodyEnd, BodyFailure, RequestBody, RequestBodyState, ResponseBody};
 use super::convert;
 use super::HttpProxySpec;
 use crate::accesslog::LogRecord;
@@ -36,6 +36,13 @@ use crate::flags::ResponseFlags;
 use crate::host::Host;
 use crate::lb::LbContext;
 use crate::router::{RouteAction, RouteHit, RouteInput};
+
+/// Logged and counted when the client went away mid-request (nginx's 499): nothing reaches the
+/// client any more, and a 400 would blame it for a malformed request it did not send.
+const CLIENT_CLOSED_REQUEST: StatusCode = match StatusCode::from_u16(499) {
+    Ok(s) => s,
+    Err(_) => StatusCode::BAD_REQUEST,
+};
 
 /// The proxy's per-connection handler.
 pub struct Session<T: Transport> {
@@ -634,7 +641,10 @@ where
                     // The request body stopped on our side (limit, filter, or a downstream
                     // read error such as broken chunk framing): not the upstream's fault.
                     let st = &r.body_state;
-                    if st.too_large.get() || st.failed.get() || st.rejected.borrow().is_some() {
+                    if st.too_large.get()
+                        || st.failed.get().is_some()
+                        || st.rejected.borrow().is_some()
+                    {
                         return Err(self.body_failure(r));
                     }
                     tracing::debug!(listener = %self.spec.listener, upstream = %addr, attempt, error = %e, "upstream request failed");
@@ -701,11 +711,18 @@ where
                 ResponseFlags::PAYLOAD_TOO_LARGE,
             );
         }
-        local_reply(
-            StatusCode::BAD_REQUEST,
-            "request body error\n",
-            ResponseFlags::DOWNSTREAM_TERMINATION,
-        )
+        match r.body_state.failed.get() {
+            Some(BodyFailure::Gone) => local_reply(
+                CLIENT_CLOSED_REQUEST,
+                "client closed request\n",
+                ResponseFlags::DOWNSTREAM_TERMINATION,
+            ),
+            _ => local_reply(
+                StatusCode::BAD_REQUEST,
+                "request body error\n",
+                ResponseFlags::DOWNSTREAM_PROTOCOL_ERROR,
+            ),
+        }
     }
 
     /// Reads a small body fully so retries can send it again; a large or unbounded body is
