@@ -331,6 +331,27 @@ where
         }
     }
 
+    /// An RPC upstream without waiting, when the pool has one ready (a multiplex pool with
+    /// all its connections open): no future to box per request on the RPC fast path. `None`:
+    /// use [`Pools::checkout`].
+    pub fn ready_rpc(
+        self: &Rc<Self>,
+        addr: SocketAddr,
+        proto: StreamProtocol,
+        settings: &UpstreamSettings,
+    ) -> Option<Upstream<T>> {
+        let family = proto.family()?;
+        let key = PoolKey::new(addr, settings);
+        let conn = self.rpc.ready_multiplex(&key, family, &settings.rpc)?;
+        Some(Upstream(Up::Rpc {
+            pools: self.clone(),
+            key,
+            proto,
+            conn,
+            mode: PoolMode::Multiplex,
+        }))
+    }
+
     async fn checkout_h1_or_connect(
         self: &Rc<Self>,
         addr: SocketAddr,

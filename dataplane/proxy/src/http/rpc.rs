@@ -218,11 +218,13 @@ where
                 }
             }
         };
-        let path = rpc_path(&headers, family);
+        // The `/<service>/<method>` path only when a route or the access log reads it.
+        let logging = !spec.access_logs.is_empty();
+        let path = (logging || table.reads_path()).then(|| rpc_path(&headers, family));
         let method = http::Method::POST;
         let input = RouteInput {
             authority: None,
-            path: &path,
+            path: path.as_deref().unwrap_or("/"),
             query: None,
             method: &method,
             headers: &headers,
@@ -257,11 +259,11 @@ where
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone())),
         );
-        let log = (!spec.access_logs.is_empty()).then(|| {
+        let log = logging.then(|| {
             let mut log = Box::new(LogRecord::new(SystemTime::now()));
             log.protocol = Some(self.proto_name.clone());
             log.method = Some(method.clone());
-            log.path = Some(path.clone());
+            log.path = path;
             let method_key = match family {
                 Family::Bolt => &BOLT_METHOD,
                 Family::Dubbo => &DUBBO_METHOD,
@@ -444,7 +446,18 @@ where
         let expiry = tokio::time::sleep_until(deadline.into());
         tokio::pin!(expiry);
         let settings = settings.for_host(host.tls_disabled());
-        let checkout = self.pools.checkout(addr, up_proto, &settings, observer);
+        // The steady state (a multiplex pool with its connections open) needs no future.
+        let ready = self.pools.ready_rpc(addr, up_proto, &settings);
+        let checkout = async {
+            match ready {
+                Some(u) => Ok(u),
+                None => {
+                    self.pools
+                        .checkout(addr, up_proto, &settings, observer)
+                        .await
+                }
+            }
+        };
         let upstream = match within(checkout, expiry.as_mut()).await {
             Ok(Ok(u)) => u,
             Ok(Err(e)) => {

@@ -390,6 +390,20 @@ impl RouteMatcher {
     }
 
     /// Whether the request matches every part.
+    /// True when matching reads the request path (a path matcher, or a header or variable
+    /// condition on the path or its query).
+    pub(super) fn reads_path(&self) -> bool {
+        let on_path = |c: &Condition| {
+            matches!(
+                c.source,
+                Source::Path | Source::QueryString | Source::QueryArg(_)
+            )
+        };
+        !matches!(self.path, PathMatch::Any)
+            || self.conditions.iter().any(on_path)
+            || self.variables.iter().any(|v| on_path(&v.condition))
+    }
+
     pub(super) fn matches(&self, input: &RouteInput<'_>) -> bool {
         self.path.remainder(input.path).is_some()
             && self.conditions.iter().all(|c| c.matches(input))

@@ -228,6 +228,8 @@ pub struct RouteTable {
     name: String,
     vhosts: Vec<VirtualHostRoutes>,
     domains: DomainIndex,
+    /// Some route's match reads the path (see [`RouteTable::reads_path`]).
+    reads_path: bool,
 }
 
 impl RouteTable {
@@ -241,7 +243,7 @@ impl RouteTable {
     fn compile(cfg: &Router, at: &At, errs: &mut Errors) -> RouteTable {
         let router_headers = Arc::new(HeaderScope::build(cfg, at, errs));
         let mut first_key = 0;
-        let vhosts = cfg
+        let vhosts: Vec<VirtualHostRoutes> = cfg
             .virtual_hosts
             .iter()
             .enumerate()
@@ -252,11 +254,22 @@ impl RouteTable {
                 v
             })
             .collect();
+        let reads_path = vhosts
+            .iter()
+            .any(|v| v.routes.iter().any(|r| r.matcher.reads_path()));
         RouteTable {
             name: cfg.name.clone(),
             vhosts,
             domains: DomainIndex::build(&cfg.virtual_hosts, at, errs),
+            reads_path,
         }
+    }
+
+    /// True when some route's match reads the request path or query: with `false` any path
+    /// finds the same route, so a caller may skip building one (RPC requests route on
+    /// headers).
+    pub fn reads_path(&self) -> bool {
+        self.reads_path
     }
 
     /// `router_config_name`.

@@ -1269,3 +1269,35 @@ fn random_requests_never_panic() {
         route.apply_response_headers(&mut headers);
     }
 }
+
+/// A table whose routes match on headers only finds the same route for any path, and says
+/// so; a path matcher or a condition on the path or query reads it.
+#[test]
+fn reads_path_only_when_a_route_looks_at_it() {
+    let header = json!({"headers": [{"name": "service", "value": "s"}]});
+    let t = routes(json!([{"match": header, "route": {"cluster_name": "a"}}]));
+    assert!(!t.reads_path());
+    let svc = [("service", "s")];
+    for uri in ["/", "/x/y", "/s/m?q=1"] {
+        let p = get(uri, &svc);
+        assert_eq!(
+            t.find(&input(&p)).map(|h| h.route().key()),
+            Some(0),
+            "{uri}"
+        );
+    }
+    for m in [
+        json!({"prefix": "/"}),
+        json!({"path": "/s/m"}),
+        json!({"regex": "/s/.*"}),
+        json!({"headers": [{"name": "x-mosn-path", "value": "/s/m"}]}),
+        json!({"headers": [{"name": "x-mosn-querystring", "value": "q=1"}]}),
+        json!({"variables": [{"name": "x-mosn-path", "value": "/s/m"}]}),
+    ] {
+        let t = routes(json!([
+            {"match": header, "route": {"cluster_name": "a"}},
+            {"match": m, "route": {"cluster_name": "b"}},
+        ]));
+        assert!(t.reads_path(), "{m}");
+    }
+}

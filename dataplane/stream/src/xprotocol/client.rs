@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -61,7 +61,9 @@ pub struct RpcConn {
     closed: Cell<bool>,
     /// The upstream said GoAway: no new requests.
     retired: Cell<bool>,
-    last_active: Cell<Instant>,
+    /// Frames sent and received so far: the heartbeat loop compares it between its ticks
+    /// (a counter, not a clock read per frame).
+    activity: Cell<u64>,
     used: Cell<u32>,
     /// Turns true when the connection is closed from our side: the tasks stop.
     shutdown: watch::Sender<bool>,
@@ -115,7 +117,7 @@ impl RpcConn {
             out: out.clone(),
             closed: Cell::new(false),
             retired: Cell::new(false),
-            last_active: Cell::new(Instant::now()),
+            activity: Cell::new(0),
             used: Cell::new(0),
             shutdown: watch::channel(false).0,
             obs: obs.clone(),
@@ -181,6 +183,10 @@ impl RpcConn {
         self.mark_closed();
     }
 
+    fn touch(&self) {
+        self.activity.set(self.activity.get().wrapping_add(1));
+    }
+
     fn next_id(&self) -> u64 {
         let id = self.next_id.get();
         let next = match self.family {
@@ -214,19 +220,19 @@ impl RpcConn {
         };
         if oneway {
             send(&frame)?;
-            self.last_active.set(Instant::now());
+            self.touch();
             return Ok(None);
         }
         let (otx, orx) = oneshot::channel();
         self.pending.borrow_mut().insert(id, otx);
         let _waiting = Waiting { conn: self, id };
         send(&frame)?;
-        self.last_active.set(Instant::now());
+        self.touch();
         orx.await.map(Some).map_err(|_| RpcError::Closed)
     }
 
     fn on_frame(&self, frame: Frame) {
-        self.last_active.set(Instant::now());
+        self.touch();
         if frame.is_goaway() {
             tracing::debug!(addr = %self.addr, "upstream sent GoAway; retiring the connection");
             self.retired.set(true);
@@ -292,13 +298,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
 
 async fn heartbeat_loop(conn: std::rc::Weak<RpcConn>, every: Duration, max_failures: u32) {
     let mut failures = 0;
+    // Activity counted when the last tick looked (the connection starts at 0).
+    let mut seen = 0;
     loop {
         tokio::time::sleep(every).await;
         let Some(c) = conn.upgrade() else { return };
         if c.closed.get() {
             return;
         }
-        if c.last_active.get().elapsed() < every || c.in_flight() > 0 {
+        let now = c.activity.get();
+        if now != seen || c.in_flight() > 0 {
+            // Frames went either way since the last tick: the connection is alive.
+            seen = now;
             failures = 0;
             continue;
         }
@@ -314,6 +325,8 @@ async fn heartbeat_loop(conn: std::rc::Weak<RpcConn>, every: Duration, max_failu
         let answered = matches!(tokio::time::timeout(every, orx).await, Ok(Ok(_)));
         let Some(c) = weak.upgrade() else { return };
         c.pending.borrow_mut().remove(&id);
+        // The heartbeat's own answer is not traffic.
+        seen = c.activity.get();
         if answered {
             failures = 0;
             continue;
@@ -447,6 +460,28 @@ impl RpcPools {
                 wait.await;
             },
         }
+    }
+
+    /// The multiplex pool's pick when it needs neither a connect nor a wait: all
+    /// `conns_per_host` connections are open and usable (the steady state). `None` sends the
+    /// caller to [`RpcPools::checkout`], which handles every other case.
+    pub(crate) fn ready_multiplex(
+        &self,
+        to: &PoolKey,
+        family: Family,
+        s: &RpcSettings,
+    ) -> Option<Rc<RpcConn>> {
+        if s.pool_mode != PoolMode::Multiplex {
+            return None;
+        }
+        let m = self.multiplex.borrow();
+        let list = m.get(&(to.clone(), family))?;
+        if list.len() < s.conns_per_host.max(1) || !list.iter().all(|c| c.is_usable()) {
+            return None;
+        }
+        let i = self.rotor.get();
+        self.rotor.set(i.wrapping_add(1));
+        Some(list[i % list.len()].clone())
     }
 
     /// A connect for a `Connect` checkout ended (`conn`: the new connection, or `None` on
