@@ -27,8 +27,9 @@
 #              only while configuring the port.
 #   af_packet  wrk -> mosn over DPDK net_af_packet0 on the M veth
 #   af_xdp     wrk -> mosn over DPDK net_af_xdp0 on the M veth (mosn is stopped with TERM and
-#              does not close the port, so the script detaches the XDP program it leaves on
-#              the veth: `ip link set dev <veth> xdp off`, before the next variant)
+#              closes the port, which detaches its XDP program; builds before the sixth
+#              session did not, so the script still runs `ip link set dev <veth> xdp off`
+#              before the next variant, a no-op now)
 # One mosn config for all mosn variants (HTTP/1.1 listener on 0.0.0.0:8080, one route to the
 # cluster whose host is 198.18.42.1:8081), apart from `network_backend`. The upstream address
 # is on C's lo so that it is the same for every variant: the kernel variant routes to it via
