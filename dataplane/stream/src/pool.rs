@@ -331,25 +331,55 @@ where
         }
     }
 
-    /// An RPC upstream without waiting, when the pool has one ready (a multiplex pool with
-    /// all its connections open): no future to box per request on the RPC fast path. `None`:
-    /// use [`Pools::checkout`].
-    pub fn ready_rpc(
+    /// An upstream without waiting, when the pool has one ready: an idle HTTP/1 connection
+    /// that can take a request now, an HTTP/2 connection with room, a multiplex RPC pool
+    /// with all its connections open. The steady state of a busy proxy then needs no boxed
+    /// checkout future per request. `None`: use [`Pools::checkout`] (connects, waits).
+    pub fn ready(
         self: &Rc<Self>,
         addr: SocketAddr,
         proto: StreamProtocol,
         settings: &UpstreamSettings,
     ) -> Option<Upstream<T>> {
-        let family = proto.family()?;
         let key = PoolKey::new(addr, settings);
-        let conn = self.rpc.ready_multiplex(&key, family, &settings.rpc)?;
-        Some(Upstream(Up::Rpc {
-            pools: self.clone(),
-            key,
-            proto,
-            conn,
-            mode: PoolMode::Multiplex,
-        }))
+        match proto {
+            StreamProtocol::Http1 => {
+                let idle = {
+                    let mut inner = self.inner.borrow_mut();
+                    let list = inner.h1.get_mut(&key)?;
+                    // The most recently used first, as `checkout_h1` takes them; one that is
+                    // not ready yet (its previous response still finishing) goes back.
+                    let c = list.pop()?;
+                    if !c.sender.is_ready() {
+                        list.push(c);
+                        return None;
+                    }
+                    c
+                };
+                Some(Upstream(Up::H1 {
+                    pools: self.clone(),
+                    key,
+                    idle,
+                    max: settings.max_request_per_conn.max(1),
+                    settings: settings.clone(),
+                }))
+            }
+            StreamProtocol::Http2 => {
+                let max = settings.max_request_per_conn.max(1);
+                Some(Upstream(Up::H2(self.checkout_h2(&key, max)?)))
+            }
+            StreamProtocol::Bolt | StreamProtocol::BoltV2 | StreamProtocol::Dubbo => {
+                let family = proto.family()?;
+                let conn = self.rpc.ready_multiplex(&key, family, &settings.rpc)?;
+                Some(Upstream(Up::Rpc {
+                    pools: self.clone(),
+                    key,
+                    proto,
+                    conn,
+                    mode: PoolMode::Multiplex,
+                }))
+            }
+        }
     }
 
     async fn checkout_h1_or_connect(

@@ -447,7 +447,7 @@ where
         tokio::pin!(expiry);
         let settings = settings.for_host(host.tls_disabled());
         // The steady state (a multiplex pool with its connections open) needs no future.
-        let ready = self.pools.ready_rpc(addr, up_proto, &settings);
+        let ready = self.pools.ready(addr, up_proto, &settings);
         let checkout = async {
             match ready {
                 Some(u) => Ok(u),
