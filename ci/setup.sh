@@ -13,7 +13,7 @@ have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok ins
 # test engine; the openssl CLI (openssl) makes the test PKI and drives s_client. DPDK backend
 # (ffi/ and mosn-net, feature `dpdk`): dpdk-dev + libdpdk-dev give the headers and pkg-config
 # file the bindings are generated from (bindgen loads clang's libclang), dpdk the PMDs the tests
-# drive (net_tap, net_af_packet); ethtool turns off the veth peer's checksum offload.
+# drive (net_tap, net_af_packet, net_af_xdp); ethtool turns off the veth peer's checksum offload.
 for pkg in iproute2 iptables python3 ca-certificates \
     clang libbpf-dev linux-libc-dev bpftool curl util-linux \
     nghttp2-client python3-grpcio python3-websockets \

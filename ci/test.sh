@@ -33,8 +33,9 @@ step "tests"
     # The OpenSSL offload backend (feature `openssl`): interop, the test ENGINE, async mode.
     cargo test -p mosn-tls-offload --features openssl --locked --no-fail-fast
     # mosn built with the OpenSSL and DPDK backends (one build for both): `type: openssl`
-    # listeners with the test ENGINE; the real binary over DPDK (tap, af_packet) in test
-    # namespaces: HTTP/1, HTTP/2, Bolt, tcp_proxy, 1,000 connections, resets, bad set-ups.
+    # listeners with the test ENGINE; the real binary over DPDK in test
+    # namespaces (tap, af_packet, af_xdp): HTTP/1, HTTP/2, Bolt, tcp_proxy, 1,000 connections,
+    # resets, TERM, bad set-ups.
     cargo test --features openssl,dpdk --locked --no-fail-fast --test tls --test dpdk
     # The DPDK device under the userspace stack (feature `dpdk`): net_tap and net_af_packet
     # in test namespaces, kernel peers on the other side (root; EAL in child processes).

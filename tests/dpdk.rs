@@ -11,11 +11,15 @@
 //!   `--vdev net_af_packet0,iface=<veth>`; namespace C holds the peer with 198.18.21.1/24 and
 //!   `ethtool -K <peer> tx off` (ACCELERATION.md §4); clients and upstreams live in C, mosn is
 //!   at 198.18.21.2.
+//! - **af_xdp**: the same veth topology on 198.18.22.0/24, driven by
+//!   `--vdev net_af_xdp0,iface=<veth>,start_queue=0,queue_count=1` (an XDP program on M's end
+//!   redirects the frames to an AF_XDP socket).
 //!
 //! One mosn per topology carries every scenario: HTTP/1.1 (proxied and a direct response),
 //! h2c, a Bolt v1 call (sofa-rpc-node client and server), a 100 MiB tcp_proxy echo checked
 //! byte for byte both ways, 1,000 concurrent keep-alive connections, half-close and resets,
-//! and the admin API's listener stats. Bad set-ups (unknown port, unknown `--vdev` driver,
+//! the admin API's listener stats, and a TERM at the end (exit 0, the port closed: no PROMISC
+//! and no XDP program left on the veth). Bad set-ups (unknown port, unknown `--vdev` driver,
 //! `eal_args` without `--no-pci`) must fail cleanly. The heavy tests run one at a time (mosn
 //! busy-polls a core; the machine has two).
 //!
@@ -223,6 +227,8 @@ impl Drop for EalFiles {
 enum Kind {
     Tap,
     AfPacket,
+    /// net_af_xdp on the same veth topology as af_packet (an XDP program on mosn's end).
+    AfXdp,
 }
 
 /// Namespaces and links of one topology. Drop order: links, namespaces, EAL files (mosn
@@ -261,9 +267,17 @@ impl Topology {
                     eal: EalFiles::new("tap"),
                 }
             }
-            Kind::AfPacket => {
-                let (m, c) = (Netns::new("afm"), Netns::new("afc"));
-                let (link, peer) = (format!("mafm{pid}"), format!("mafc{pid}"));
+            Kind::AfPacket | Kind::AfXdp => {
+                // Per kind: namespace tags, link names, subnet and EAL prefix of their own.
+                let (tag, net) = match kind {
+                    Kind::AfXdp => ("x", 22),
+                    _ => ("f", 21),
+                };
+                let (m, c) = (
+                    Netns::new(&format!("a{tag}m")),
+                    Netns::new(&format!("a{tag}c")),
+                );
+                let (link, peer) = (format!("ma{tag}m{pid}"), format!("ma{tag}c{pid}"));
                 // Made directly inside the namespaces: nothing is ever left in the root one.
                 run(&[
                     "ip",
@@ -281,7 +295,7 @@ impl Topology {
                     c.name(),
                 ]);
                 m.ip(&["link", "set", &link, "up"]);
-                c.ip(&["addr", "add", "198.18.21.1/24", "dev", &peer]);
+                c.ip(&["addr", "add", &format!("198.18.{net}.1/24"), "dev", &peer]);
                 c.ip(&["link", "set", &peer, "up"]);
                 // Full checksums and no TSO super-frames towards af_packet (ACCELERATION.md §4).
                 c.exec(&["ethtool", "-K", &peer, "tx", "off"]);
@@ -291,9 +305,9 @@ impl Topology {
                     client_ns: Some(c),
                     link,
                     peer_link: peer,
-                    mosn_ip: Ipv4Addr::new(198, 18, 21, 2),
-                    peer_ip: Ipv4Addr::new(198, 18, 21, 1),
-                    eal: EalFiles::new("afp"),
+                    mosn_ip: Ipv4Addr::new(198, 18, net, 2),
+                    peer_ip: Ipv4Addr::new(198, 18, net, 1),
+                    eal: EalFiles::new(&format!("a{tag}p")),
                 }
             }
         }
@@ -309,6 +323,13 @@ impl Topology {
             Kind::AfPacket => (
                 format!("net_af_packet0,iface={}", self.link),
                 "net_af_packet0",
+            ),
+            Kind::AfXdp => (
+                format!(
+                    "net_af_xdp0,iface={},start_queue=0,queue_count=1",
+                    self.link
+                ),
+                "net_af_xdp0",
             ),
         }
     }
@@ -726,6 +747,7 @@ fn end_to_end(kind: Kind) {
     let tag = match kind {
         Kind::Tap => "tap",
         Kind::AfPacket => "af_packet",
+        Kind::AfXdp => "af_xdp",
     };
     let mut clock = Clock(tag, Instant::now());
     ensure_nofile(8192);
@@ -739,7 +761,7 @@ fn end_to_end(kind: Kind) {
             }
             h
         }
-        Kind::AfPacket => None,
+        Kind::AfPacket | Kind::AfXdp => None,
     };
     // The runtime's threads are made here, in the test's own namespace.
     let _ = h::rt();
@@ -847,19 +869,25 @@ fn end_to_end(kind: Kind) {
         "mosn exited during the run"
     );
     // TERM: mosn drains, stops its DPDK worker and closes the port before it exits; with
-    // af_packet the interface leaves promiscuous mode again (it was left on before).
-    let promiscuous = || {
+    // af_packet and af_xdp the interface leaves promiscuous mode again and af_xdp's XDP
+    // program is detached (both were left behind before).
+    let link_flags = || {
         let out = t
             .mosn_ns
             .cmd(&["ip", "link", "show", &t.link])
             .output()
             .expect("ip link show");
-        String::from_utf8_lossy(&out.stdout).contains("PROMISC")
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text.contains("PROMISC"), text.contains("prog/xdp"))
     };
-    if kind == Kind::AfPacket {
-        assert!(
-            promiscuous(),
-            "af_packet runs {} in promiscuous mode",
+    let on_veth = matches!(kind, Kind::AfPacket | Kind::AfXdp);
+    if on_veth {
+        let (promiscuous, xdp) = link_flags();
+        assert!(promiscuous, "{tag} runs {} in promiscuous mode", t.link);
+        assert_eq!(
+            xdp,
+            kind == Kind::AfXdp,
+            "XDP program on {} while mosn runs",
             t.link
         );
     }
@@ -868,10 +896,16 @@ fn end_to_end(kind: Kind) {
     assert_eq!(code, 0, "mosn's exit code after TERM");
     mosn.wait_for("DPDK port closed", Duration::from_secs(5));
     mosn.wait_for("DPDK worker stopped", Duration::from_secs(5));
-    if kind == Kind::AfPacket {
+    if on_veth {
+        let (promiscuous, xdp) = link_flags();
         assert!(
-            !promiscuous(),
+            !promiscuous,
             "{} is still in promiscuous mode after mosn exited",
+            t.link
+        );
+        assert!(
+            !xdp,
+            "an XDP program is still on {} after mosn exited",
             t.link
         );
     }
@@ -1355,6 +1389,14 @@ fn af_packet_topology_end_to_end() {
         return;
     }
     end_to_end(Kind::AfPacket);
+}
+
+#[test]
+fn af_xdp_topology_end_to_end() {
+    if !privileged_or_skip("af_xdp_topology_end_to_end") {
+        return;
+    }
+    end_to_end(Kind::AfXdp);
 }
 
 // === bad set-ups fail cleanly ===
