@@ -826,6 +826,19 @@ fn af_packet_bad_setup() {
     }
 }
 
+/// A tap topology with its DPDK child serving, and the free hugepages the child sees once its
+/// EAL and port are up.
+fn tap_child_free_hugepages(tag: &str) -> (Topo, DpdkChild, u64) {
+    let topo = Topo::new(Pmd::Tap, tag);
+    let (mut child, _) = topo.serve();
+    child.send("hugepages");
+    let free = child
+        .expect("HUGEPAGES free=")
+        .parse()
+        .expect("a page count");
+    (topo, child, free)
+}
+
 /// With free hugepages `init_eal` adds `--in-memory` (memfd-backed hugepages, no hugetlbfs
 /// mount): the child's EAL takes its memory from them, and the port works (1 MB echo). The
 /// other tests run without hugepages (`--no-huge` fallback) unless the machine has some free.
@@ -840,13 +853,7 @@ fn tap_on_hugepages_in_memory() {
         return;
     };
     let before = hugepages_free();
-    let topo = Topo::new(Pmd::Tap, "t6");
-    let (mut child, _) = topo.serve();
-    child.send("hugepages");
-    let free: u64 = child
-        .expect("HUGEPAGES free=")
-        .parse()
-        .expect("a page count");
+    let (topo, child, free) = tap_child_free_hugepages("t6");
     assert!(
         free < before,
         "EAL should run on hugepages (--in-memory): {before} free before, {free} after\n{}",
@@ -885,13 +892,7 @@ fn tap_with_few_hugepages_runs_on_plain_memory() {
         );
         return;
     }
-    let topo = Topo::new(Pmd::Tap, "t7");
-    let (mut child, _) = topo.serve();
-    child.send("hugepages");
-    let free: u64 = child
-        .expect("HUGEPAGES free=")
-        .parse()
-        .expect("a page count");
+    let (topo, child, free) = tap_child_free_hugepages("t7");
     assert_eq!(
         free,
         before,

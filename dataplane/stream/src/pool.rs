@@ -313,6 +313,10 @@ where
         settings: &UpstreamSettings,
         obs: impl FnOnce() -> Rc<dyn ConnObserver>,
     ) -> Result<Upstream<T>, SendError> {
+        // The steady state takes a ready connection without boxing anything.
+        if let Some(u) = self.ready(addr, proto, settings) {
+            return Ok(u);
+        }
         // Each protocol's path is boxed: the caller's request future then holds a pointer,
         // not the largest of the three state machines.
         match proto {
@@ -334,8 +338,8 @@ where
     /// An upstream without waiting, when the pool has one ready: an idle HTTP/1 connection
     /// that can take a request now, an HTTP/2 connection with room, a multiplex RPC pool
     /// with all its connections open. The steady state of a busy proxy then needs no boxed
-    /// checkout future per request. `None`: use [`Pools::checkout`] (connects, waits).
-    pub fn ready(
+    /// checkout future per request. `None`: [`Pools::checkout`] connects or waits.
+    fn ready(
         self: &Rc<Self>,
         addr: SocketAddr,
         proto: StreamProtocol,

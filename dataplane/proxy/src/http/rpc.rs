@@ -446,18 +446,7 @@ where
         let expiry = tokio::time::sleep_until(deadline.into());
         tokio::pin!(expiry);
         let settings = settings.for_host(host.tls_disabled());
-        // The steady state (a multiplex pool with its connections open) needs no future.
-        let ready = self.pools.ready(addr, up_proto, &settings);
-        let checkout = async {
-            match ready {
-                Some(u) => Ok(u),
-                None => {
-                    self.pools
-                        .checkout(addr, up_proto, &settings, observer)
-                        .await
-                }
-            }
-        };
+        let checkout = self.pools.checkout(addr, up_proto, &settings, observer);
         let upstream = match within(checkout, expiry.as_mut()).await {
             Ok(Ok(u)) => u,
             Ok(Err(e)) => {

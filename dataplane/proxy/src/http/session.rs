@@ -575,18 +575,7 @@ where
             // One timer per attempt bounds both the checkout and the response head.
             let expiry = tokio::time::sleep_until(per_try.into());
             tokio::pin!(expiry);
-            // The steady state (an idle connection ready to take the request) needs no future.
-            let ready = self.pools.ready(addr, up_proto, &settings);
-            let checkout = async {
-                match ready {
-                    Some(u) => Ok(u),
-                    None => {
-                        self.pools
-                            .checkout(addr, up_proto, &settings, observer)
-                            .await
-                    }
-                }
-            };
+            let checkout = self.pools.checkout(addr, up_proto, &settings, observer);
             let upstream = match within(checkout, expiry.as_mut()).await {
                 Ok(Ok(u)) => u,
                 Ok(Err(e)) => {
