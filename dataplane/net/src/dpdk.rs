@@ -388,11 +388,12 @@ unsafe impl Sync for PortInner {}
 
 impl Drop for PortInner {
     fn drop(&mut self) {
-        // SAFETY: the port was started by `Port::open` and no DpdkDevice is left (each holds
-        // the Arc), so nobody polls its queues. Stop and close return errors only for an
-        // invalid port, which cannot happen here; they are logged, not unwrapped.
         // Promiscuous mode is switched off first: PMDs over kernel interfaces (af_packet, tap)
         // set IFF_PROMISC on the interface, and closing the port leaves the flag as it is.
+        // SAFETY: the port was started by `Port::open` and no DpdkDevice is left (each holds
+        // the Arc), so nobody polls its queues. Promiscuous-disable, stop and close fail only
+        // for an invalid port, which cannot happen here; stop and close are logged, not
+        // unwrapped.
         let (stop, close) = unsafe {
             if self.promiscuous {
                 ffi::rte_eth_promiscuous_disable(self.id);
