@@ -191,6 +191,127 @@ fn hijack_replies_use_bolt_statuses() {
     assert!(log.contains("svc=svc rpc_method=m"), "{log}");
 }
 
+/// Requests on an open multiplexed upstream connection are sent from the client's read loop
+/// and answered from the upstream's, with one deadline sweeper per connection: a short
+/// deadline behind a long one still fires on time, answers that come meanwhile are
+/// unaffected, and an upstream that closes fails every request waiting on it at once (an
+/// upstream-reset reply, not a timeout) before the next request opens a new connection.
+#[test]
+fn open_connection_requests_time_out_on_time_and_fail_on_close() {
+    use std::io::{Read, Write};
+    // Answers "hello", never answers "silent", closes its connection on "close".
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { return };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut buf = bytes::BytesMut::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while let Some(f) = bolt::Frame::decode(&mut buf, 1 << 20).unwrap() {
+                        if f.is_heartbeat() || !f.is_request() {
+                            continue;
+                        }
+                        match f.content.as_ref() {
+                            b"close" => return,
+                            b"silent" => {}
+                            _ => {
+                                let mut r = bolt::Frame::response_to(&f, bolt::status::SUCCESS);
+                                r.content = f.content.clone();
+                                let mut out = bytes::BytesMut::new();
+                                r.encode(&mut out).unwrap();
+                                if s.write_all(&out).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    match s.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    let mosn = Mosn::start(&direct_config("bolt", "", &[up], json!({})));
+    let mut c = RawClient::connect(mosn.l7());
+    let call = |id: u32, content: &[u8], timeout_ms: i32| {
+        let mut f = bolt_request(
+            id,
+            &[(b"service", b"svc"), (b"sofa_head_method_name", b"m")],
+            content,
+        );
+        f.timeout = timeout_ms;
+        f
+    };
+    // The first request opens the upstream connection; the rest find it open.
+    c.send_bolt(&call(1, b"hello", 0));
+    let r = c.read_bolt().unwrap();
+    assert_eq!((r.request_id, r.status), (1, bolt::status::SUCCESS));
+
+    let t = std::time::Instant::now();
+    c.send_bolt(&call(2, b"silent", 3000));
+    std::thread::sleep(Duration::from_millis(100));
+    c.send_bolt(&call(3, b"silent", 300));
+    c.send_bolt(&call(4, b"hello", 0));
+    let r = c.read_bolt().unwrap();
+    assert_eq!((r.request_id, r.status), (4, bolt::status::SUCCESS));
+    let r = c.read_bolt().unwrap();
+    assert_eq!((r.request_id, r.status), (3, bolt::status::TIMEOUT));
+    let took = t.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "the 300 ms deadline fired on time, not with the 3 s one: {took:?}"
+    );
+    let r = c.read_bolt().unwrap();
+    assert_eq!((r.request_id, r.status), (2, bolt::status::TIMEOUT));
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(2900) && took < Duration::from_secs(5),
+        "the 3 s deadline: {took:?}"
+    );
+
+    // Two requests wait on the connection when the upstream closes it.
+    let t = std::time::Instant::now();
+    c.send_bolt(&call(5, b"silent", 0));
+    c.send_bolt(&call(6, b"close", 0));
+    let mut failed: Vec<(u32, u16)> = (0..2)
+        .map(|_| {
+            let r = c.read_bolt().unwrap();
+            (r.request_id, r.status)
+        })
+        .collect();
+    failed.sort_unstable();
+    // An upstream reset (HTTP 502) in MOSN's Bolt mapping.
+    let reset = bolt::status::NO_PROCESSOR;
+    assert_eq!(failed, vec![(5, reset), (6, reset)]);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "failed at the close, not at the 5 s route timeout"
+    );
+    c.send_bolt(&call(7, b"hello", 0));
+    let r = c.read_bolt().unwrap();
+    assert_eq!((r.request_id, r.status), (7, bolt::status::SUCCESS));
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+    let logs = mosn.logs_for("/svc/m", 7);
+    let codes: Vec<String> = logs.iter().map(|l| l.get("code").to_string()).collect();
+    assert_eq!(codes.iter().filter(|c| *c == "504").count(), 2, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| *c == "502").count(), 2, "{codes:?}");
+    for l in &logs {
+        match l.get("code") {
+            "504" => l.expect(504, &["UT"]),
+            "502" => l.expect(502, &["UC"]),
+            _ => l.expect(200, &[]),
+        }
+    }
+}
+
 /// A malformed frame gets a codec-exception reply and closes its own connection only; a
 /// request in flight on another connection is answered.
 #[test]

@@ -386,6 +386,23 @@ where
         }
     }
 
+    /// A multiplexed RPC connection to `addr` that can take a request now, without waiting
+    /// or connecting (see [`Pools::checkout`] for every other case): the proxy's RPC fast
+    /// path sends on it with [`RpcConn::send_direct`].
+    pub fn ready_rpc(
+        &self,
+        addr: SocketAddr,
+        proto: StreamProtocol,
+        settings: &UpstreamSettings,
+    ) -> Option<Rc<RpcConn>> {
+        let family = proto.family()?;
+        if settings.rpc.pool_mode != PoolMode::Multiplex {
+            return None;
+        }
+        self.rpc
+            .ready_multiplex(&PoolKey::new(addr, settings), family, &settings.rpc)
+    }
+
     async fn checkout_h1_or_connect(
         self: &Rc<Self>,
         addr: SocketAddr,

@@ -426,4 +426,7 @@ pub enum RpcError {
     /// Reading the request body failed.
     #[error("request body failed: {0}")]
     Body(String),
+    /// No answer came before the request's deadline ([`client::RpcConn::send_direct`]).
+    #[error("no answer before the deadline")]
+    Timeout,
 }

@@ -24,9 +24,11 @@ use std::time::{Instant, SystemTime};
 use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use mosn_net::Transport;
-use mosn_stream::pool::{ConnObserver, UpstreamSettings};
-use mosn_stream::xprotocol::server::{answer_via, RpcHandler};
-use mosn_stream::xprotocol::{self, bolt, convert as rpc_convert, dubbo, Family, Frame};
+use mosn_stream::pool::{ConnObserver, SendError, UpstreamSettings};
+use mosn_stream::xprotocol::client::Completion;
+use mosn_stream::xprotocol::server::{answer_via, Reply, RpcHandler};
+use mosn_stream::xprotocol::{self, bolt, convert as rpc_convert, dubbo, Family, Frame, RpcError};
+use mosn_stream::StreamProtocol;
 
 use super::session::{local_reply, reply_code, within, HostObserver, Session};
 use crate::accesslog::LogRecord;
@@ -34,7 +36,7 @@ use crate::cluster::Cluster;
 use crate::filter::LocalReply;
 use crate::flags::ResponseFlags;
 use crate::lb::LbContext;
-use crate::router::{RouteAction, RouteHeaders, RouteHit, RouteInput};
+use crate::router::{ForwardAction, RouteAction, RouteHeaders, RouteHit, RouteInput};
 
 /// An RPC request's routing fields read in place: exactly the fields
 /// `xprotocol::convert::request_from_frame` would put in the request's `HeaderMap` (entries
@@ -178,6 +180,131 @@ where
             None => Box::pin(answer_via(self, frame)).await,
         }
     }
+
+    /// The steady state of the fast path: a two-way request on a multiplexed upstream
+    /// connection that is open and usable goes out from the downstream's read loop and its
+    /// answer is written back from the upstream's ([`Direct`]): no task, future, channel or
+    /// timer of its own. Everything else (connects, waits, ping-pong and binding pools,
+    /// one-way requests, no host) takes [`RpcHandler::answer`].
+    fn answer_now(self: &Rc<Self>, frame: Frame, reply: Reply) -> Result<(), (Frame, Reply)> {
+        if frame.is_oneway() {
+            return Err((frame, reply));
+        }
+        let Some(plan) = self.plan(&frame) else {
+            return Err((frame, reply));
+        };
+        let RouteAction::Forward(forward) = plan.hit.route().action() else {
+            return Err((frame, reply));
+        };
+        let up_proto = self.upstream_proto(forward);
+        let cluster = plan.cluster;
+        let ctx = LbContext {
+            original_dst: self.original_dst,
+            hash_key: None,
+            avoid: &[],
+            metadata_match: Some(&plan.metadata_match),
+        };
+        let Some(host) = cluster.choose(&ctx) else {
+            return Err((frame, reply));
+        };
+        let settings = self.upstream_settings(&cluster);
+        let settings = settings.for_host(host.tls_disabled());
+        let addr = host.address();
+        let Some(conn) = self.pools.ready_rpc(addr, up_proto, &settings) else {
+            return Err((frame, reply));
+        };
+        // Committed: the same accounting as answer_fast and forward_fast, in their order.
+        let stream_id = self.next_stream.get() + 1;
+        self.next_stream.set(stream_id);
+        let spec = &self.spec;
+        spec.stats.total.inc();
+        spec.stats.active.inc();
+        let started = Instant::now();
+        let mut log = plan.log;
+        if let Some(log) = log.as_mut() {
+            log.downstream_remote_address = Some(self.peer);
+            log.downstream_local_address = Some(self.local);
+            log.connection_id = Some(self.connection_id);
+            log.stream_id = Some(stream_id);
+            log.upstream_host = Some(addr);
+            log.upstream_hostname = Some(Arc::from(host.hostname()));
+            log.request_received_duration = Some(std::time::Duration::ZERO);
+        }
+        let deadline = started + self.deadline(forward, &frame);
+        host.stats.rq_total.inc();
+        cluster.stats.rq_total.inc();
+        let active = (
+            mosn_metrics::GaugeGuard::new(host.stats.rq_active.clone()),
+            mosn_metrics::GaugeGuard::new(cluster.stats.rq_active.clone()),
+        );
+        let done = Box::new(Direct {
+            session: self.clone(),
+            reply,
+            template: frame.reply_template(),
+            started,
+            cluster,
+            addr,
+            log,
+            received: frame.payload().len() as u64,
+            _active: active,
+        });
+        if let Err((e, done)) = conn.send_direct(frame, true, deadline, done) {
+            done.complete(Err(e));
+        }
+        Ok(())
+    }
+}
+
+/// A fast-path request sent by [`RpcHandler::answer_now`]: what finishing it needs when its
+/// answer (or its timeout, or its connection's end) comes.
+struct Direct<T: Transport> {
+    session: Rc<Session<T>>,
+    reply: Reply,
+    template: Frame,
+    started: Instant,
+    cluster: Arc<Cluster>,
+    addr: std::net::SocketAddr,
+    log: Option<Box<LogRecord>>,
+    /// The request payload's length.
+    received: u64,
+    /// The host's and cluster's active-request gauges, up while the request is.
+    _active: (mosn_metrics::GaugeGuard, mosn_metrics::GaugeGuard),
+}
+
+impl<T: Transport> Completion for Direct<T>
+where
+    T::Conn: Send,
+{
+    fn complete(self: Box<Self>, answer: Result<Frame, RpcError>) {
+        let Direct {
+            session,
+            reply,
+            template,
+            started,
+            cluster,
+            addr,
+            mut log,
+            received,
+            _active,
+        } = *self;
+        let now = Instant::now();
+        let outcome = match answer {
+            Err(RpcError::Timeout) => Err(session.timed_out(&cluster)),
+            answer => {
+                let answer = answer.map(Some).map_err(|source| SendError::Rpc {
+                    source,
+                    not_sent: false,
+                });
+                session.answered(answer, &cluster, addr, started, started, now, &mut log)
+            }
+        };
+        drop(_active);
+        if let Some((frame, raw)) =
+            session.finish_fast(outcome, &template, started, now, log, received, false)
+        {
+            reply.send(&frame, raw);
+        }
+    }
 }
 
 impl<T: Transport> Session<T>
@@ -290,6 +417,37 @@ where
         })
     }
 
+    /// The upstream protocol for a request on `forward`: the proxy filter's, the route's, or
+    /// the downstream's own.
+    fn upstream_proto(&self, forward: &ForwardAction) -> StreamProtocol {
+        self.spec
+            .upstream
+            .or(forward.upstream_protocol().and_then(super::stream_protocol))
+            .unwrap_or(self.proto)
+    }
+
+    /// How long a request on `forward` may take: the route's timeout, the frame's own (Bolt
+    /// `timeout`) when shorter or alone, else the listener's default.
+    fn deadline(&self, forward: &ForwardAction, frame: &Frame) -> std::time::Duration {
+        match (forward.timeout(), frame.timeout()) {
+            (Some(route), Some(frame)) => route.min(frame),
+            (route, frame) => route.or(frame).unwrap_or(self.spec.default_timeout),
+        }
+    }
+
+    /// The pool settings for a connection to `cluster`.
+    fn upstream_settings(&self, cluster: &Cluster) -> UpstreamSettings {
+        UpstreamSettings {
+            connect_timeout: cluster.connect_timeout(),
+            max_request_per_conn: cluster.spec().max_request_per_conn,
+            rpc: xprotocol::RpcSettings {
+                binding_key: self.connection_id,
+                ..self.spec.rpc_upstream
+            },
+            tls: cluster.spec().tls.as_ref().map(|t| t.config.clone()),
+        }
+    }
+
     /// Forwards `frame` as planned; the answer to send back (`None` for one-way requests).
     async fn answer_fast(&self, frame: Frame, plan: Plan) -> Option<(Frame, bool)> {
         let stream_id = self.next_stream.get() + 1;
@@ -326,6 +484,32 @@ where
                 payload_len,
             )
             .await;
+        self.finish_fast(
+            outcome,
+            &template,
+            started,
+            Instant::now(),
+            log,
+            received,
+            oneway,
+        )
+    }
+
+    /// Finishes a fast-path request at `now`: the answer to send back (the upstream's, with
+    /// the downstream's id, or the local reply in the protocol's form; `None` for one-way
+    /// requests), the listener's stats and the access log.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_fast(
+        &self,
+        outcome: Result<Option<Frame>, LocalReply>,
+        template: &Frame,
+        started: Instant,
+        now: Instant,
+        log: Option<Box<LogRecord>>,
+        received: u64,
+        oneway: bool,
+    ) -> Option<(Frame, bool)> {
+        let spec = &self.spec;
         let (status, flags, answer) = match outcome {
             Ok(Some(mut answer)) => {
                 let status = match &answer {
@@ -345,7 +529,7 @@ where
             Err(reply) => {
                 let code = reply_code(&reply);
                 let text = String::from_utf8_lossy(&reply.body);
-                let out = rpc_convert::hijack(&template, code, text.trim_end());
+                let out = rpc_convert::hijack(template, code, text.trim_end());
                 (
                     reply.status,
                     reply.flags,
@@ -355,7 +539,7 @@ where
         };
         let sent = answer.as_ref().map_or(0, |(_, _, n)| *n);
         // The common path finishes here too: when the response body has been read.
-        let took = started.elapsed();
+        let took = now.saturating_duration_since(started);
         spec.stats.active.dec();
         spec.stats.finish(status.as_u16(), took);
         if !flags.is_empty() && status.as_u16() >= 400 {
@@ -378,6 +562,57 @@ where
         answer.map(|(f, raw, _)| (f, raw))
     }
 
+    /// What an upstream exchange sent at `sent_at`, for a request that came at `started`,
+    /// came to at `now`: the answer (counted in the cluster's stats), or the local reply for
+    /// a failed exchange.
+    #[allow(clippy::too_many_arguments, clippy::result_large_err)]
+    fn answered(
+        &self,
+        result: Result<Option<Frame>, SendError>,
+        cluster: &Cluster,
+        addr: std::net::SocketAddr,
+        started: Instant,
+        sent_at: Instant,
+        now: Instant,
+        log: &mut Option<Box<LogRecord>>,
+    ) -> Result<Option<Frame>, LocalReply> {
+        match result {
+            Ok(answer) => {
+                let status = match &answer {
+                    Some(Frame::Bolt(f)) => xprotocol::http_status_for_bolt(f.status),
+                    Some(Frame::Dubbo(f)) => xprotocol::http_status_for_dubbo(f.status),
+                    None => 200,
+                };
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                cluster
+                    .stats
+                    .requests
+                    .finish(status.as_u16(), now.saturating_duration_since(sent_at));
+                if let Some(log) = log.as_mut() {
+                    log.response_received_duration = Some(now.saturating_duration_since(started));
+                }
+                Ok(answer)
+            }
+            Err(e) => {
+                tracing::debug!(listener = %self.spec.listener, upstream = %addr, attempt = 1, error = %e, "upstream request failed");
+                cluster.stats.requests.failed.inc();
+                Err(if e.is_protocol_error() {
+                    local_reply(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream protocol error\n",
+                        ResponseFlags::UPSTREAM_PROTOCOL_ERROR,
+                    )
+                } else {
+                    local_reply(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream reset\n",
+                        ResponseFlags::UPSTREAM_TERMINATION,
+                    )
+                })
+            }
+        }
+    }
+
     /// Host, connection, exchange: the upstream's answer, or the local reply.
     #[allow(clippy::too_many_arguments)]
     async fn forward_fast(
@@ -398,26 +633,9 @@ where
                 ResponseFlags::NO_ROUTE,
             ));
         };
-        let up_proto = self
-            .spec
-            .upstream
-            .or(forward.upstream_protocol().and_then(super::stream_protocol))
-            .unwrap_or(self.proto);
-        // The route's timeout; the frame's own (Bolt `timeout`) when shorter or alone.
-        let deadline = match (forward.timeout(), frame.timeout()) {
-            (Some(route), Some(frame)) => route.min(frame),
-            (route, frame) => route.or(frame).unwrap_or(self.spec.default_timeout),
-        };
-        let deadline = started + deadline;
-        let settings = UpstreamSettings {
-            connect_timeout: cluster.connect_timeout(),
-            max_request_per_conn: cluster.spec().max_request_per_conn,
-            rpc: xprotocol::RpcSettings {
-                binding_key: self.connection_id,
-                ..self.spec.rpc_upstream
-            },
-            tls: cluster.spec().tls.as_ref().map(|t| t.config.clone()),
-        };
+        let up_proto = self.upstream_proto(forward);
+        let deadline = started + self.deadline(forward, &frame);
+        let settings = self.upstream_settings(cluster);
         let ctx = LbContext {
             original_dst: self.original_dst,
             hash_key: None,
@@ -476,39 +694,7 @@ where
         *received = payload_len;
         let sent = upstream.send_frame(frame, true);
         match within(sent, expiry.as_mut()).await {
-            Ok(Ok(answer)) => {
-                let status = match &answer {
-                    Some(Frame::Bolt(f)) => xprotocol::http_status_for_bolt(f.status),
-                    Some(Frame::Dubbo(f)) => xprotocol::http_status_for_dubbo(f.status),
-                    None => 200,
-                };
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                cluster
-                    .stats
-                    .requests
-                    .finish(status.as_u16(), sent_at.elapsed());
-                if let Some(log) = log.as_mut() {
-                    log.response_received_duration = Some(started.elapsed());
-                }
-                Ok(answer)
-            }
-            Ok(Err(e)) => {
-                tracing::debug!(listener = %self.spec.listener, upstream = %addr, attempt = 1, error = %e, "upstream request failed");
-                cluster.stats.requests.failed.inc();
-                Err(if e.is_protocol_error() {
-                    local_reply(
-                        StatusCode::BAD_GATEWAY,
-                        "upstream protocol error\n",
-                        ResponseFlags::UPSTREAM_PROTOCOL_ERROR,
-                    )
-                } else {
-                    local_reply(
-                        StatusCode::BAD_GATEWAY,
-                        "upstream reset\n",
-                        ResponseFlags::UPSTREAM_TERMINATION,
-                    )
-                })
-            }
+            Ok(r) => self.answered(r, cluster, addr, started, sent_at, Instant::now(), log),
             Err(()) => Err(self.timed_out(cluster)),
         }
     }

@@ -7,6 +7,11 @@
 //! in a row. A Bolt GoAway from the upstream retires the connection: its requests in flight
 //! finish, new ones go elsewhere.
 //!
+//! A request is waited for in one of two ways: [`RpcConn::call`] parks its caller's task on
+//! a oneshot channel; [`RpcConn::send_direct`] leaves a [`Completion`] that the connection's
+//! read loop runs when the answer comes (no task, channel or timer per request: the
+//! connection's one sweeper task fails the completions whose deadline passed).
+//!
 //! Pools (per worker, no locks): multiplex (`conns_per_host` connections per host, requests
 //! spread round robin), ping-pong (one request at a time per connection, idle ones reused),
 //! binding (one connection per downstream connection and host).
@@ -16,7 +21,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -50,12 +55,51 @@ impl Hasher for IdHash {
 /// Waiting requests by id.
 type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHash>>;
 
+/// What receives an upstream answer when no task waits for it ([`RpcConn::send_direct`]).
+pub trait Completion {
+    /// The answer, or why none will come: the connection closed ([`RpcError::Closed`]) or
+    /// the deadline passed ([`RpcError::Timeout`]). Called once, from the connection's own
+    /// tasks, never while the connection's state is borrowed.
+    fn complete(self: Box<Self>, answer: Result<Frame, RpcError>);
+}
+
+/// A request waiting for its answer.
+enum Waiter {
+    /// A task parked in [`RpcConn::call`] (or the heartbeat loop).
+    Task(oneshot::Sender<Frame>),
+    /// A [`Completion`] left by [`RpcConn::send_direct`], failed at `deadline`.
+    Direct {
+        deadline: Instant,
+        done: Box<dyn Completion>,
+    },
+}
+
+impl Waiter {
+    /// Hands `answer` to whoever waits (a task gone: dropped).
+    fn finish(self, answer: Result<Frame, RpcError>) {
+        match self {
+            Waiter::Task(tx) => {
+                if let Ok(f) = answer {
+                    let _ = tx.send(f);
+                }
+                // An error: dropping the sender tells the task (Closed).
+            }
+            Waiter::Direct { done, .. } => done.complete(answer),
+        }
+    }
+}
+
 /// One upstream RPC connection.
 pub struct RpcConn {
     family: Family,
     addr: SocketAddr,
     next_id: Cell<u64>,
-    pending: RefCell<IdMap<oneshot::Sender<Frame>>>,
+    pending: RefCell<IdMap<Waiter>>,
+    /// When the sweeper next looks for direct waiters past their deadline (`None`: no
+    /// sweeper runs; the next [`RpcConn::send_direct`] starts one).
+    next_sweep: Cell<Option<Instant>>,
+    /// Wakes the sweeper early: a deadline before `next_sweep` came.
+    sweep_wake: Notify,
     /// Encoded frames waiting for the writer.
     out: Rc<OutQueue>,
     closed: Cell<bool>,
@@ -79,6 +123,14 @@ impl std::fmt::Debug for RpcConn {
             .field("pending", &self.pending.borrow().len())
             .field("closed", &self.closed.get())
             .finish()
+    }
+}
+
+impl Drop for RpcConn {
+    fn drop(&mut self) {
+        // Direct waiters hold the downstream's reply: they hear Closed rather than nothing
+        // (the sweeper keeps the connection while they wait, so this is a runtime going away).
+        self.fail_all();
     }
 }
 
@@ -114,6 +166,8 @@ impl RpcConn {
             addr,
             next_id: Cell::new(1),
             pending: RefCell::new(IdMap::default()),
+            next_sweep: Cell::new(None),
+            sweep_wake: Notify::new(),
             out: out.clone(),
             closed: Cell::new(false),
             retired: Cell::new(false),
@@ -173,9 +227,16 @@ impl RpcConn {
         if self.closed.replace(true) {
             return;
         }
-        // Every waiter sees its sender dropped: Closed.
-        self.pending.borrow_mut().clear();
         self.shutdown.send_replace(true);
+        self.fail_all();
+    }
+
+    /// Every waiter fails with Closed (tasks see their sender dropped).
+    fn fail_all(&self) {
+        let waiters: Vec<Waiter> = self.pending.borrow_mut().drain().map(|(_, w)| w).collect();
+        for w in waiters {
+            w.finish(Err(RpcError::Closed));
+        }
     }
 
     /// Closes the connection (its waiting requests fail).
@@ -224,11 +285,86 @@ impl RpcConn {
             return Ok(None);
         }
         let (otx, orx) = oneshot::channel();
-        self.pending.borrow_mut().insert(id, otx);
+        self.pending.borrow_mut().insert(id, Waiter::Task(otx));
         let _waiting = Waiting { conn: self, id };
         send(&frame)?;
         self.touch();
         orx.await.map(Some).map_err(|_| RpcError::Closed)
+    }
+
+    /// Sends a two-way request `frame` (its id replaced by one of this connection's) and
+    /// leaves `done` to receive the answer, with no task waiting: the read loop completes
+    /// it when the answer comes, the sweeper with [`RpcError::Timeout`] at `deadline`, and
+    /// a close with [`RpcError::Closed`]. When the frame cannot go (the connection is
+    /// closed, the frame does not encode, it is one-way), `done` comes back with the reason
+    /// and nothing was sent.
+    #[allow(clippy::type_complexity)]
+    pub fn send_direct(
+        self: &Rc<Self>,
+        mut frame: Frame,
+        use_raw: bool,
+        deadline: Instant,
+        done: Box<dyn Completion>,
+    ) -> Result<(), (RpcError, Box<dyn Completion>)> {
+        if self.closed.get() {
+            return Err((RpcError::Closed, done));
+        }
+        if frame.is_oneway() {
+            return Err((
+                RpcError::Encode("a one-way request has no answer".into()),
+                done,
+            ));
+        }
+        let id = self.next_id();
+        frame.set_request_id(id);
+        match self.out.push(&frame, use_raw) {
+            Ok(true) => {}
+            Ok(false) => return Err((RpcError::Closed, done)),
+            Err(e) => return Err((RpcError::Encode(e.to_string()), done)),
+        }
+        self.used.set(self.used.get() + 1);
+        self.touch();
+        self.pending
+            .borrow_mut()
+            .insert(id, Waiter::Direct { deadline, done });
+        match self.next_sweep.get() {
+            None => {
+                self.next_sweep.set(Some(deadline));
+                tokio::task::spawn_local(sweep_loop(self.clone()));
+            }
+            Some(at) if deadline < at => {
+                self.next_sweep.set(Some(deadline));
+                self.sweep_wake.notify_one();
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Fails the direct waiters whose deadline is not after `now` and sets the next sweep
+    /// to the earliest deadline left (`None` when no direct waiter is left).
+    fn sweep(&self, now: Instant) {
+        let (expired, next) = {
+            let mut pending = self.pending.borrow_mut();
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(|(_, w)| matches!(w, Waiter::Direct { deadline, .. } if *deadline <= now))
+                .map(|(id, _)| *id)
+                .collect();
+            let expired: Vec<Waiter> = ids.iter().filter_map(|id| pending.remove(id)).collect();
+            let next = pending
+                .values()
+                .filter_map(|w| match w {
+                    Waiter::Direct { deadline, .. } => Some(*deadline),
+                    Waiter::Task(_) => None,
+                })
+                .min();
+            (expired, next)
+        };
+        self.next_sweep.set(next);
+        for w in expired {
+            w.finish(Err(RpcError::Timeout));
+        }
     }
 
     fn on_frame(&self, frame: Frame) {
@@ -249,9 +385,7 @@ impl RpcConn {
         }
         let waiter = self.pending.borrow_mut().remove(&frame.request_id());
         match waiter {
-            Some(w) => {
-                let _ = w.send(frame);
-            }
+            Some(w) => w.finish(Ok(frame)),
             None => {
                 self.obs.on_unknown_response();
                 tracing::debug!(addr = %self.addr, id = frame.request_id(), "answer for an unknown request id dropped");
@@ -296,6 +430,25 @@ async fn read_loop<R: AsyncRead + Unpin>(
     }
 }
 
+/// Fails a connection's direct waiters at their deadlines; runs while any may be waiting
+/// (holding the connection: a retired one stays until its requests end) and sleeps until
+/// the earliest deadline it knows of. Answers that come in time leave `next_sweep` stale:
+/// the sweep at that time finds nothing and moves on (one look per timeout, not per request).
+async fn sweep_loop(conn: Rc<RpcConn>) {
+    let mut stop = conn.shutdown.subscribe();
+    while let Some(at) = conn.next_sweep.get() {
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(at.into()) => conn.sweep(Instant::now()),
+            // An earlier deadline: sleep again with it.
+            () = conn.sweep_wake.notified() => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 async fn heartbeat_loop(conn: std::rc::Weak<RpcConn>, every: Duration, max_failures: u32) {
     let mut failures = 0;
     // Activity counted when the last tick looked (the connection starts at 0).
@@ -315,7 +468,7 @@ async fn heartbeat_loop(conn: std::rc::Weak<RpcConn>, every: Duration, max_failu
         }
         let id = c.next_id();
         let (otx, orx) = oneshot::channel();
-        c.pending.borrow_mut().insert(id, otx);
+        c.pending.borrow_mut().insert(id, Waiter::Task(otx));
         if c.out.push(&Frame::heartbeat(c.family, id), false).is_err() {
             c.pending.borrow_mut().remove(&id);
             return;
@@ -541,6 +694,152 @@ impl RpcPools {
             } else {
                 true
             }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use mosn_wire::bolt;
+    use tokio::io::AsyncWriteExt;
+
+    struct NoObs;
+    impl ConnObserver for NoObs {}
+
+    /// What each direct waiter got, by tag: the answer's id, or the error.
+    type Log = Rc<RefCell<Vec<(&'static str, Result<u64, String>)>>>;
+
+    struct Record(&'static str, Log);
+
+    impl Completion for Record {
+        fn complete(self: Box<Self>, answer: Result<Frame, RpcError>) {
+            let got = answer.map(|f| f.request_id()).map_err(|e| e.to_string());
+            self.1.borrow_mut().push((self.0, got));
+        }
+    }
+
+    fn request(id: u32, oneway: bool) -> Frame {
+        Frame::Bolt(bolt::Frame {
+            proto: bolt::PROTO_V1,
+            ver1: 0,
+            kind: if oneway {
+                bolt::TYPE_ONEWAY
+            } else {
+                bolt::TYPE_REQUEST
+            },
+            cmd_code: bolt::CMD_REQUEST,
+            ver2: 1,
+            request_id: id,
+            codec: 1,
+            switch: 0,
+            timeout: 0,
+            status: 0,
+            class: Bytes::from_static(b"c"),
+            header: bolt::HeaderMap::new(),
+            content: Bytes::from_static(b"x"),
+            raw: Bytes::new(),
+        })
+    }
+
+    fn settled(log: &Log) -> Vec<(&'static str, Result<u64, String>)> {
+        log.borrow().clone()
+    }
+
+    /// Answers, deadlines (an earlier one wakes the sweeper early) and a closed upstream
+    /// each complete a direct waiter exactly once; nothing goes out when the frame cannot.
+    #[test]
+    fn direct_waiters_complete_on_answer_deadline_and_close() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        tokio::task::LocalSet::new().block_on(&rt, async {
+            let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+            let settings = RpcSettings {
+                heartbeat_interval: None,
+                ..RpcSettings::default()
+            };
+            let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+            let conn = RpcConn::start(ours, Family::Bolt, addr, &settings, Rc::new(NoObs));
+            let log = Log::default();
+            let now = Instant::now();
+            let long = now + Duration::from_secs(5);
+            let short = now + Duration::from_millis(150);
+            let send = |tag, deadline| {
+                let done = Box::new(Record(tag, log.clone()));
+                assert!(conn
+                    .send_direct(request(77, false), true, deadline, done)
+                    .is_ok());
+            };
+            send("slow", long);
+            send("answered", long);
+            // The sweeper now sleeps towards 5 s; an earlier deadline must wake it.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            send("quick", short);
+            // One-way requests have no answer to wait for: refused, nothing sent.
+            let done = Box::new(Record("oneway", log.clone()));
+            let refused = conn.send_direct(request(78, true), true, long, done);
+            assert!(matches!(refused, Err((RpcError::Encode(_), _))));
+            assert_eq!(conn.in_flight(), 3);
+
+            // The upstream sees three requests with the connection's own ids.
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            while got.len() < 3 {
+                theirs.read_buf(&mut buf).await.unwrap();
+                while let Some(f) = Frame::decode(Family::Bolt, &mut buf, 1 << 20).unwrap() {
+                    got.push(f);
+                }
+            }
+            let ids: Vec<u64> = got.iter().map(Frame::request_id).collect();
+            assert_eq!(ids, vec![1, 2, 3]);
+            // Only the second ("answered") is answered.
+            let Frame::Bolt(second) = &got[1] else {
+                unreachable!()
+            };
+            let mut out = BytesMut::new();
+            Frame::Bolt(bolt::Frame::response_to(second, bolt::status::SUCCESS))
+                .encode(false, &mut out)
+                .unwrap();
+            theirs.write_all(&out).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(settled(&log), vec![("answered", Ok(2))]);
+
+            // The 150 ms deadline fires although the sweeper first slept towards 5 s.
+            tokio::time::sleep_until((short + Duration::from_millis(100)).into()).await;
+            assert_eq!(
+                settled(&log)[1..],
+                [("quick", Err(RpcError::Timeout.to_string()))]
+            );
+            assert_eq!(conn.in_flight(), 1);
+            // Its late answer is an unknown id now; the connection goes on.
+            let Frame::Bolt(third) = &got[2] else {
+                unreachable!()
+            };
+            out.clear();
+            Frame::Bolt(bolt::Frame::response_to(third, bolt::status::SUCCESS))
+                .encode(false, &mut out)
+                .unwrap();
+            theirs.write_all(&out).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(settled(&log).len(), 2);
+            assert!(conn.is_usable());
+
+            // The upstream goes away: the last waiter hears Closed at once, not at 5 s.
+            drop(theirs);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(
+                settled(&log)[2..],
+                [("slow", Err(RpcError::Closed.to_string()))]
+            );
+            assert!(Instant::now() < long);
+            assert_eq!(conn.in_flight(), 0);
+            let done = Box::new(Record("late", log.clone()));
+            let refused = conn.send_direct(request(79, false), true, long, done);
+            assert!(matches!(refused, Err((RpcError::Closed, _))));
+            assert_eq!(settled(&log).len(), 3, "each waiter completed once");
         });
     }
 }

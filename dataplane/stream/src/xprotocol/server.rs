@@ -1,7 +1,10 @@
 //! Downstream RPC connections: frames are decoded as they arrive, heartbeats are answered
-//! here (never routed), every request goes to the [`RpcHandler`] on its own task and its answer
-//! is written as soon as it is ready (responses in any order, matched by request id). A
-//! malformed frame gets the protocol's codec-error reply and closes this connection only.
+//! here (never routed), every request goes to the [`RpcHandler`] and its answer is written as
+//! soon as it is ready (responses in any order, matched by request id). The handler first
+//! gets the chance to send the request on from the read loop itself
+//! ([`RpcHandler::answer_now`], leaving a [`Reply`] for the answer); a request it cannot take
+//! that way gets a task of its own ([`RpcHandler::answer`]). A malformed frame gets the
+//! protocol's codec-error reply and closes this connection only.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -11,7 +14,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify};
 
 use super::outq::OutQueue;
 use super::{convert, Family, Frame, RpcServerSettings};
@@ -26,6 +29,37 @@ pub trait RpcHandler: 'static {
         self: Rc<Self>,
         frame: Frame,
     ) -> impl Future<Output = Option<(Frame, bool)>> + 'static;
+
+    /// Takes `frame` without a task of its own when it can (sends it on and leaves `reply`
+    /// to whatever answers it), from the connection's read loop: nothing here may wait.
+    /// `Err` gives both back untouched, and the request goes to [`RpcHandler::answer`] on a
+    /// task. The default takes nothing.
+    #[allow(clippy::result_large_err)]
+    fn answer_now(self: &Rc<Self>, frame: Frame, reply: Reply) -> Result<(), (Frame, Reply)> {
+        Err((frame, reply))
+    }
+}
+
+/// Where the answer to one downstream request goes: its connection's write queue. The
+/// request counts as in flight (for the connection's limit and its drain) until this is
+/// sent or dropped.
+pub struct Reply {
+    tx: Rc<OutQueue>,
+    _guard: InFlightGuard,
+}
+
+impl Reply {
+    /// Sends `frame` to the client (`raw`: its bytes as they are, only the request id
+    /// rewritten; see [`Frame::encode`]).
+    pub fn send(self, frame: &Frame, raw: bool) {
+        send_frame(&self.tx, frame, raw);
+    }
+}
+
+impl std::fmt::Debug for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Reply")
+    }
 }
 
 /// Answers `frame` through the common message model: the request converted
@@ -79,19 +113,23 @@ where
             out.write_loop(&mut wr, None).await;
         })
     };
-    let max_inflight = settings.max_inflight.max(1);
-    let permits = std::sync::Arc::new(Semaphore::new(max_inflight));
-    let inflight = Rc::new(InFlight::default());
+    let inflight = Rc::new(InFlight {
+        count: Cell::new(0),
+        max: settings.max_inflight.max(1),
+        idle: Notify::new(),
+        room: Notify::new(),
+    });
     let mut buf = BytesMut::with_capacity(4096);
     let mut result = Ok(());
     'read: loop {
         loop {
             match Frame::decode(family, &mut buf, settings.max_frame) {
                 Ok(Some(frame)) => {
-                    let Ok(permit) = permits.clone().acquire_owned().await else {
-                        break 'read;
-                    };
-                    dispatch(frame, &tx, &handler, &inflight, permit);
+                    // At the limit: the next request waits for one to finish.
+                    while inflight.count.get() >= inflight.max {
+                        inflight.room.notified().await;
+                    }
+                    dispatch(frame, &tx, &handler, &inflight);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -139,10 +177,15 @@ where
     result
 }
 
-#[derive(Default)]
+/// A connection's requests in flight.
 struct InFlight {
     count: Cell<usize>,
+    /// The most in flight at once (`max_inflight`).
+    max: usize,
+    /// Notified when the count reaches 0.
     idle: Notify,
+    /// Notified when the count falls below `max` again.
+    room: Notify,
 }
 
 impl InFlight {
@@ -162,6 +205,9 @@ impl Drop for InFlightGuard {
         if n == 0 {
             self.0.idle.notify_waiters();
         }
+        if n + 1 == self.0.max {
+            self.0.room.notify_waiters();
+        }
     }
 }
 
@@ -176,7 +222,6 @@ fn dispatch<H: RpcHandler>(
     tx: &Rc<OutQueue>,
     handler: &Rc<H>,
     inflight: &Rc<InFlight>,
-    permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     if frame.is_heartbeat() {
         if !frame.is_response() {
@@ -193,14 +238,17 @@ fn dispatch<H: RpcHandler>(
         return;
     }
     inflight.count.set(inflight.count.get() + 1);
-    let guard = InFlightGuard(inflight.clone());
-    let tx = tx.clone();
+    let reply = Reply {
+        tx: tx.clone(),
+        _guard: InFlightGuard(inflight.clone()),
+    };
+    let Err((frame, reply)) = handler.answer_now(frame, reply) else {
+        return;
+    };
     let handler = handler.clone();
     let fut = async move {
-        let _guard = guard;
-        let _permit = permit;
         if let Some((out, raw)) = handler.answer(frame).await {
-            send_frame(&tx, &out, raw);
+            reply.send(&out, raw);
         }
     };
     tokio::task::spawn_local(fut);
