@@ -15,6 +15,7 @@
 //! object and skips (with a warning) whatever follows. MOSN replies `N N` (two bytes); mosn-rs
 //! sends the single `N` a Java peer itself sends.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -347,8 +348,59 @@ impl Invocation {
 /// arguments are skipped, not decoded. A body that ends right after the arguments (no
 /// attachments) gives an empty attachment list.
 pub fn parse_invocation(body: &[u8]) -> Result<Invocation, Error> {
+    parse_invocation_ref(body).map(InvocationRef::into_owned)
+}
+
+/// [`Invocation`] borrowing its strings from the body where they need no decoding (ASCII in
+/// one chunk: the usual case), for readers that only look: routing reads a request's fields
+/// without an allocation per string.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvocationRef<'a> {
+    /// The Dubbo framework version (e.g. `2.0.2`).
+    pub dubbo_version: Cow<'a, str>,
+    /// The service path (interface name).
+    pub service: Cow<'a, str>,
+    /// The service version; hessian null reads as `""`.
+    pub version: Cow<'a, str>,
+    /// The method name.
+    pub method: Cow<'a, str>,
+    /// The JVM parameter descriptor, e.g. `Ljava/lang/String;I`.
+    pub param_types: Cow<'a, str>,
+    /// Byte range of the encoded arguments within the body.
+    pub args: Range<usize>,
+    /// String→string entries of the attachments map, in order (other entries skipped).
+    pub attachments: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// Offset of the attachments map within the body (== `args.end`).
+    pub attachments_start: usize,
+}
+
+impl InvocationRef<'_> {
+    /// The owned form.
+    pub fn into_owned(self) -> Invocation {
+        Invocation {
+            dubbo_version: self.dubbo_version.into_owned(),
+            service: self.service.into_owned(),
+            version: self.version.into_owned(),
+            method: self.method.into_owned(),
+            param_types: self.param_types.into_owned(),
+            args: self.args,
+            attachments: self
+                .attachments
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+            attachments_start: self.attachments_start,
+        }
+    }
+}
+
+/// Reads a hessian2 request body as [`parse_invocation`] does, borrowing the strings that
+/// need no decoding.
+pub fn parse_invocation_ref(body: &[u8]) -> Result<InvocationRef<'_>, Error> {
     let mut r = Reader::new(body);
-    let string = |r: &mut Reader<'_>| r.read_string().map(Option::unwrap_or_default);
+    fn string<'a>(r: &mut Reader<'a>) -> Result<Cow<'a, str>, Error> {
+        r.read_str().map(Option::unwrap_or_default)
+    }
     let dubbo_version = string(&mut r)?;
     let service = string(&mut r)?;
     let version = string(&mut r)?;
@@ -363,9 +415,9 @@ pub fn parse_invocation(body: &[u8]) -> Result<Invocation, Error> {
     let attachments = if r.is_empty() {
         Vec::new()
     } else {
-        r.read_string_map()?
+        r.read_str_map()?
     };
-    Ok(Invocation {
+    Ok(InvocationRef {
         dubbo_version,
         service,
         version,

@@ -15,6 +15,8 @@
 //! [`MAX_DEPTH`] so hostile input cannot overflow the stack; every value consumes at least one
 //! byte, so skipping is linear in the input.
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, BytesMut};
 
 use crate::cursor::Cursor;
@@ -135,7 +137,8 @@ impl Utf16Sink<'_> {
     fn ascii(&mut self, run: &[u8]) {
         self.flush_high();
         if let Some(out) = self.out.as_deref_mut() {
-            out.extend(run.iter().map(|&b| char::from(b)));
+            // ASCII is UTF-8 as it is.
+            out.push_str(std::str::from_utf8(run).unwrap_or_default());
         }
     }
 
@@ -242,13 +245,14 @@ impl<'a> Reader<'a> {
         while left > 0 {
             // ASCII runs (Java names, ids, most text) in one step: a skipped argument string
             // costs a scan, not a decode per character.
-            let run = self
-                .cur
-                .rest()
-                .iter()
-                .take(left)
-                .take_while(|b| b.is_ascii())
-                .count();
+            let rest = self.cur.rest();
+            let here = rest.get(..left).unwrap_or(rest);
+            // The whole chunk at once when it is ASCII (a word-at-a-time check).
+            let run = if here.is_ascii() {
+                here.len()
+            } else {
+                here.iter().take_while(|b| b.is_ascii()).count()
+            };
             if run > 0 {
                 let ascii = self.cur.take(run).ok_or_else(eof)?;
                 sink.ascii(ascii);
@@ -323,6 +327,12 @@ impl<'a> Reader<'a> {
 
     /// Reads a string; `None` for null (`N`). Handles every chunk form.
     pub fn read_string(&mut self) -> Result<Option<String>, Error> {
+        Ok(self.read_str()?.map(Cow::into_owned))
+    }
+
+    /// Reads a string, borrowed from the input when it is one ASCII chunk (names, ids, most
+    /// attachments: nothing to decode or allocate), decoded otherwise; `None` for null.
+    pub fn read_str(&mut self) -> Result<Option<Cow<'a, str>>, Error> {
         let t = self.u8()?;
         if t == tag::NULL {
             return Ok(None);
@@ -330,9 +340,37 @@ impl<'a> Reader<'a> {
         if !is_string_tag(t) {
             return Err(malformed("expected a string"));
         }
+        self.str_after(t).map(Some)
+    }
+
+    /// A string whose first tag is `t` (see [`Reader::read_str`]).
+    fn str_after(&mut self, t: u8) -> Result<Cow<'a, str>, Error> {
+        let rest = self.cur.rest();
+        // One final chunk: its length and where its data starts.
+        let single = match t {
+            0x00..=tag::STRING_COMPACT_MAX => Some((usize::from(t), 0usize)),
+            0x30..=0x33 => rest
+                .first()
+                .map(|&b0| (usize::from(u16::from_be_bytes([t & 0x03, b0])), 1)),
+            tag::STRING_FINAL => rest
+                .get(..2)
+                .and_then(|l| <[u8; 2]>::try_from(l).ok())
+                .map(|l| (usize::from(u16::from_be_bytes(l)), 2)),
+            _ => None,
+        };
+        if let Some((units, at)) = single {
+            // ASCII: one byte per UTF-16 unit.
+            if let Some(end) = at.checked_add(units) {
+                if let Some(text) = rest.get(at..end).filter(|d| d.is_ascii()) {
+                    let text = std::str::from_utf8(text).map_err(|_| malformed("bad UTF-8"))?;
+                    self.skip(end)?;
+                    return Ok(Cow::Borrowed(text));
+                }
+            }
+        }
         let mut s = String::with_capacity(self.remaining().min(64));
         self.string_after(t, Some(&mut s))?;
-        Ok(Some(s))
+        Ok(Cow::Owned(s))
     }
 
     /// Skips a `type` (a string or a type-ref int).
@@ -498,6 +536,16 @@ impl<'a> Reader<'a> {
     /// Reads a map (`H` or `M type`, up to `Z`; null reads as empty). Entries whose key and
     /// value are both strings are returned in order; the others are skipped.
     pub fn read_string_map(&mut self) -> Result<Vec<(String, String)>, Error> {
+        Ok(self
+            .read_str_map()?
+            .into_iter()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect())
+    }
+
+    /// [`Reader::read_string_map`] with each string as [`Reader::read_str`] reads it.
+    #[allow(clippy::type_complexity)]
+    pub fn read_str_map(&mut self) -> Result<Vec<(Cow<'a, str>, Cow<'a, str>)>, Error> {
         if self.max_depth == 0 {
             return Err(malformed("nesting too deep"));
         }
@@ -528,9 +576,9 @@ impl<'a> Reader<'a> {
     }
 
     /// A string value as `Some`, any other value (null included) skipped as `None`.
-    fn string_or_skip(&mut self) -> Result<Option<String>, Error> {
+    fn string_or_skip(&mut self) -> Result<Option<Cow<'a, str>>, Error> {
         match self.cur.peek() {
-            Some(t) if is_string_tag(t) => self.read_string(),
+            Some(t) if is_string_tag(t) => self.read_str(),
             _ => self.skip_at(1).map(|_| None),
         }
     }
@@ -614,6 +662,42 @@ pub fn write_string_map(dst: &mut BytesMut, entries: &[(String, String)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One ASCII chunk is borrowed from the input in each length form; anything that needs
+    /// decoding (non-ASCII, several chunks) is decoded; a chunk cut short is an error.
+    #[test]
+    fn read_str_borrows_single_ascii_chunks_only() {
+        let ascii = |n: usize| "abcdefghij".repeat(n / 10 + 1)[..n].to_string();
+        for n in [0, 1, 31, 32, 1023, 1024, CHUNK_UNITS] {
+            let s = ascii(n);
+            let mut b = BytesMut::new();
+            write_string(&mut b, &s);
+            let mut r = Reader::new(&b);
+            let got = r.read_str().unwrap().unwrap();
+            assert!(matches!(got, Cow::Borrowed(_)), "length {n} borrowed");
+            assert_eq!(got, s);
+            assert!(r.is_empty());
+        }
+        for s in [
+            ascii(CHUNK_UNITS + 1),
+            "caf\u{e9}".to_string(),
+            "\u{1F600}x".to_string(),
+        ] {
+            let mut b = BytesMut::new();
+            write_string(&mut b, &s);
+            let mut r = Reader::new(&b);
+            let got = r.read_str().unwrap().unwrap();
+            assert!(matches!(got, Cow::Owned(_)), "{s:?} decoded");
+            assert_eq!(got, s);
+            assert!(r.is_empty());
+        }
+        // A compact string of 5 with 3 bytes, a short one and an `S` chunk cut short.
+        for cut in [&b"\x05abc"[..], b"\x30\x40abc", b"S\x00\x05ab", b"S\x00"] {
+            assert!(Reader::new(cut).read_str().is_err(), "{cut:?}");
+        }
+        let mut r = Reader::new(b"N");
+        assert_eq!(r.read_str().unwrap(), None);
+    }
 
     fn roundtrip(s: &str) -> Vec<u8> {
         let mut b = BytesMut::new();

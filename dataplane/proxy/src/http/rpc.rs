@@ -53,16 +53,16 @@ enum FrameHeaders<'a> {
 
 impl<'a> FrameHeaders<'a> {
     /// A Dubbo invocation's fields, in `request_from_frame`'s order.
-    fn dubbo(inv: &'a dubbo::Invocation) -> Self {
+    fn dubbo(inv: &'a dubbo::InvocationRef<'_>) -> Self {
         let mut v = Vec::with_capacity(4 + inv.attachments.len());
-        v.push(("dubbo", inv.dubbo_version.as_str()));
-        v.push(("service", inv.service.as_str()));
-        v.push(("version", inv.version.as_str()));
-        v.push(("method", inv.method.as_str()));
+        v.push(("dubbo", inv.dubbo_version.as_ref()));
+        v.push(("service", inv.service.as_ref()));
+        v.push(("version", inv.version.as_ref()));
+        v.push(("method", inv.method.as_ref()));
         v.extend(
             inv.attachments
                 .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str())),
+                .map(|(k, v)| (k.as_ref(), v.as_ref())),
         );
         FrameHeaders::Dubbo(v)
     }
@@ -333,7 +333,7 @@ where
             Frame::Bolt(f) => FrameHeaders::Bolt(&f.header),
             Frame::Dubbo(f) => {
                 if f.is_request() && !f.is_event() && f.serialization() == dubbo::HESSIAN2 {
-                    match dubbo::parse_invocation(&f.body) {
+                    match dubbo::parse_invocation_ref(&f.body) {
                         Ok(inv) => {
                             invocation = inv;
                             FrameHeaders::dubbo(&invocation)
@@ -813,7 +813,7 @@ mod tests {
             raw: Bytes::new(),
         };
         let req = rpc_convert::request_from_frame(Frame::Dubbo(frame.clone()));
-        let inv = dubbo::parse_invocation(&frame.body).unwrap();
+        let inv = dubbo::parse_invocation_ref(&frame.body).unwrap();
         let headers = FrameHeaders::dubbo(&inv);
         same_fields(&headers, req.headers(), &["pad", "missing"]);
         assert_eq!(rpc_path(&headers, Family::Dubbo), req.uri().path());
