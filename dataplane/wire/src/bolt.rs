@@ -16,6 +16,8 @@
 //! bytes re-encodes to exactly those bytes, unless its header map held Java-null entries (a
 //! length of `-1`), which are dropped on decode as sofa-bolt's `SimpleMapSerializer` does.
 
+use std::sync::OnceLock;
+
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::cursor::{be_u16, be_u32, byte, put, Cursor};
@@ -465,9 +467,42 @@ fn walk_header(
 
 /// The ordered Bolt header map: `[u32 keyLen][key][u32 valueLen][value]` repeated. Order and
 /// duplicates are kept; decoded keys and values are zero-copy slices of the frame.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// A decoded map stays in its encoded form (validated once) until something asks for its
+/// entries as [`Bytes`] or changes it: reading it in place ([`HeaderMap::entries`]) and
+/// re-encoding it cost no allocation and no reference count per entry, which is what a proxy
+/// that routes on a few keys and forwards the frame does.
+#[derive(Clone)]
 pub struct HeaderMap {
-    entries: Vec<(Bytes, Bytes)>,
+    repr: Repr,
+}
+
+#[derive(Clone)]
+enum Repr {
+    /// Encoded, validated, without null entries; `parsed` is filled on first use as `Bytes`.
+    Raw {
+        raw: Bytes,
+        len: usize,
+        parsed: OnceLock<Vec<(Bytes, Bytes)>>,
+    },
+    /// Built or changed here.
+    Owned(Vec<(Bytes, Bytes)>),
+}
+
+impl Default for HeaderMap {
+    fn default() -> Self {
+        HeaderMap {
+            repr: Repr::Owned(Vec::new()),
+        }
+    }
+}
+
+/// The entries of an encoded map as `Bytes` slices of it (null entries dropped).
+fn parse_entries(raw: &Bytes) -> Vec<(Bytes, Bytes)> {
+    let mut v = Vec::new();
+    // Validated when the map was decoded: an error here cannot happen and ends the walk.
+    let _ = walk_header(raw, |k, val| v.push((raw.slice(k), raw.slice(val))));
+    v
 }
 
 impl HeaderMap {
@@ -476,19 +511,56 @@ impl HeaderMap {
         HeaderMap::default()
     }
 
+    /// The entries as `Bytes` (decoded in full on first use).
+    fn parsed(&self) -> &[(Bytes, Bytes)] {
+        match &self.repr {
+            Repr::Raw { raw, parsed, .. } => parsed.get_or_init(|| parse_entries(raw)),
+            Repr::Owned(v) => v,
+        }
+    }
+
+    /// Takes the entries out for a change (the map is left empty).
+    fn take_entries(&mut self) -> Vec<(Bytes, Bytes)> {
+        match std::mem::replace(&mut self.repr, Repr::Owned(Vec::new())) {
+            Repr::Raw { raw, parsed, .. } => {
+                parsed.into_inner().unwrap_or_else(|| parse_entries(&raw))
+            }
+            Repr::Owned(v) => v,
+        }
+    }
+
+    /// Changes the entries with `f`.
+    fn change<R>(&mut self, f: impl FnOnce(&mut Vec<(Bytes, Bytes)>) -> R) -> R {
+        let mut v = self.take_entries();
+        let r = f(&mut v);
+        self.repr = Repr::Owned(v);
+        r
+    }
+
     /// Appends an entry (an existing entry with the same key stays).
     pub fn push(&mut self, key: Bytes, value: Bytes) {
-        self.entries.push((key, value));
+        self.change(|v| v.push((key, value)));
     }
 
     /// The entries in order.
     pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
-        self.entries.iter().map(|(k, v)| (k, v))
+        self.parsed().iter().map(|(k, v)| (k, v))
+    }
+
+    /// The entries in order as byte slices, read in place (no allocation).
+    pub fn entries(&self) -> Entries<'_> {
+        match &self.repr {
+            Repr::Raw { raw, parsed, .. } => match parsed.get() {
+                Some(v) => Entries(EntriesRepr::Parsed(v.iter())),
+                None => Entries(EntriesRepr::Raw(Cursor::new(raw))),
+            },
+            Repr::Owned(v) => Entries(EntriesRepr::Parsed(v.iter())),
+        }
     }
 
     /// The value of the first entry whose key is `key`.
     pub fn get(&self, key: &[u8]) -> Option<&Bytes> {
-        self.entries
+        self.parsed()
             .iter()
             .find(|(k, _)| k.as_ref() == key)
             .map(|(_, v)| v)
@@ -496,55 +568,130 @@ impl HeaderMap {
 
     /// Replaces the value of the first entry with this key, or appends one.
     pub fn set(&mut self, key: Bytes, value: Bytes) {
-        match self.entries.iter_mut().find(|(k, _)| *k == key) {
-            Some(entry) => entry.1 = value,
-            None => self.entries.push((key, value)),
-        }
+        self.change(
+            |entries| match entries.iter_mut().find(|(k, _)| *k == key) {
+                Some(entry) => entry.1 = value,
+                None => entries.push((key, value)),
+            },
+        );
     }
 
     /// Removes every entry with this key; returns how many there were.
     pub fn remove(&mut self, key: &[u8]) -> usize {
-        let before = self.entries.len();
-        self.entries.retain(|(k, _)| k.as_ref() != key);
-        before.saturating_sub(self.entries.len())
+        self.change(|entries| {
+            let before = entries.len();
+            entries.retain(|(k, _)| k.as_ref() != key);
+            before.saturating_sub(entries.len())
+        })
     }
 
     /// Number of entries.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        match &self.repr {
+            Repr::Raw { len, .. } => *len,
+            Repr::Owned(v) => v.len(),
+        }
     }
 
     /// Whether there is no entry.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.len() == 0
     }
 
     /// The encoded length: Σ(8 + |key| + |value|).
     pub fn encoded_len(&self) -> usize {
-        self.entries.iter().fold(0usize, |n, (k, v)| {
-            n.saturating_add(8)
-                .saturating_add(k.len())
-                .saturating_add(v.len())
-        })
+        match &self.repr {
+            Repr::Raw { raw, .. } => raw.len(),
+            Repr::Owned(v) => v.iter().fold(0usize, |n, (k, v)| {
+                n.saturating_add(8)
+                    .saturating_add(k.len())
+                    .saturating_add(v.len())
+            }),
+        }
     }
 
     /// Decodes an encoded header map. A length overrunning the bytes is `Malformed`; an entry
     /// whose key or value has a negative length (Java null, `0xFFFFFFFF`) is dropped, as
     /// sofa-bolt's `SimpleMapSerializer` does.
     pub fn decode(bytes: &Bytes) -> Result<HeaderMap, Error> {
-        let mut map = HeaderMap::new();
-        walk_header(bytes, |k, v| map.push(bytes.slice(k), bytes.slice(v)))?;
-        Ok(map)
+        let mut len = 0usize;
+        let nulls = walk_header(bytes, |_, _| len = len.saturating_add(1))?;
+        let repr = if nulls == 0 {
+            Repr::Raw {
+                raw: bytes.clone(),
+                len,
+                parsed: OnceLock::new(),
+            }
+        } else {
+            // Rare: the encoded form would keep the dropped entries.
+            Repr::Owned(parse_entries(bytes))
+        };
+        Ok(HeaderMap { repr })
     }
 
     /// Appends the encoded map to `dst`.
     pub fn encode(&self, dst: &mut BytesMut) {
-        dst.reserve(self.encoded_len());
-        for (k, v) in &self.entries {
-            dst.put_u32(u32::try_from(k.len()).unwrap_or(u32::MAX));
-            dst.put_slice(k);
-            dst.put_u32(u32::try_from(v.len()).unwrap_or(u32::MAX));
-            dst.put_slice(v);
+        match &self.repr {
+            // Validated and without nulls: the same bytes the entries encode to.
+            Repr::Raw { raw, .. } => dst.put_slice(raw),
+            Repr::Owned(entries) => {
+                dst.reserve(self.encoded_len());
+                for (k, v) in entries {
+                    dst.put_u32(u32::try_from(k.len()).unwrap_or(u32::MAX));
+                    dst.put_slice(k);
+                    dst.put_u32(u32::try_from(v.len()).unwrap_or(u32::MAX));
+                    dst.put_slice(v);
+                }
+            }
+        }
+    }
+}
+
+impl PartialEq for HeaderMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.entries().eq(other.entries())
+    }
+}
+
+impl Eq for HeaderMap {}
+
+impl std::fmt::Debug for HeaderMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.entries()
+                    .map(|(k, v)| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v))),
+            )
+            .finish()
+    }
+}
+
+/// The entries of a [`HeaderMap`] as byte slices, in order ([`HeaderMap::entries`]).
+#[derive(Debug, Clone)]
+pub struct Entries<'a>(EntriesRepr<'a>);
+
+#[derive(Debug, Clone)]
+enum EntriesRepr<'a> {
+    Raw(Cursor<'a>),
+    Parsed(std::slice::Iter<'a, (Bytes, Bytes)>),
+}
+
+impl<'a> Iterator for Entries<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match &mut self.0 {
+            EntriesRepr::Raw(cur) => {
+                // A validated map without nulls: every length fits.
+                let mut field = || {
+                    let len = usize::try_from(cur.u32()?).ok()?;
+                    cur.take(len)
+                };
+                let k = field()?;
+                let v = field()?;
+                Some((k, v))
+            }
+            EntriesRepr::Parsed(it) => it.next().map(|(k, v)| (k.as_ref(), v.as_ref())),
         }
     }
 }
@@ -556,7 +703,7 @@ impl<'a> IntoIterator for &'a HeaderMap {
         fn(&'a (Bytes, Bytes)) -> (&'a Bytes, &'a Bytes),
     >;
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter().map(|(k, v)| (k, v))
+        self.parsed().iter().map(|(k, v)| (k, v))
     }
 }
 
@@ -870,6 +1017,73 @@ mod tests {
         let map = HeaderMap::decode(&raw.freeze()).unwrap();
         assert_eq!(map.len(), 1);
         assert_eq!(map.get(b"k").unwrap().as_ref(), b"");
+    }
+
+    /// A decoded map read in place, as `Bytes`, re-encoded and changed: the same entries and
+    /// bytes whichever form it is in.
+    #[test]
+    fn decoded_maps_read_in_place_match_their_entries() {
+        let mut built = HeaderMap::new();
+        for (k, v) in [
+            (&b"service"[..], &b"svc"[..]),
+            (b"k", b""),
+            (b"k", b"dup"),
+            (b"", b"v"),
+        ] {
+            built.push(Bytes::copy_from_slice(k), Bytes::copy_from_slice(v));
+        }
+        let mut enc = BytesMut::new();
+        built.encode(&mut enc);
+        let enc = enc.freeze();
+        let decoded = HeaderMap::decode(&enc).unwrap();
+        assert!(matches!(decoded.repr, Repr::Raw { .. }));
+        assert_eq!(decoded.len(), 4);
+        assert_eq!(decoded.encoded_len(), enc.len());
+        let slices: Vec<(&[u8], &[u8])> = decoded.entries().collect();
+        let owned: Vec<(&[u8], &[u8])> = built.entries().collect();
+        assert_eq!(slices, owned);
+        assert_eq!(decoded, built);
+        // Re-encoding in place gives the bytes back.
+        let mut again = BytesMut::new();
+        decoded.encode(&mut again);
+        assert_eq!(again.as_ref(), enc.as_ref());
+        // Asked for as Bytes: parsed once, still the same map.
+        assert_eq!(decoded.get(b"k").unwrap().as_ref(), b"");
+        assert_eq!(decoded.entries().collect::<Vec<_>>(), owned);
+        assert_eq!(decoded.iter().count(), 4);
+        // Changed: the change shows and the rest stays in order.
+        let mut changed = decoded.clone();
+        changed.set(Bytes::from_static(b"k"), Bytes::from_static(b"new"));
+        assert_eq!(changed.remove(b"service"), 1);
+        changed.push(Bytes::from_static(b"z"), Bytes::from_static(b"1"));
+        let got: Vec<(&[u8], &[u8])> = changed.entries().collect();
+        let want: Vec<(&[u8], &[u8])> =
+            vec![(b"k", b"new"), (b"k", b"dup"), (b"", b"v"), (b"z", b"1")];
+        assert_eq!(got, want);
+        let mut out = BytesMut::new();
+        changed.encode(&mut out);
+        assert_eq!(HeaderMap::decode(&out.freeze()).unwrap(), changed);
+        // The original is untouched by its clone's changes.
+        assert_eq!(decoded, built);
+        assert_ne!(decoded, changed);
+    }
+
+    /// A map with a null entry is kept parsed: encoding it drops the null, as before.
+    #[test]
+    fn maps_with_nulls_encode_without_them() {
+        let mut raw = BytesMut::new();
+        raw.put_u32(1);
+        raw.put_slice(b"a");
+        raw.put_u32(u32::MAX);
+        raw.put_u32(1);
+        raw.put_slice(b"k");
+        raw.put_u32(1);
+        raw.put_slice(b"v");
+        let map = HeaderMap::decode(&raw.freeze()).unwrap();
+        let mut out = BytesMut::new();
+        map.encode(&mut out);
+        assert_eq!(out.as_ref(), &[0, 0, 0, 1, b'k', 0, 0, 0, 1, b'v']);
+        assert_eq!(map.encoded_len(), out.len());
     }
 
     #[test]

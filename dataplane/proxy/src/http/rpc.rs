@@ -106,10 +106,10 @@ impl RouteHeaders for FrameHeaders<'_> {
         let hit = |k: &[u8], v: &[u8]| k.eq_ignore_ascii_case(want) && field_safe(v);
         match self {
             FrameHeaders::Bolt(map) => map
-                .iter()
+                .entries()
                 .filter(|(k, v)| hit(k, v))
                 .nth(n)
-                .map(|(_, v)| v.as_ref()),
+                .map(|(_, v)| v),
             FrameHeaders::Dubbo(fields) => fields
                 .iter()
                 .filter(|(k, v)| hit(k.as_bytes(), v.as_bytes()))
