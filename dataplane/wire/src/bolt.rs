@@ -616,17 +616,23 @@ impl HeaderMap {
     pub fn decode(bytes: &Bytes) -> Result<HeaderMap, Error> {
         let mut len = 0usize;
         let nulls = walk_header(bytes, |_, _| len = len.saturating_add(1))?;
+        Ok(HeaderMap::validated(bytes.clone(), len, nulls))
+    }
+
+    /// A map whose encoded form `raw` [`walk_header`] accepted, finding `len` entries and
+    /// `nulls` null ones.
+    fn validated(raw: Bytes, len: usize, nulls: usize) -> HeaderMap {
         let repr = if nulls == 0 {
             Repr::Raw {
-                raw: bytes.clone(),
+                raw,
                 len,
                 parsed: OnceLock::new(),
             }
         } else {
             // Rare: the encoded form would keep the dropped entries.
-            Repr::Owned(parse_entries(bytes))
+            Repr::Owned(parse_entries(&raw))
         };
-        Ok(HeaderMap { repr })
+        HeaderMap { repr }
     }
 
     /// Appends the encoded map to `dst`.
@@ -749,7 +755,7 @@ impl Frame {
     /// when a CRC is present, total length above `max_frame`); `buf` is left untouched so
     /// [`peek_request_id`] can still find the id, and the caller closes the connection.
     pub fn decode(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Frame>, Error> {
-        let Some((_, total)) = probe(buf)? else {
+        let Some((layout, total)) = probe(buf)? else {
             return Ok(None);
         };
         if total > max_frame {
@@ -758,20 +764,40 @@ impl Frame {
         if buf.len() < total {
             return Ok(None);
         }
-        // Validate before consuming, so an error leaves the buffer as it was.
-        {
-            let view = Packet::new_checked(buf.get(..total).unwrap_or_default())?;
+        // Validate before consuming, so an error leaves the buffer as it was (the layout and
+        // length are the probe's: one probe per frame).
+        let (entries, nulls) = {
+            let view = Packet {
+                buffer: buf.get(..total).unwrap_or_default(),
+                layout,
+                len: total,
+            };
             view.check_crc()?;
-            walk_header(view.header(), |_, _| {})?;
-        }
+            let mut entries = 0usize;
+            let nulls = walk_header(view.header(), |_, _| entries = entries.saturating_add(1))?;
+            (entries, nulls)
+        };
         let raw = buf.split_to(total).freeze();
-        Frame::parse(&Packet::new_checked(raw.clone())?, raw).map(Some)
+        let view = Packet {
+            buffer: raw.clone(),
+            layout,
+            len: total,
+        };
+        let header = HeaderMap::validated(raw.slice(view.header_range()), entries, nulls);
+        Ok(Some(Frame::with_header(&view, raw, header)))
     }
 
-    /// The owned form of a checked view; `raw` must be the view's bytes.
-    fn parse(view: &Packet<Bytes>, raw: Bytes) -> Result<Frame, Error> {
-        let header = HeaderMap::decode(&raw.slice(view.header_range()))?;
-        Ok(Frame {
+    /// The owned form of a checked view whose header map is `header`; `raw` must be the
+    /// view's bytes.
+    fn with_header(view: &Packet<Bytes>, raw: Bytes, header: HeaderMap) -> Frame {
+        let class = raw.slice(view.class_range());
+        let content = raw.slice(view.content_range());
+        let raw = if raw.len() == view.frame_len() {
+            raw
+        } else {
+            raw.slice(..view.frame_len())
+        };
+        Frame {
             proto: view.proto(),
             ver1: view.ver1(),
             kind: view.kind(),
@@ -782,11 +808,11 @@ impl Frame {
             switch: view.switch(),
             timeout: view.timeout(),
             status: view.status(),
-            class: raw.slice(view.class_range()),
+            class,
             header,
-            content: raw.slice(view.content_range()),
-            raw: raw.slice(..view.frame_len()),
-        })
+            content,
+            raw,
+        }
     }
 
     /// Whether this frame carries (and [`Frame::encode`] writes) a CRC32 trailer.
