@@ -307,10 +307,14 @@ impl Cluster {
 
 // === manager ===
 
+/// The clusters by name, looked up per request: foldhash, not SipHash (the table is built
+/// from config; a client-chosen name via `cluster_header` is only looked up).
+pub type ClusterMap = HashMap<String, Arc<Cluster>, foldhash::fast::RandomState>;
+
 /// All clusters, swapped atomically.
 #[derive(Debug)]
 pub struct ClusterManager {
-    clusters: ArcSwap<HashMap<String, Arc<Cluster>>>,
+    clusters: ArcSwap<ClusterMap>,
     registry: Registry,
     seed: AtomicU64,
 }
@@ -319,14 +323,14 @@ impl ClusterManager {
     /// An empty manager whose counters live in `registry`.
     pub fn new(registry: Registry) -> Self {
         ClusterManager {
-            clusters: ArcSwap::from_pointee(HashMap::new()),
+            clusters: ArcSwap::from_pointee(ClusterMap::default()),
             registry,
             seed: AtomicU64::new(0x6d6f_736e),
         }
     }
 
     /// The current snapshot.
-    pub fn snapshot(&self) -> Arc<HashMap<String, Arc<Cluster>>> {
+    pub fn snapshot(&self) -> Arc<ClusterMap> {
         self.clusters.load_full()
     }
 

@@ -34,6 +34,10 @@ use mosn_tls_offload::{ClientConfig, TlsStream};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 
+/// A map looked up per request, keyed by upstream address: foldhash, not SipHash (the keys
+/// come from config and name resolution, not from clients).
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 use crate::body::BoxError;
 use crate::xprotocol::client::{Checkout, RpcConn, RpcPools};
 use crate::xprotocol::{convert as rpc_convert, Family, PoolMode, RpcError, RpcSettings};
@@ -196,9 +200,9 @@ struct H2Conn {
 
 #[derive(Default)]
 struct Inner {
-    h1: HashMap<PoolKey, Vec<H1Idle>>,
-    h2: HashMap<PoolKey, Vec<Rc<H2Conn>>>,
-    h2_connecting: HashMap<PoolKey, Rc<Notify>>,
+    h1: FastMap<PoolKey, Vec<H1Idle>>,
+    h2: FastMap<PoolKey, Vec<Rc<H2Conn>>>,
+    h2_connecting: FastMap<PoolKey, Rc<Notify>>,
 }
 
 /// Upstream connection pools of one worker, over transport `T`.

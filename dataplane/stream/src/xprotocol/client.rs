@@ -29,7 +29,7 @@ use tokio::sync::{oneshot, watch, Notify};
 
 use super::outq::OutQueue;
 use super::{Family, Frame, PoolMode, RpcError, RpcSettings};
-use crate::pool::{ConnObserver, PoolKey};
+use crate::pool::{ConnObserver, FastMap, PoolKey};
 
 /// Hashes a request id with one multiplication: ids are generated here (unique, sequential
 /// per connection), an answer's id is only looked up, so SipHash buys nothing per request.
@@ -500,12 +500,12 @@ type Key = (PoolKey, Family);
 /// The RPC part of one worker's upstream pools.
 #[derive(Default)]
 pub struct RpcPools {
-    multiplex: RefCell<HashMap<Key, Vec<Rc<RpcConn>>>>,
+    multiplex: RefCell<FastMap<Key, Vec<Rc<RpcConn>>>>,
     rotor: Cell<usize>,
     /// Connects in progress per host, and who waits for one to finish.
-    connecting: RefCell<HashMap<Key, (usize, Rc<Notify>)>>,
-    idle: RefCell<HashMap<Key, Vec<Rc<RpcConn>>>>,
-    binding: RefCell<HashMap<(u64, PoolKey, Family), Rc<RpcConn>>>,
+    connecting: RefCell<FastMap<Key, (usize, Rc<Notify>)>>,
+    idle: RefCell<FastMap<Key, Vec<Rc<RpcConn>>>>,
+    binding: RefCell<FastMap<(u64, PoolKey, Family), Rc<RpcConn>>>,
 }
 
 impl std::fmt::Debug for RpcPools {
@@ -528,7 +528,7 @@ pub enum Checkout {
 impl RpcPools {
     /// Open connections to `addr`, TLS or not (tests, stats).
     pub fn open(&self, addr: SocketAddr, family: Family) -> usize {
-        let count = |m: &HashMap<Key, Vec<Rc<RpcConn>>>| {
+        let count = |m: &FastMap<Key, Vec<Rc<RpcConn>>>| {
             m.iter()
                 .filter(|((k, f), _)| k.addr == addr && *f == family)
                 .map(|(_, v)| v.iter().filter(|c| !c.closed.get()).count())
