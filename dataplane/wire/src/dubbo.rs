@@ -348,65 +348,69 @@ impl Invocation {
 /// arguments are skipped, not decoded. A body that ends right after the arguments (no
 /// attachments) gives an empty attachment list.
 pub fn parse_invocation(body: &[u8]) -> Result<Invocation, Error> {
-    parse_invocation_ref(body).map(InvocationRef::into_owned)
+    parse_invocation_ref(body)?.into_owned()
 }
 
-/// [`Invocation`] borrowing its strings from the body where they need no decoding (ASCII in
-/// one chunk: the usual case), for readers that only look: routing reads a request's fields
-/// without an allocation per string.
+/// An attachment of an [`InvocationRef`]: key and value as UTF-8 bytes.
+pub type TextPair<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
+/// [`Invocation`] with its strings as UTF-8 bytes, borrowed from the body where they need no
+/// decoding (ASCII in one chunk: the usual case), for readers that only look: routing reads
+/// a request's fields without an allocation or a validation pass per string.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InvocationRef<'a> {
     /// The Dubbo framework version (e.g. `2.0.2`).
-    pub dubbo_version: Cow<'a, str>,
+    pub dubbo_version: Cow<'a, [u8]>,
     /// The service path (interface name).
-    pub service: Cow<'a, str>,
+    pub service: Cow<'a, [u8]>,
     /// The service version; hessian null reads as `""`.
-    pub version: Cow<'a, str>,
+    pub version: Cow<'a, [u8]>,
     /// The method name.
-    pub method: Cow<'a, str>,
+    pub method: Cow<'a, [u8]>,
     /// The JVM parameter descriptor, e.g. `Ljava/lang/String;I`.
-    pub param_types: Cow<'a, str>,
+    pub param_types: Cow<'a, [u8]>,
     /// Byte range of the encoded arguments within the body.
     pub args: Range<usize>,
     /// String→string entries of the attachments map, in order (other entries skipped).
-    pub attachments: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    pub attachments: Vec<TextPair<'a>>,
     /// Offset of the attachments map within the body (== `args.end`).
     pub attachments_start: usize,
 }
 
 impl InvocationRef<'_> {
     /// The owned form.
-    pub fn into_owned(self) -> Invocation {
-        Invocation {
-            dubbo_version: self.dubbo_version.into_owned(),
-            service: self.service.into_owned(),
-            version: self.version.into_owned(),
-            method: self.method.into_owned(),
-            param_types: self.param_types.into_owned(),
+    pub fn into_owned(self) -> Result<Invocation, Error> {
+        let s = |t| hessian2::text_str(t).map(Cow::into_owned);
+        Ok(Invocation {
+            dubbo_version: s(self.dubbo_version)?,
+            service: s(self.service)?,
+            version: s(self.version)?,
+            method: s(self.method)?,
+            param_types: s(self.param_types)?,
             args: self.args,
             attachments: self
                 .attachments
                 .into_iter()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
+                .map(|(k, v)| Ok((s(k)?, s(v)?)))
+                .collect::<Result<_, Error>>()?,
             attachments_start: self.attachments_start,
-        }
+        })
     }
 }
 
-/// Reads a hessian2 request body as [`parse_invocation`] does, borrowing the strings that
-/// need no decoding.
+/// Reads a hessian2 request body as [`parse_invocation`] does, its strings as bytes borrowed
+/// where they need no decoding.
 pub fn parse_invocation_ref(body: &[u8]) -> Result<InvocationRef<'_>, Error> {
     let mut r = Reader::new(body);
-    fn string<'a>(r: &mut Reader<'a>) -> Result<Cow<'a, str>, Error> {
-        r.read_str().map(Option::unwrap_or_default)
+    fn text<'a>(r: &mut Reader<'a>) -> Result<Cow<'a, [u8]>, Error> {
+        r.read_text().map(Option::unwrap_or_default)
     }
-    let dubbo_version = string(&mut r)?;
-    let service = string(&mut r)?;
-    let version = string(&mut r)?;
-    let method = string(&mut r)?;
-    let param_types = string(&mut r)?;
-    let n = argument_count(&param_types)?;
+    let dubbo_version = text(&mut r)?;
+    let service = text(&mut r)?;
+    let version = text(&mut r)?;
+    let method = text(&mut r)?;
+    let param_types = text(&mut r)?;
+    let n = descriptor_arguments(&param_types)?;
     let start = r.position();
     for _ in 0..n {
         r.skip_value()?;
@@ -415,7 +419,7 @@ pub fn parse_invocation_ref(body: &[u8]) -> Result<InvocationRef<'_>, Error> {
     let attachments = if r.is_empty() {
         Vec::new()
     } else {
-        r.read_str_map()?
+        r.read_text_map()?
     };
     Ok(InvocationRef {
         dubbo_version,
@@ -454,8 +458,13 @@ pub fn encode_invocation(
 /// S`), per object type `L...;` and per array (`[` repeated, then a primitive or an object).
 /// `Err` on a malformed descriptor.
 pub fn argument_count(descriptor: &str) -> Result<usize, Error> {
+    descriptor_arguments(descriptor.as_bytes())
+}
+
+/// [`argument_count`] over the descriptor's bytes.
+fn descriptor_arguments(descriptor: &[u8]) -> Result<usize, Error> {
     let mut count = 0usize;
-    let mut bytes = descriptor.bytes();
+    let mut bytes = descriptor.iter().copied();
     while let Some(mut b) = bytes.next() {
         while b == b'[' {
             b = bytes

@@ -333,6 +333,13 @@ impl<'a> Reader<'a> {
     /// Reads a string, borrowed from the input when it is one ASCII chunk (names, ids, most
     /// attachments: nothing to decode or allocate), decoded otherwise; `None` for null.
     pub fn read_str(&mut self) -> Result<Option<Cow<'a, str>>, Error> {
+        self.read_text()?.map(text_str).transpose()
+    }
+
+    /// Reads a string as its UTF-8 bytes: borrowed from the input when it is one ASCII chunk
+    /// (then not even UTF-8 validation is needed), decoded otherwise; `None` for null. For
+    /// readers that compare bytes, as routing does.
+    pub fn read_text(&mut self) -> Result<Option<Cow<'a, [u8]>>, Error> {
         let t = self.u8()?;
         if t == tag::NULL {
             return Ok(None);
@@ -340,11 +347,11 @@ impl<'a> Reader<'a> {
         if !is_string_tag(t) {
             return Err(malformed("expected a string"));
         }
-        self.str_after(t).map(Some)
+        self.text_after(t).map(Some)
     }
 
-    /// A string whose first tag is `t` (see [`Reader::read_str`]).
-    fn str_after(&mut self, t: u8) -> Result<Cow<'a, str>, Error> {
+    /// A string whose first tag is `t` (see [`Reader::read_text`]).
+    fn text_after(&mut self, t: u8) -> Result<Cow<'a, [u8]>, Error> {
         let rest = self.cur.rest();
         // One final chunk: its length and where its data starts.
         let single = match t {
@@ -362,7 +369,6 @@ impl<'a> Reader<'a> {
             // ASCII: one byte per UTF-16 unit.
             if let Some(end) = at.checked_add(units) {
                 if let Some(text) = rest.get(at..end).filter(|d| d.is_ascii()) {
-                    let text = std::str::from_utf8(text).map_err(|_| malformed("bad UTF-8"))?;
                     self.skip(end)?;
                     return Ok(Cow::Borrowed(text));
                 }
@@ -370,7 +376,7 @@ impl<'a> Reader<'a> {
         }
         let mut s = String::with_capacity(self.remaining().min(64));
         self.string_after(t, Some(&mut s))?;
-        Ok(Cow::Owned(s))
+        Ok(Cow::Owned(s.into_bytes()))
     }
 
     /// Skips a `type` (a string or a type-ref int).
@@ -536,16 +542,15 @@ impl<'a> Reader<'a> {
     /// Reads a map (`H` or `M type`, up to `Z`; null reads as empty). Entries whose key and
     /// value are both strings are returned in order; the others are skipped.
     pub fn read_string_map(&mut self) -> Result<Vec<(String, String)>, Error> {
-        Ok(self
-            .read_str_map()?
+        self.read_text_map()?
             .into_iter()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect())
+            .map(|(k, v)| Ok((text_str(k)?.into_owned(), text_str(v)?.into_owned())))
+            .collect()
     }
 
-    /// [`Reader::read_string_map`] with each string as [`Reader::read_str`] reads it.
+    /// [`Reader::read_string_map`] with each string as [`Reader::read_text`] reads it.
     #[allow(clippy::type_complexity)]
-    pub fn read_str_map(&mut self) -> Result<Vec<(Cow<'a, str>, Cow<'a, str>)>, Error> {
+    pub fn read_text_map(&mut self) -> Result<Vec<(Cow<'a, [u8]>, Cow<'a, [u8]>)>, Error> {
         if self.max_depth == 0 {
             return Err(malformed("nesting too deep"));
         }
@@ -576,11 +581,24 @@ impl<'a> Reader<'a> {
     }
 
     /// A string value as `Some`, any other value (null included) skipped as `None`.
-    fn string_or_skip(&mut self) -> Result<Option<Cow<'a, str>>, Error> {
+    fn string_or_skip(&mut self) -> Result<Option<Cow<'a, [u8]>>, Error> {
         match self.cur.peek() {
-            Some(t) if is_string_tag(t) => self.read_str(),
+            Some(t) if is_string_tag(t) => self.read_text(),
             _ => self.skip_at(1).map(|_| None),
         }
+    }
+}
+
+/// A string read by [`Reader::read_text`] as `str` (always UTF-8: ASCII when borrowed,
+/// decoded text otherwise).
+pub fn text_str(text: Cow<'_, [u8]>) -> Result<Cow<'_, str>, Error> {
+    match text {
+        Cow::Borrowed(b) => std::str::from_utf8(b)
+            .map(Cow::Borrowed)
+            .map_err(|_| malformed("bad UTF-8")),
+        Cow::Owned(v) => String::from_utf8(v)
+            .map(Cow::Owned)
+            .map_err(|_| malformed("bad UTF-8")),
     }
 }
 

@@ -46,7 +46,7 @@ enum FrameHeaders<'a> {
     /// A Bolt header map.
     Bolt(&'a bolt::HeaderMap),
     /// A Dubbo invocation: `dubbo`, `service`, `version`, `method`, then the attachments.
-    Dubbo(Vec<(&'a str, &'a str)>),
+    Dubbo(Vec<(&'a [u8], &'a [u8])>),
     /// No fields (a Dubbo body that is not a hessian2 invocation).
     None,
 }
@@ -55,10 +55,10 @@ impl<'a> FrameHeaders<'a> {
     /// A Dubbo invocation's fields, in `request_from_frame`'s order.
     fn dubbo(inv: &'a dubbo::InvocationRef<'_>) -> Self {
         let mut v = Vec::with_capacity(4 + inv.attachments.len());
-        v.push(("dubbo", inv.dubbo_version.as_ref()));
-        v.push(("service", inv.service.as_ref()));
-        v.push(("version", inv.version.as_ref()));
-        v.push(("method", inv.method.as_ref()));
+        v.push((&b"dubbo"[..], inv.dubbo_version.as_ref()));
+        v.push((b"service", inv.service.as_ref()));
+        v.push((b"version", inv.version.as_ref()));
+        v.push((b"method", inv.method.as_ref()));
         v.extend(
             inv.attachments
                 .iter()
@@ -112,9 +112,9 @@ impl RouteHeaders for FrameHeaders<'_> {
                 .map(|(_, v)| v),
             FrameHeaders::Dubbo(fields) => fields
                 .iter()
-                .filter(|(k, v)| hit(k.as_bytes(), v.as_bytes()))
+                .filter(|(k, v)| hit(k, v))
                 .nth(n)
-                .map(|(_, v)| v.as_bytes()),
+                .map(|(_, v)| *v),
             FrameHeaders::None => None,
         }
     }
