@@ -304,3 +304,60 @@ fn sigterm_finishes_open_h2_streams_refuses_new_ones_and_exits_0() {
     );
     assert_eq!(m.proc.wait_exit(Duration::from_secs(15)), 0);
 }
+
+/// A reload that moves a cluster to another host closes the idle HTTP/1 connection pooled for
+/// the old one (before, it stayed in the pool until the upstream closed it); requests go to
+/// the new host.
+#[test]
+fn a_host_removed_by_a_reload_loses_its_idle_connection() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // An HTTP/1 upstream that answers "old" and counts the connections that end.
+    let ended = Arc::new(AtomicUsize::new(0));
+    let gone = ended.clone();
+    let old = raw_upstream(move |mut s| {
+        while read_head(&mut s).is_some() {
+            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nold";
+            if s.write_all(reply).is_err() {
+                break;
+            }
+        }
+        gone.fetch_add(1, Ordering::SeqCst);
+    });
+    let new = raw_upstream(|mut s| {
+        while read_head(&mut s).is_some() {
+            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nnew";
+            if s.write_all(reply).is_err() {
+                break;
+            }
+        }
+    });
+    let cfg = |host| {
+        config(
+            vec![listener("l7", "Http1", "r")],
+            vec![router(
+                "r",
+                json!([{"match": {"prefix": "/"}, "route": {"cluster_name": "up"}}]),
+            )],
+            vec![cluster("up", &[host])],
+        )
+    };
+    let mut mosn = Mosn::start(&cfg(old));
+    let r = get(mosn.l7(), "/", &[]);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"old"[..]));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(ended.load(Ordering::SeqCst), 0, "the connection is pooled");
+
+    mosn.reload(&cfg(new));
+    let r = get(mosn.l7(), "/", &[]);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"new"[..]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ended.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        ended.load(Ordering::SeqCst),
+        1,
+        "the removed host's idle connection was closed"
+    );
+}

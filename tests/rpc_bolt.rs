@@ -191,33 +191,36 @@ fn hijack_replies_use_bolt_statuses() {
     assert!(log.contains("svc=svc rpc_method=m"), "{log}");
 }
 
-/// Requests on an open multiplexed upstream connection are sent from the client's read loop
-/// and answered from the upstream's, with one deadline sweeper per connection: a short
-/// deadline behind a long one still fires on time, answers that come meanwhile are
-/// unaffected, and an upstream that closes fails every request waiting on it at once (an
-/// upstream-reset reply, not a timeout) before the next request opens a new connection.
-#[test]
-fn open_connection_requests_time_out_on_time_and_fail_on_close() {
+/// A Bolt upstream on 127.0.0.1:0 that answers requests by their content: "silent" never,
+/// "close" by closing the connection, anything else with an echo. Returns its address and
+/// how many connections it has accepted and seen end.
+fn scripted_upstream() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
     use std::io::{Read, Write};
-    // Answers "hello", never answers "silent", closes its connection on "close".
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let up = listener.local_addr().unwrap();
-    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = accepted.clone();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let ended = std::sync::Arc::new(AtomicUsize::new(0));
+    let (count, gone) = (accepted.clone(), ended.clone());
     std::thread::spawn(move || {
         for s in listener.incoming() {
             let Ok(mut s) = s else { return };
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            count.fetch_add(1, Ordering::SeqCst);
+            let gone = gone.clone();
             std::thread::spawn(move || {
                 let mut buf = bytes::BytesMut::new();
                 let mut chunk = [0u8; 4096];
-                loop {
+                'conn: loop {
                     while let Some(f) = bolt::Frame::decode(&mut buf, 1 << 20).unwrap() {
-                        if f.is_heartbeat() || !f.is_request() {
+                        if !f.is_request() {
                             continue;
                         }
                         match f.content.as_ref() {
-                            b"close" => return,
+                            b"close" => break 'conn,
                             b"silent" => {}
                             _ => {
                                 let mut r = bolt::Frame::response_to(&f, bolt::status::SUCCESS);
@@ -225,19 +228,71 @@ fn open_connection_requests_time_out_on_time_and_fail_on_close() {
                                 let mut out = bytes::BytesMut::new();
                                 r.encode(&mut out).unwrap();
                                 if s.write_all(&out).is_err() {
-                                    return;
+                                    break 'conn;
                                 }
                             }
                         }
                     }
                     match s.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
+                        Ok(0) | Err(_) => break,
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                 }
+                gone.fetch_add(1, Ordering::SeqCst);
             });
         }
     });
+    (up, accepted, ended)
+}
+
+/// A reload that moves a cluster to another host lets go of the old host's multiplexed
+/// connection (before, it stayed open, heartbeated, for as long as mosn ran); requests go to
+/// the new host.
+#[test]
+fn a_host_removed_by_a_reload_loses_its_pooled_connection() {
+    use std::sync::atomic::Ordering;
+    let (old, accepted, ended) = scripted_upstream();
+    let new = BoltUpstream::echo();
+    let mut mosn = Mosn::start(&direct_config("bolt", "", &[old], json!({})));
+    let mut c = RawClient::connect(mosn.l7());
+    c.send_bolt(&svc_request(1));
+    let r = c.read_bolt().unwrap();
+    assert_eq!((r.request_id, r.status), (1, bolt::status::SUCCESS));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        (
+            accepted.load(Ordering::SeqCst),
+            ended.load(Ordering::SeqCst)
+        ),
+        (1, 0),
+        "one pooled connection to the first host"
+    );
+
+    mosn.reload(&direct_config("bolt", "", &[new.addr], json!({})));
+    c.send_bolt(&svc_request(2));
+    let r = c.read_bolt().unwrap();
+    assert_eq!((r.request_id, r.status), (2, bolt::status::SUCCESS));
+    assert_eq!(new.requests().len(), 1, "the request went to the new host");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ended.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        ended.load(Ordering::SeqCst),
+        1,
+        "the removed host's connection was closed"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+/// Requests on an open multiplexed upstream connection are sent from the client's read loop
+/// and answered from the upstream's, with one deadline sweeper per connection: a short
+/// deadline behind a long one still fires on time, answers that come meanwhile are
+/// unaffected, and an upstream that closes fails every request waiting on it at once (an
+/// upstream-reset reply, not a timeout) before the next request opens a new connection.
+#[test]
+fn open_connection_requests_time_out_on_time_and_fail_on_close() {
+    let (up, accepted, _) = scripted_upstream();
     let mosn = Mosn::start(&direct_config("bolt", "", &[up], json!({})));
     let mut c = RawClient::connect(mosn.l7());
     let call = |id: u32, content: &[u8], timeout_ms: i32| {

@@ -633,6 +633,18 @@ impl Mosn {
         }
     }
 
+    /// Replaces the config file with `cfg` ([`ACCESS_LOG`] replaced as at start), sends
+    /// SIGHUP and waits for the reload (once per process: the log line is looked for once).
+    pub fn reload(&mut self, cfg: &Value) {
+        let text = serde_json::to_string_pretty(cfg)
+            .unwrap()
+            .replace(ACCESS_LOG, self.access_log().to_str().unwrap());
+        std::fs::write(self.dir.path().join("mosn.json"), text).unwrap();
+        self.proc.signal(nix::sys::signal::Signal::SIGHUP);
+        self.proc
+            .wait_for("configuration reloaded", Duration::from_secs(10));
+    }
+
     /// The address listener `name` is bound to.
     pub fn addr(&self, name: &str) -> SocketAddr {
         self.addrs[name]

@@ -317,6 +317,11 @@ pub struct ClusterManager {
     clusters: ArcSwap<ClusterMap>,
     registry: Registry,
     seed: AtomicU64,
+    /// Bumped after every change to the clusters or their hosts: workers compare it with
+    /// what their pools were last swept for (one load per request).
+    generation: AtomicU64,
+    /// The generation, for workers waiting for a change.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl ClusterManager {
@@ -326,6 +331,8 @@ impl ClusterManager {
             clusters: ArcSwap::from_pointee(ClusterMap::default()),
             registry,
             seed: AtomicU64::new(0x6d6f_736e),
+            generation: AtomicU64::new(1),
+            changes: tokio::sync::watch::Sender::new(1),
         }
     }
 
@@ -383,6 +390,23 @@ impl ClusterManager {
         Ok(())
     }
 
+    /// The clusters' generation: it changes (after the new clusters are visible) whenever a
+    /// cluster is added, replaced or removed, or its hosts change.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Hears every change of [`Self::generation`].
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// A change is visible: a new generation.
+    fn bump(&self) {
+        let g = self.generation.fetch_add(1, Ordering::Release) + 1;
+        self.changes.send_replace(g);
+    }
+
     /// Removes a cluster and its counters.
     pub fn remove(&self, name: &str) {
         self.clusters.rcu(|cur| {
@@ -390,6 +414,7 @@ impl ClusterManager {
             next.remove(name);
             next
         });
+        self.bump();
         self.registry
             .remove_scope(&self.registry.scope("cluster", &[("cluster", name)]));
     }
@@ -453,6 +478,7 @@ impl ClusterManager {
             next.insert(name.clone(), cluster.clone());
             next
         });
+        self.bump();
     }
 
     /// Resolves every STRICT_DNS cluster once and publishes the answers. A failed lookup keeps

@@ -259,6 +259,10 @@ mod imp {
             }
             tracing::info!(port = %plan.port, %mac, address = %plan.address, gateway = ?plan.gateway, "DPDK port up");
             let pools = Pools::new(transport, UPSTREAM_IDLE_PER_HOST);
+            tokio::task::spawn_local(mosn_proxy::http::session::keep_pools_in_sync(
+                pools.clone(),
+                shared.clusters.clone(),
+            ));
             for (name, sock) in bound {
                 tokio::task::spawn_local(serve_listener(
                     pools.clone(),

@@ -420,6 +420,10 @@ pub fn spawn_kernel_worker(
             let local = tokio::task::LocalSet::new();
             local.block_on(&rt, async move {
                 let pools = Pools::new(transport, UPSTREAM_IDLE_PER_HOST);
+                tokio::task::spawn_local(mosn_proxy::http::session::keep_pools_in_sync(
+                    pools.clone(),
+                    shared.clusters.clone(),
+                ));
                 let mut tasks = Vec::new();
                 for l in listeners {
                     let addr: Option<SocketAddr> = l.socket.local_addr().ok();

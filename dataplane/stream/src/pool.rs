@@ -80,7 +80,7 @@ impl UpstreamSettings {
 #[derive(Clone)]
 pub(crate) struct PoolKey {
     pub(crate) addr: SocketAddr,
-    tls: Option<Arc<ClientConfig>>,
+    pub(crate) tls: Option<Arc<ClientConfig>>,
 }
 
 impl PoolKey {
@@ -205,12 +205,20 @@ struct Inner {
     h2_connecting: FastMap<PoolKey, Rc<Notify>>,
 }
 
+/// Which upstreams a worker's pools still want: `keep(addr, tls)` is true for an address and
+/// TLS config (compared by identity) that some cluster still routes to. See
+/// [`Pools::retain_upstreams`].
+pub type KeepUpstream = Rc<dyn Fn(SocketAddr, Option<&Arc<ClientConfig>>) -> bool>;
+
 /// Upstream connection pools of one worker, over transport `T`.
 pub struct Pools<T: Transport> {
     transport: T,
     inner: RefCell<Inner>,
     rpc: RpcPools,
     max_idle_per_host: usize,
+    /// The cluster generation the pools were last swept for, and what it keeps.
+    swept: Cell<u64>,
+    keep: RefCell<Option<KeepUpstream>>,
 }
 
 impl<T: Transport> std::fmt::Debug for Pools<T> {
@@ -232,7 +240,39 @@ impl<T: Transport> Pools<T> {
             inner: RefCell::new(Inner::default()),
             rpc: RpcPools::default(),
             max_idle_per_host,
+            swept: Cell::new(0),
+            keep: RefCell::new(None),
         })
+    }
+
+    /// The cluster generation of the last [`Pools::retain_upstreams`] (0: never swept).
+    pub fn swept_generation(&self) -> u64 {
+        self.swept.get()
+    }
+
+    /// Drops what the clusters of `generation` no longer route to: idle HTTP/1 connections
+    /// close, HTTP/2 and multiplexed RPC connections take no new requests and close when
+    /// their requests in flight are done, idle ping-pong RPC connections close, bound ones
+    /// are replaced on their next request. An HTTP/1 connection busy now is not pooled
+    /// again when it finishes. Without this a removed host, or a cluster whose TLS config
+    /// was reloaded, would keep its connections (multiplexed RPC ones heartbeated forever).
+    pub fn retain_upstreams(&self, generation: u64, keep: KeepUpstream) {
+        self.swept.set(generation);
+        {
+            let mut inner = self.inner.borrow_mut();
+            inner.h1.retain(|k, _| keep(k.addr, k.tls.as_ref()));
+            inner.h2.retain(|k, _| keep(k.addr, k.tls.as_ref()));
+        }
+        self.rpc.retain(|k| keep(k.addr, k.tls.as_ref()));
+        *self.keep.borrow_mut() = Some(keep);
+    }
+
+    /// Whether the last sweep keeps `key` (true before any sweep).
+    fn kept(&self, key: &PoolKey) -> bool {
+        self.keep
+            .borrow()
+            .as_ref()
+            .is_none_or(|keep| keep(key.addr, key.tls.as_ref()))
     }
 
     /// The transport new connections are made with.
@@ -507,7 +547,7 @@ where
     }
 
     fn checkin_h1(&self, key: &PoolKey, c: H1Idle) {
-        if c.sender.is_closed() {
+        if c.sender.is_closed() || !self.kept(key) {
             return;
         }
         let mut inner = self.inner.borrow_mut();
@@ -774,7 +814,7 @@ async fn send_rpc<T: Transport>(
         .await
         .map_err(rpc_fail)?;
     let answer = conn.call(frame, raw).await.map_err(rpc_fail)?;
-    if mode == PoolMode::PingPong {
+    if mode == PoolMode::PingPong && pools.kept(&key) {
         pools
             .rpc
             .checkin(&key, family, conn, pools.max_idle_per_host);
@@ -813,7 +853,7 @@ impl<T: Transport> Upstream<T> {
             )));
         };
         let answer = conn.call(frame, raw).await.map_err(rpc_fail)?;
-        if mode == PoolMode::PingPong {
+        if mode == PoolMode::PingPong && pools.kept(&key) {
             let family = conn.family();
             pools
                 .rpc

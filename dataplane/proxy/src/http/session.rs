@@ -74,6 +74,67 @@ impl Req {
     }
 }
 
+impl<T: Transport> Session<T> {
+    /// Sweeps the worker's pools if the clusters changed since they were last swept
+    /// ([`sync_pools`]); one atomic load per request otherwise.
+    pub(super) fn sync_pools(&self) {
+        sync_pools(&self.clusters, &self.pools);
+    }
+}
+
+/// Sweeps `pools` when `clusters` changed since they were last swept: what no cluster
+/// routes to any more (a removed host, a replaced TLS config) is let go
+/// ([`Pools::retain_upstreams`]).
+pub fn sync_pools<T: Transport>(clusters: &ClusterManager, pools: &Pools<T>) {
+    let generation = clusters.generation();
+    if generation == pools.swept_generation() {
+        return;
+    }
+    let snapshot = clusters.snapshot();
+    let identity = |tls: Option<&Arc<mosn_tls_offload::ClientConfig>>| {
+        tls.map_or(0, |t| Arc::as_ptr(t) as *const () as usize)
+    };
+    // (address, TLS config identity) of every host; ORIGINAL_DST clusters reach any address
+    // with their config.
+    type Set<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
+    let mut hosts = Set::default();
+    let mut any_address = Set::default();
+    for cluster in snapshot.values() {
+        let tls = cluster.spec().tls.as_ref().map(|t| &t.config);
+        if matches!(
+            cluster.spec().kind,
+            crate::cluster::ClusterKind::OriginalDst
+        ) {
+            any_address.insert(identity(tls));
+        }
+        for host in cluster.hosts() {
+            let tls = if host.tls_disabled() { None } else { tls };
+            hosts.insert((host.address(), identity(tls)));
+        }
+    }
+    // The snapshot stays alive with the predicate: the configs it compares by identity
+    // cannot be freed and their addresses reused meanwhile.
+    let keep: mosn_stream::pool::KeepUpstream = Rc::new(move |addr, tls| {
+        let _ = &snapshot;
+        let id = identity(tls);
+        hosts.contains(&(addr, id)) || any_address.contains(&id)
+    });
+    pools.retain_upstreams(generation, keep);
+}
+
+/// Keeps one worker's `pools` in step with `clusters`: sweeps at once and after every
+/// change, so a worker without traffic lets go of removed upstreams too (the request path
+/// checks as well). Runs until the worker ends.
+pub async fn keep_pools_in_sync<T: Transport>(pools: Rc<Pools<T>>, clusters: Arc<ClusterManager>) {
+    let mut changes = clusters.subscribe();
+    loop {
+        sync_pools(&clusters, &pools);
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Counts the connections a pool opens to one host.
 pub(super) struct HostObserver {
     pub(super) host: Arc<Host>,
@@ -133,6 +194,7 @@ where
     T::Conn: Send,
 {
     async fn handle(self: Rc<Self>, req: Request<Body>) -> Response<Body> {
+        self.sync_pools();
         let stream_id = self.next_stream.get() + 1;
         self.next_stream.set(stream_id);
         let spec = self.spec.clone();

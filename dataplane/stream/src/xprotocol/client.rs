@@ -244,6 +244,21 @@ impl RpcConn {
         self.mark_closed();
     }
 
+    /// No new requests: the connection closes once the requests in flight are answered
+    /// (or time out), at once when there are none.
+    pub fn retire(&self) {
+        self.retired.set(true);
+        self.close_if_drained();
+    }
+
+    /// A retired connection with nothing in flight closes.
+    fn close_if_drained(&self) {
+        if self.retired.get() && !self.closed.get() && self.pending.borrow().is_empty() {
+            tracing::debug!(addr = %self.addr, "retired upstream connection drained; closing");
+            self.mark_closed();
+        }
+    }
+
     fn touch(&self) {
         self.activity.set(self.activity.get().wrapping_add(1));
     }
@@ -365,6 +380,7 @@ impl RpcConn {
         for w in expired {
             w.finish(Err(RpcError::Timeout));
         }
+        self.close_if_drained();
     }
 
     fn on_frame(&self, frame: Frame) {
@@ -385,7 +401,10 @@ impl RpcConn {
         }
         let waiter = self.pending.borrow_mut().remove(&frame.request_id());
         match waiter {
-            Some(w) => w.finish(Ok(frame)),
+            Some(w) => {
+                w.finish(Ok(frame));
+                self.close_if_drained();
+            }
             None => {
                 self.obs.on_unknown_response();
                 tracing::debug!(addr = %self.addr, id = frame.request_id(), "answer for an unknown request id dropped");
@@ -682,6 +701,35 @@ impl RpcPools {
         if list.len() < max_idle {
             list.push(conn);
         }
+    }
+
+    /// Keeps the connections whose key `keep` accepts; the others are retired (multiplexed,
+    /// bound: they finish what is in flight) or closed (idle ping-pong ones).
+    pub(crate) fn retain(&self, keep: impl Fn(&PoolKey) -> bool) {
+        self.multiplex.borrow_mut().retain(|(k, _), list| {
+            let kept = keep(k);
+            if !kept {
+                list.iter().for_each(|c| c.retire());
+            }
+            kept
+        });
+        self.connecting
+            .borrow_mut()
+            .retain(|(k, _), (n, _)| *n > 0 || keep(k));
+        self.idle.borrow_mut().retain(|(k, _), list| {
+            let kept = keep(k);
+            if !kept {
+                list.iter().for_each(|c| c.close());
+            }
+            kept
+        });
+        self.binding.borrow_mut().retain(|(_, k, _), c| {
+            let kept = keep(k);
+            if !kept {
+                c.retire();
+            }
+            kept
+        });
     }
 
     /// The downstream connection `key` closed: its bound upstream connections close too.
