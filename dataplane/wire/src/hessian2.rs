@@ -565,7 +565,8 @@ impl<'a> Reader<'a> {
             tag::TYPED_MAP => self.skip_type()?,
             _ => return Err(malformed("expected a map")),
         }
-        let mut entries = Vec::new();
+        // Dubbo's attachments: a handful (path, interface, version, group, timeout, ...).
+        let mut entries = Vec::with_capacity(8);
         loop {
             let next = self.cur.peek().ok_or_else(eof)?;
             if next == tag::END {

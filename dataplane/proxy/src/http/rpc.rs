@@ -46,26 +46,34 @@ enum FrameHeaders<'a> {
     /// A Bolt header map.
     Bolt(&'a bolt::HeaderMap),
     /// A Dubbo invocation: `dubbo`, `service`, `version`, `method`, then the attachments.
-    Dubbo(Vec<(&'a [u8], &'a [u8])>),
+    Dubbo(&'a dubbo::InvocationRef<'a>),
     /// No fields (a Dubbo body that is not a hessian2 invocation).
     None,
 }
 
 impl<'a> FrameHeaders<'a> {
-    /// A Dubbo invocation's fields, in `request_from_frame`'s order.
-    fn dubbo(inv: &'a dubbo::InvocationRef<'_>) -> Self {
-        let mut v = Vec::with_capacity(4 + inv.attachments.len());
-        v.push((&b"dubbo"[..], inv.dubbo_version.as_ref()));
-        v.push((b"service", inv.service.as_ref()));
-        v.push((b"version", inv.version.as_ref()));
-        v.push((b"method", inv.method.as_ref()));
-        v.extend(
-            inv.attachments
-                .iter()
-                .map(|(k, v)| (k.as_ref(), v.as_ref())),
-        );
-        FrameHeaders::Dubbo(v)
+    /// A Dubbo invocation's fields.
+    fn dubbo(inv: &'a dubbo::InvocationRef<'a>) -> Self {
+        FrameHeaders::Dubbo(inv)
     }
+}
+
+/// A Dubbo invocation's fields in `request_from_frame`'s order, read in place.
+fn dubbo_fields<'a>(
+    inv: &'a dubbo::InvocationRef<'a>,
+) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+    [
+        (&b"dubbo"[..], inv.dubbo_version.as_ref()),
+        (b"service", inv.service.as_ref()),
+        (b"version", inv.version.as_ref()),
+        (b"method", inv.method.as_ref()),
+    ]
+    .into_iter()
+    .chain(
+        inv.attachments
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_ref())),
+    )
 }
 
 /// Fields that never come from an RPC header map (`convert`'s `reserved`).
@@ -110,11 +118,10 @@ impl RouteHeaders for FrameHeaders<'_> {
                 .filter(|(k, v)| hit(k, v))
                 .nth(n)
                 .map(|(_, v)| v),
-            FrameHeaders::Dubbo(fields) => fields
-                .iter()
+            FrameHeaders::Dubbo(inv) => dubbo_fields(inv)
                 .filter(|(k, v)| hit(k, v))
                 .nth(n)
-                .map(|(_, v)| *v),
+                .map(|(_, v)| v),
             FrameHeaders::None => None,
         }
     }
