@@ -192,13 +192,11 @@ where
     /// The steady state of the fast path: a two-way request on a multiplexed upstream
     /// connection that is open and usable goes out from the downstream's read loop and its
     /// answer is written back from the upstream's ([`Direct`]): no task, future, channel or
-    /// timer of its own. Everything else (connects, waits, ping-pong and binding pools,
-    /// one-way requests, no host) takes [`RpcHandler::answer`].
+    /// timer of its own; a one-way request is sent and finished there and then (so it keeps
+    /// its place among the requests around it). Everything else (connects, waits, ping-pong
+    /// and binding pools, no host) takes [`RpcHandler::answer`].
     fn answer_now(self: &Rc<Self>, frame: Frame, reply: Reply) -> Result<(), (Frame, Reply)> {
         self.sync_pools();
-        if frame.is_oneway() {
-            return Err((frame, reply));
-        }
         let Some(plan) = self.plan(&frame) else {
             return Err((frame, reply));
         };
@@ -228,7 +226,7 @@ where
         let spec = &self.spec;
         spec.stats.total.inc();
         spec.stats.active.inc();
-        let started = Instant::now();
+        let started = reply.received();
         let mut log = plan.log;
         if let Some(log) = log.as_mut() {
             log.downstream_remote_address = Some(self.peer);
@@ -246,6 +244,22 @@ where
             mosn_metrics::GaugeGuard::new(host.stats.rq_active.clone()),
             mosn_metrics::GaugeGuard::new(cluster.stats.rq_active.clone()),
         );
+        let received = frame.payload().len() as u64;
+        if frame.is_oneway() {
+            let template = frame.reply_template();
+            let sent = conn
+                .send_oneway(frame, true)
+                .map(|()| None)
+                .map_err(|source| SendError::Rpc {
+                    source,
+                    not_sent: false,
+                });
+            let outcome = self.answered(sent, &cluster, addr, started, started, started, &mut log);
+            drop(active);
+            // Nothing goes back for a one-way request; `reply` ends it.
+            let _ = self.finish_fast(outcome, &template, started, started, log, received, true);
+            return Ok(());
+        }
         let done = Box::new(Direct {
             session: self.clone(),
             reply,
@@ -254,11 +268,11 @@ where
             cluster,
             addr,
             log,
-            received: frame.payload().len() as u64,
+            received,
             _active: active,
         });
         if let Err((e, done)) = conn.send_direct(frame, true, deadline, done) {
-            done.complete(Err(e));
+            done.complete(Err(e), Instant::now());
         }
         Ok(())
     }
@@ -284,7 +298,7 @@ impl<T: Transport> Completion for Direct<T>
 where
     T::Conn: Send,
 {
-    fn complete(self: Box<Self>, answer: Result<Frame, RpcError>) {
+    fn complete(self: Box<Self>, answer: Result<Frame, RpcError>, now: Instant) {
         let Direct {
             session,
             reply,
@@ -296,7 +310,6 @@ where
             received,
             _active,
         } = *self;
-        let now = Instant::now();
         let outcome = match answer {
             Err(RpcError::Timeout) => Err(session.timed_out(&cluster)),
             answer => {

@@ -58,9 +58,10 @@ type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHash>>;
 /// What receives an upstream answer when no task waits for it ([`RpcConn::send_direct`]).
 pub trait Completion {
     /// The answer, or why none will come: the connection closed ([`RpcError::Closed`]) or
-    /// the deadline passed ([`RpcError::Timeout`]). Called once, from the connection's own
-    /// tasks, never while the connection's state is borrowed.
-    fn complete(self: Box<Self>, answer: Result<Frame, RpcError>);
+    /// the deadline passed ([`RpcError::Timeout`]), at `now` (one clock read per batch of
+    /// answers read together). Called once, from the connection's own tasks, never while the
+    /// connection's state is borrowed.
+    fn complete(self: Box<Self>, answer: Result<Frame, RpcError>, now: Instant);
 }
 
 /// A request waiting for its answer.
@@ -75,8 +76,8 @@ enum Waiter {
 }
 
 impl Waiter {
-    /// Hands `answer` to whoever waits (a task gone: dropped).
-    fn finish(self, answer: Result<Frame, RpcError>) {
+    /// Hands `answer` to whoever waits (a task gone: dropped), at `now`.
+    fn finish(self, answer: Result<Frame, RpcError>, now: Instant) {
         match self {
             Waiter::Task(tx) => {
                 if let Ok(f) = answer {
@@ -84,7 +85,7 @@ impl Waiter {
                 }
                 // An error: dropping the sender tells the task (Closed).
             }
-            Waiter::Direct { done, .. } => done.complete(answer),
+            Waiter::Direct { done, .. } => done.complete(answer, now),
         }
     }
 }
@@ -235,7 +236,7 @@ impl RpcConn {
     fn fail_all(&self) {
         let waiters: Vec<Waiter> = self.pending.borrow_mut().drain().map(|(_, w)| w).collect();
         for w in waiters {
-            w.finish(Err(RpcError::Closed));
+            w.finish(Err(RpcError::Closed), Instant::now());
         }
     }
 
@@ -305,6 +306,23 @@ impl RpcConn {
         send(&frame)?;
         self.touch();
         orx.await.map(Some).map_err(|_| RpcError::Closed)
+    }
+
+    /// Sends a one-way request `frame` (its id replaced by one of this connection's): nothing
+    /// waits for an answer. [`RpcConn::call`] without the future.
+    pub fn send_oneway(&self, mut frame: Frame, use_raw: bool) -> Result<(), RpcError> {
+        if self.closed.get() {
+            return Err(RpcError::Closed);
+        }
+        frame.set_request_id(self.next_id());
+        match self.out.push(&frame, use_raw) {
+            Ok(true) => {}
+            Ok(false) => return Err(RpcError::Closed),
+            Err(e) => return Err(RpcError::Encode(e.to_string())),
+        }
+        self.used.set(self.used.get() + 1);
+        self.touch();
+        Ok(())
     }
 
     /// Sends a two-way request `frame` (its id replaced by one of this connection's) and
@@ -378,12 +396,12 @@ impl RpcConn {
         };
         self.next_sweep.set(next);
         for w in expired {
-            w.finish(Err(RpcError::Timeout));
+            w.finish(Err(RpcError::Timeout), now);
         }
         self.close_if_drained();
     }
 
-    fn on_frame(&self, frame: Frame) {
+    fn on_frame(&self, frame: Frame, now: &mut Option<Instant>) {
         self.touch();
         if frame.is_goaway() {
             tracing::debug!(addr = %self.addr, "upstream sent GoAway; retiring the connection");
@@ -402,7 +420,7 @@ impl RpcConn {
         let waiter = self.pending.borrow_mut().remove(&frame.request_id());
         match waiter {
             Some(w) => {
-                w.finish(Ok(frame));
+                w.finish(Ok(frame), *now.get_or_insert_with(Instant::now));
                 self.close_if_drained();
             }
             None => {
@@ -422,10 +440,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
 ) {
     let mut buf = BytesMut::with_capacity(4096);
     loop {
+        // One clock read for the answers of one read.
+        let mut now = None;
         loop {
             match Frame::decode(family, &mut buf, max_frame) {
                 Ok(Some(f)) => match conn.upgrade() {
-                    Some(c) => c.on_frame(f),
+                    Some(c) => c.on_frame(f, &mut now),
                     None => return,
                 },
                 Ok(None) => break,
@@ -762,7 +782,7 @@ mod tests {
     struct Record(&'static str, Log);
 
     impl Completion for Record {
-        fn complete(self: Box<Self>, answer: Result<Frame, RpcError>) {
+        fn complete(self: Box<Self>, answer: Result<Frame, RpcError>, _now: Instant) {
             let got = answer.map(|f| f.request_id()).map_err(|e| e.to_string());
             self.1.borrow_mut().push((self.0, got));
         }

@@ -9,7 +9,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
@@ -46,9 +46,15 @@ pub trait RpcHandler: 'static {
 pub struct Reply {
     tx: Rc<OutQueue>,
     _guard: InFlightGuard,
+    received: Instant,
 }
 
 impl Reply {
+    /// When the request was read (one clock read for the requests of one read).
+    pub fn received(&self) -> Instant {
+        self.received
+    }
+
     /// Sends `frame` to the client (`raw`: its bytes as they are, only the request id
     /// rewritten; see [`Frame::encode`]).
     pub fn send(self, frame: &Frame, raw: bool) {
@@ -122,6 +128,8 @@ where
     let mut buf = BytesMut::with_capacity(4096);
     let mut result = Ok(());
     'read: loop {
+        // One clock read for the requests of one read.
+        let mut received = None;
         loop {
             match Frame::decode(family, &mut buf, settings.max_frame) {
                 Ok(Some(frame)) => {
@@ -129,7 +137,8 @@ where
                     while inflight.count.get() >= inflight.max {
                         inflight.room.notified().await;
                     }
-                    dispatch(frame, &tx, &handler, &inflight);
+                    let now = *received.get_or_insert_with(Instant::now);
+                    dispatch(frame, &tx, &handler, &inflight, now);
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -222,6 +231,7 @@ fn dispatch<H: RpcHandler>(
     tx: &Rc<OutQueue>,
     handler: &Rc<H>,
     inflight: &Rc<InFlight>,
+    received: Instant,
 ) {
     if frame.is_heartbeat() {
         if !frame.is_response() {
@@ -241,6 +251,7 @@ fn dispatch<H: RpcHandler>(
     let reply = Reply {
         tx: tx.clone(),
         _guard: InFlightGuard(inflight.clone()),
+        received,
     };
     let Err((frame, reply)) = handler.answer_now(frame, reply) else {
         return;
