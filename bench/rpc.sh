@@ -42,6 +42,7 @@ usage: bench/rpc.sh [options]
   --no-build         do not run cargo build; use the existing binaries (env MOSN_BIN
                      overrides target/release/mosn, BENCH_BIN_DIR the directory of
                      rpc-echo and rpc-load, default target/release)
+  --pin              pin the proxy to CPU 0 and the upstream + load generator to CPU 1
   --quiet-wait S     before each measurement wait up to S seconds for the machine
                      to be idle (other processes < 25 % of all CPUs); default 60,
                      0 disables
@@ -54,6 +55,7 @@ WORKERS=1
 ROUNDS=""
 BUILD=1
 QUIET_WAIT=60
+PIN=0
 CONNS=16
 DEPTHS_ARG="1,8"
 ONLY="${RPC_ONLY:-direct,mosn,nginx,haproxy,envoy}"
@@ -77,6 +79,7 @@ while (($#)); do
     --pipeline=*) DEPTHS_ARG="${1#*=}" ;;
     --no-build) BUILD=0 ;;
     --quiet-wait) QUIET_WAIT="${2:?--quiet-wait needs a value}"; shift ;;
+    --pin) PIN=1 ;;
     --quiet-wait=*) QUIET_WAIT="${1#*=}" ;;
     -h | --help) usage; exit 0 ;;
     *) echo "rpc.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -172,6 +175,18 @@ STREAM_MODULE=/usr/lib/nginx/modules/ngx_stream_module.so
 if has_path nginx; then [[ -f "$STREAM_MODULE" ]] || die "nginx stream module not found at $STREAM_MODULE"; fi
 CLK_TCK="$(getconf CLK_TCK)"
 use_envoy
+# CPU placement (--pin): the proxy on CPU 0, the upstream and the load generator on CPU 1
+if ((PIN)); then
+    ((NCPU >= 2)) || die "--pin needs at least 2 CPUs"
+    command -v taskset >/dev/null || die "--pin needs taskset (util-linux)"
+    PIN_PROXY=(taskset -c 0)
+    PIN_OTHERS=(taskset -c 1)
+    PIN_TEXT="proxy pinned to CPU 0, upstream and load generator to CPU 1 (taskset)"
+else
+    PIN_PROXY=()
+    PIN_OTHERS=()
+    PIN_TEXT="nothing pinned"
+fi
 
 # ---------------------------------------------------------------- ports, temp dir, cleanup
 # 5 ports from a pid-derived base below the ephemeral range (32768+), in the slots http.sh
@@ -240,7 +255,7 @@ CONF_DIR="$RESULTS_DIR/rpc-$STAMP" # filled with the generated configs when the 
 start_echo() {
     local proto="$1" out="$TMP/echo-$1.out" i
     : >"$out" # exists before the first read below (the child opens it asynchronously)
-    "$ECHO_BIN" --proto "$proto" >"$out" 2>"$TMP/echo-$proto.err" &
+    "${PIN_OTHERS[@]}" "$ECHO_BIN" --proto "$proto" >"$out" 2>"$TMP/echo-$proto.err" &
     ECHO_PID[$proto]=$!
     PIDS+=("${ECHO_PID[$proto]}")
     for ((i = 0; i < WAIT_LISTEN_SECONDS * 10; i++)); do
@@ -391,28 +406,28 @@ start_proxy() {
         ;;
     mosn)
         FRONT_PORT="$P_MOSN"
-        (cd "$d" && exec "$MOSN_BIN" start -c "$d/mosn.json") >"$d/stdout.log" 2>&1 &
+        (cd "$d" && exec "${PIN_PROXY[@]}" "$MOSN_BIN" start -c "$d/mosn.json") >"$d/stdout.log" 2>&1 &
         PROXY_PID=$!
         PIDS+=("$PROXY_PID")
         wait_listen "$FRONT_PORT" "$PROXY_PID" "mosn" "$d/stdout.log"
         ;;
     nginx)
         FRONT_PORT="$P_NGINX"
-        nginx -p "$d/" -e "$d/error.log" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stdout.log" 2>&1 &
+        "${PIN_PROXY[@]}" nginx -p "$d/" -e "$d/error.log" -c "$d/nginx.conf" -g 'daemon off;' >"$d/stdout.log" 2>&1 &
         PROXY_PID=$!
         PIDS+=("$PROXY_PID")
         wait_listen "$FRONT_PORT" "$PROXY_PID" "nginx stream" "$d/error.log"
         ;;
     haproxy)
         FRONT_PORT="$P_HAPROXY"
-        haproxy -db -f "$d/haproxy.cfg" >"$d/haproxy.log" 2>&1 &
+        "${PIN_PROXY[@]}" haproxy -db -f "$d/haproxy.cfg" >"$d/haproxy.log" 2>&1 &
         PROXY_PID=$!
         PIDS+=("$PROXY_PID")
         wait_listen "$FRONT_PORT" "$PROXY_PID" "haproxy" "$d/haproxy.log"
         ;;
     envoy)
         FRONT_PORT="$P_ENVOY"
-        "$ENVOY" -c "$d/envoy.yaml" --concurrency "$WORKERS" -l warn --disable-hot-restart \
+        "${PIN_PROXY[@]}" "$ENVOY" -c "$d/envoy.yaml" --concurrency "$WORKERS" -l warn --disable-hot-restart \
             >"$d/envoy.log" 2>&1 &
         PROXY_PID=$!
         PIDS+=("$PROXY_PID")
@@ -447,7 +462,7 @@ declare -A RPS P50 P99 CPUREQ CPUPCT UPREQ LDREQ LDPCT ERRS BG FIRSTERR
 measure() {
     local wl="$1" path="$2" round="$3" key="$1,$2,$3" out="$TMP/load-${1/:/-d}-$2-$3.json"
     local proto="${1%%:*}" depth="${1##*:}" t0 t1 c0=0 c1=0 u0 u1 reqs secs
-    local -a cmd=("$LOAD_BIN" --proto "$proto" --addr "127.0.0.1:$FRONT_PORT" --connections "$CONNS" --pipeline "$depth")
+    local -a cmd=("${PIN_OTHERS[@]}" "$LOAD_BIN" --proto "$proto" --addr "127.0.0.1:$FRONT_PORT" --connections "$CONNS" --pipeline "$depth")
     wait_quiet
     "${cmd[@]}" --duration "$WARMUP" >"$out.warm" 2>&1 || { cat "$out.warm" >&2; die "$path: $proto warm-up failed"; }
     bg_begin
@@ -597,7 +612,7 @@ LOAD_CMD="rpc-load --proto PROTO --addr 127.0.0.1:PORT --connections $CONNS --pi
     echo "- command: \`$CMD\` (git $GIT_REV)"
     echo "- machine: $NCPU CPU(s), ${CPU_MODEL:-unknown CPU}, Linux $(uname -r)"
     echo "- peers: $(peer_versions); mosn: proxy filter, downstream and upstream protocol = the RPC protocol, router on \`service\`, one multiplexed upstream connection"
-    echo "- settings: $WORKERS worker(s) per proxy; upstream \`rpc-echo\` (1 thread, same-size answers); load \`$LOAD_CMD\` (closed loop, $CONNS connections x D requests in flight, D in {${DEPTHS[*]}}, 1 thread, every answer checked), after a ${WARMUP} s warm-up with the same client; $ROUNDS round(s) alternating forward/reverse order; a fresh proxy process per protocol, path and round (the depths run in turn against it); quiet wait up to ${QUIET_WAIT} s before each run"
+    echo "- settings: $WORKERS worker(s) per proxy, $PIN_TEXT; upstream \`rpc-echo\` (1 thread, same-size answers); load \`$LOAD_CMD\` (closed loop, $CONNS connections x D requests in flight, D in {${DEPTHS[*]}}, 1 thread, every answer checked), after a ${WARMUP} s warm-up with the same client; $ROUNDS round(s) alternating forward/reverse order; a fresh proxy process per protocol, path and round (the depths run in turn against it); quiet wait up to ${QUIET_WAIT} s before each run"
     for proto in "${PROTOS[@]}"; do
         case "$proto" in
         bolt) echo "- bolt requests (bench/rpc.rs): Bolt v1 SofaRequest, 9 header-map entries (service, method, trace keys), 200 B of content: ${REQ_BYTES[bolt]:-?} B on the wire; answers: SofaResponse with the content echoed" ;;
