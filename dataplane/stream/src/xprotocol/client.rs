@@ -431,6 +431,12 @@ impl RpcConn {
     }
 }
 
+/// An upstream connection's read size: it starts small and doubles, up to the largest, each
+/// time a read fills all the room it had (a multiplexed connection carrying the answers for
+/// many clients then reads them in large batches; a quiet one keeps a small buffer).
+const READ_START: usize = 4096;
+const READ_MAX: usize = 64 * 1024;
+
 async fn read_loop<R: AsyncRead + Unpin>(
     mut rd: R,
     family: Family,
@@ -438,7 +444,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
     conn: std::rc::Weak<RpcConn>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut want = READ_START;
+    let mut buf = BytesMut::with_capacity(want);
     loop {
         // One clock read for the answers of one read.
         let mut now = None;
@@ -459,10 +466,18 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if *stop.borrow() {
             return;
         }
+        if buf.capacity() - buf.len() < want / 2 {
+            buf.reserve(want);
+        }
+        let room = buf.capacity() - buf.len();
         tokio::select! {
             r = rd.read_buf(&mut buf) => match r {
                 Ok(0) | Err(_) => return,
-                Ok(_) => {}
+                Ok(n) => {
+                    if n >= room && want < READ_MAX {
+                        want *= 2;
+                    }
+                }
             },
             _ = stop.changed() => return,
         }
