@@ -361,3 +361,61 @@ fn a_host_removed_by_a_reload_loses_its_idle_connection() {
         "the removed host's idle connection was closed"
     );
 }
+
+/// An HTTP/1 connection busy with a request while a reload removes its host is not pooled
+/// again when the response is done: it closes.
+#[test]
+fn a_connection_busy_during_the_reload_is_not_pooled_again() {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let ended = Arc::new(AtomicUsize::new(0));
+    let gone = ended.clone();
+    // Answers after 800 ms, so the reload lands while the request is in flight.
+    let old = raw_upstream(move |mut s| {
+        while read_head(&mut s).is_some() {
+            std::thread::sleep(Duration::from_millis(800));
+            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nold";
+            if s.write_all(reply).is_err() {
+                break;
+            }
+        }
+        gone.fetch_add(1, Ordering::SeqCst);
+    });
+    let new = raw_upstream(|mut s| {
+        while read_head(&mut s).is_some() {
+            if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nnew")
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let cfg = |host| {
+        config(
+            vec![listener("l7", "Http1", "r")],
+            vec![router(
+                "r",
+                json!([{"match": {"prefix": "/"}, "route": {"cluster_name": "up"}}]),
+            )],
+            vec![cluster("up", &[host])],
+        )
+    };
+    let mut mosn = Mosn::start(&cfg(old));
+    let addr = mosn.l7();
+    let busy = std::thread::spawn(move || get(addr, "/", &[]));
+    std::thread::sleep(Duration::from_millis(300));
+    mosn.reload(&cfg(new));
+    let r = busy.join().unwrap();
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"old"[..]));
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while ended.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        ended.load(Ordering::SeqCst),
+        1,
+        "the connection that was busy during the reload closed after its response"
+    );
+    let r = get(mosn.l7(), "/", &[]);
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"new"[..]));
+}

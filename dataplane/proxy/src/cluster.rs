@@ -318,7 +318,7 @@ pub struct ClusterManager {
     registry: Registry,
     seed: AtomicU64,
     /// Bumped after every change to the clusters or their hosts: workers compare it with
-    /// what their pools were last swept for (one load per request).
+    /// what their pools were last swept for.
     generation: AtomicU64,
     /// The generation, for workers waiting for a change.
     changes: tokio::sync::watch::Sender<u64>,

@@ -191,6 +191,9 @@ struct H1Idle {
     used: u32,
     /// Told when this connection closes; also counts a reconnect to the same host.
     obs: Rc<dyn ConnObserver>,
+    /// The pools' sweep generation when it was made or last pooled: a sweep since then may
+    /// have dropped its upstream (checked when it comes back, not on every request).
+    epoch: u64,
 }
 
 struct H2Conn {
@@ -528,6 +531,7 @@ where
             sender,
             used: 0,
             obs: obs.clone(),
+            epoch: self.swept.get(),
         })
     }
 
@@ -546,10 +550,12 @@ where
         }
     }
 
-    fn checkin_h1(&self, key: &PoolKey, c: H1Idle) {
-        if c.sender.is_closed() || !self.kept(key) {
+    fn checkin_h1(&self, key: &PoolKey, mut c: H1Idle) {
+        let swept = self.swept.get();
+        if c.sender.is_closed() || (c.epoch != swept && !self.kept(key)) {
             return;
         }
+        c.epoch = swept;
         let mut inner = self.inner.borrow_mut();
         if let Some(list) = inner.h1.get_mut(key) {
             if list.len() < self.max_idle_per_host {
@@ -879,6 +885,7 @@ where
         mut sender,
         used,
         obs,
+        epoch,
     } = idle;
     let (sender, used, resp) = match sender.try_send_request(req).await {
         Ok(resp) => (sender, used + 1, resp),
@@ -902,13 +909,26 @@ where
         // Nothing left to read (`Content-Length: 0`, 204, 304, HEAD): reusable now. The
         // downstream codec never polls a body that is already at its end, so a `PooledBody`
         // would never see the end and the connection would be closed instead of reused.
-        pools.checkin_h1(&key, H1Idle { sender, used, obs });
+        pools.checkin_h1(
+            &key,
+            H1Idle {
+                sender,
+                used,
+                obs,
+                epoch,
+            },
+        );
         return Ok(resp.map(Body::new));
     }
     let back = ReturnToPool {
         pools: Rc::downgrade(&pools),
         key,
-        idle: Some(H1Idle { sender, used, obs }),
+        idle: Some(H1Idle {
+            sender,
+            used,
+            obs,
+            epoch,
+        }),
     };
     Ok(resp.map(|b| {
         Body::new(PooledBody {

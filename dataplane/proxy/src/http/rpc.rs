@@ -182,7 +182,6 @@ where
     // Each path boxed: the per-request task then holds a pointer, not the larger of the two
     // state machines (moved when the task is spawned).
     async fn answer(self: Rc<Self>, frame: Frame) -> Option<(Frame, bool)> {
-        self.sync_pools();
         match self.plan(&frame) {
             Some(plan) => Box::pin(self.answer_fast(frame, plan)).await,
             None => Box::pin(answer_via(self, frame)).await,
@@ -196,7 +195,6 @@ where
     /// its place among the requests around it). Everything else (connects, waits, ping-pong
     /// and binding pools, no host) takes [`RpcHandler::answer`].
     fn answer_now(self: &Rc<Self>, frame: Frame, reply: Reply) -> Result<(), (Frame, Reply)> {
-        self.sync_pools();
         let Some(plan) = self.plan(&frame) else {
             return Err((frame, reply));
         };

@@ -74,18 +74,10 @@ impl Req {
     }
 }
 
-impl<T: Transport> Session<T> {
-    /// Sweeps the worker's pools if the clusters changed since they were last swept
-    /// ([`sync_pools`]); one atomic load per request otherwise.
-    pub(super) fn sync_pools(&self) {
-        sync_pools(&self.clusters, &self.pools);
-    }
-}
-
 /// Sweeps `pools` when `clusters` changed since they were last swept: what no cluster
 /// routes to any more (a removed host, a replaced TLS config) is let go
 /// ([`Pools::retain_upstreams`]).
-pub fn sync_pools<T: Transport>(clusters: &ClusterManager, pools: &Pools<T>) {
+fn sync_pools<T: Transport>(clusters: &ClusterManager, pools: &Pools<T>) {
     let generation = clusters.generation();
     if generation == pools.swept_generation() {
         return;
@@ -123,8 +115,9 @@ pub fn sync_pools<T: Transport>(clusters: &ClusterManager, pools: &Pools<T>) {
 }
 
 /// Keeps one worker's `pools` in step with `clusters`: sweeps at once and after every
-/// change, so a worker without traffic lets go of removed upstreams too (the request path
-/// checks as well). Runs until the worker ends.
+/// change (woken on the worker's own thread right after it, so a worker without traffic
+/// lets go of removed upstreams too, and requests pay nothing for it). Runs until the
+/// worker ends.
 pub async fn keep_pools_in_sync<T: Transport>(pools: Rc<Pools<T>>, clusters: Arc<ClusterManager>) {
     let mut changes = clusters.subscribe();
     loop {
@@ -194,7 +187,6 @@ where
     T::Conn: Send,
 {
     async fn handle(self: Rc<Self>, req: Request<Body>) -> Response<Body> {
-        self.sync_pools();
         let stream_id = self.next_stream.get() + 1;
         self.next_stream.set(stream_id);
         let spec = self.spec.clone();
