@@ -305,58 +305,67 @@ fn sigterm_finishes_open_h2_streams_refuses_new_ones_and_exits_0() {
     assert_eq!(m.proc.wait_exit(Duration::from_secs(15)), 0);
 }
 
+/// An HTTP/1 upstream on 127.0.0.1:0 answering every request with `body` after `delay`,
+/// counting in `ended` the connections that end.
+fn answering(
+    body: &'static [u8],
+    delay: Duration,
+    ended: Arc<std::sync::atomic::AtomicUsize>,
+) -> std::net::SocketAddr {
+    use std::io::Write;
+    raw_upstream(move |mut s| {
+        while read_head(&mut s).is_some() {
+            std::thread::sleep(delay);
+            let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+            if s.write_all(head.as_bytes()).is_err() || s.write_all(body).is_err() {
+                break;
+            }
+        }
+        ended.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    })
+}
+
+/// One HTTP/1 listener routing everything to cluster `up` with the one host `host`.
+fn one_host(host: std::net::SocketAddr) -> serde_json::Value {
+    config(
+        vec![listener("l7", "Http1", "r")],
+        vec![router(
+            "r",
+            json!([{"match": {"prefix": "/"}, "route": {"cluster_name": "up"}}]),
+        )],
+        vec![cluster("up", &[host])],
+    )
+}
+
+/// Waits up to 5 s for `n` to become non-zero and returns it.
+fn settle(n: &std::sync::atomic::AtomicUsize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while n.load(std::sync::atomic::Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    n.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// A reload that moves a cluster to another host closes the idle HTTP/1 connection pooled for
 /// the old one (before, it stayed in the pool until the upstream closed it); requests go to
 /// the new host.
 #[test]
 fn a_host_removed_by_a_reload_loses_its_idle_connection() {
-    use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    // An HTTP/1 upstream that answers "old" and counts the connections that end.
     let ended = Arc::new(AtomicUsize::new(0));
-    let gone = ended.clone();
-    let old = raw_upstream(move |mut s| {
-        while read_head(&mut s).is_some() {
-            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nold";
-            if s.write_all(reply).is_err() {
-                break;
-            }
-        }
-        gone.fetch_add(1, Ordering::SeqCst);
-    });
-    let new = raw_upstream(|mut s| {
-        while read_head(&mut s).is_some() {
-            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nnew";
-            if s.write_all(reply).is_err() {
-                break;
-            }
-        }
-    });
-    let cfg = |host| {
-        config(
-            vec![listener("l7", "Http1", "r")],
-            vec![router(
-                "r",
-                json!([{"match": {"prefix": "/"}, "route": {"cluster_name": "up"}}]),
-            )],
-            vec![cluster("up", &[host])],
-        )
-    };
-    let mut mosn = Mosn::start(&cfg(old));
+    let old = answering(b"old", Duration::ZERO, ended.clone());
+    let new = answering(b"new", Duration::ZERO, Arc::default());
+    let mut mosn = Mosn::start(&one_host(old));
     let r = get(mosn.l7(), "/", &[]);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"old"[..]));
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(ended.load(Ordering::SeqCst), 0, "the connection is pooled");
 
-    mosn.reload(&cfg(new));
+    mosn.reload(&one_host(new));
     let r = get(mosn.l7(), "/", &[]);
     assert_eq!((r.status, r.body.as_slice()), (200, &b"new"[..]));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while ended.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
     assert_eq!(
-        ended.load(Ordering::SeqCst),
+        settle(&ended),
         1,
         "the removed host's idle connection was closed"
     );
@@ -366,53 +375,19 @@ fn a_host_removed_by_a_reload_loses_its_idle_connection() {
 /// again when the response is done: it closes.
 #[test]
 fn a_connection_busy_during_the_reload_is_not_pooled_again() {
-    use std::io::Write;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let ended = Arc::new(AtomicUsize::new(0));
-    let gone = ended.clone();
+    let ended = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     // Answers after 800 ms, so the reload lands while the request is in flight.
-    let old = raw_upstream(move |mut s| {
-        while read_head(&mut s).is_some() {
-            std::thread::sleep(Duration::from_millis(800));
-            let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nold";
-            if s.write_all(reply).is_err() {
-                break;
-            }
-        }
-        gone.fetch_add(1, Ordering::SeqCst);
-    });
-    let new = raw_upstream(|mut s| {
-        while read_head(&mut s).is_some() {
-            if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nnew")
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
-    let cfg = |host| {
-        config(
-            vec![listener("l7", "Http1", "r")],
-            vec![router(
-                "r",
-                json!([{"match": {"prefix": "/"}, "route": {"cluster_name": "up"}}]),
-            )],
-            vec![cluster("up", &[host])],
-        )
-    };
-    let mut mosn = Mosn::start(&cfg(old));
+    let old = answering(b"old", Duration::from_millis(800), ended.clone());
+    let new = answering(b"new", Duration::ZERO, Arc::default());
+    let mut mosn = Mosn::start(&one_host(old));
     let addr = mosn.l7();
     let busy = std::thread::spawn(move || get(addr, "/", &[]));
     std::thread::sleep(Duration::from_millis(300));
-    mosn.reload(&cfg(new));
+    mosn.reload(&one_host(new));
     let r = busy.join().unwrap();
     assert_eq!((r.status, r.body.as_slice()), (200, &b"old"[..]));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while ended.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
     assert_eq!(
-        ended.load(Ordering::SeqCst),
+        settle(&ended),
         1,
         "the connection that was busy during the reload closed after its response"
     );

@@ -30,7 +30,7 @@ use mosn_stream::xprotocol::server::{answer_via, Reply, RpcHandler};
 use mosn_stream::xprotocol::{self, bolt, convert as rpc_convert, dubbo, Family, Frame, RpcError};
 use mosn_stream::StreamProtocol;
 
-use super::session::{local_reply, reply_code, within, HostObserver, Session};
+use super::session::{local_reply, reply_code, upstream_failure, within, HostObserver, Session};
 use crate::accesslog::LogRecord;
 use crate::cluster::Cluster;
 use crate::filter::LocalReply;
@@ -616,19 +616,7 @@ where
             Err(e) => {
                 tracing::debug!(listener = %self.spec.listener, upstream = %addr, attempt = 1, error = %e, "upstream request failed");
                 cluster.stats.requests.failed.inc();
-                Err(if e.is_protocol_error() {
-                    local_reply(
-                        StatusCode::BAD_GATEWAY,
-                        "upstream protocol error\n",
-                        ResponseFlags::UPSTREAM_PROTOCOL_ERROR,
-                    )
-                } else {
-                    local_reply(
-                        StatusCode::BAD_GATEWAY,
-                        "upstream reset\n",
-                        ResponseFlags::UPSTREAM_TERMINATION,
-                    )
-                })
+                Err(upstream_failure(&e))
             }
         }
     }

@@ -703,19 +703,7 @@ where
                     }
                     tracing::debug!(listener = %self.spec.listener, upstream = %addr, attempt, error = %e, "upstream request failed");
                     cluster.stats.requests.failed.inc();
-                    last = Some(if e.is_protocol_error() {
-                        local_reply(
-                            StatusCode::BAD_GATEWAY,
-                            "upstream protocol error\n",
-                            ResponseFlags::UPSTREAM_PROTOCOL_ERROR,
-                        )
-                    } else {
-                        local_reply(
-                            StatusCode::BAD_GATEWAY,
-                            "upstream reset\n",
-                            ResponseFlags::UPSTREAM_TERMINATION,
-                        )
-                    });
+                    last = Some(upstream_failure(&e));
                     if retries_left && replayable.is_some() {
                         continue;
                     }
@@ -940,6 +928,24 @@ fn route_input(head: &http::request::Parts) -> RouteInput<'_> {
 }
 
 /// `fut`'s output, or `Err(())` once `expiry` fires (the same timer may bound several steps).
+/// The local reply for an upstream exchange that failed after the request went out: 502,
+/// a protocol error or a reset.
+pub(super) fn upstream_failure(e: &mosn_stream::pool::SendError) -> LocalReply {
+    if e.is_protocol_error() {
+        local_reply(
+            StatusCode::BAD_GATEWAY,
+            "upstream protocol error\n",
+            ResponseFlags::UPSTREAM_PROTOCOL_ERROR,
+        )
+    } else {
+        local_reply(
+            StatusCode::BAD_GATEWAY,
+            "upstream reset\n",
+            ResponseFlags::UPSTREAM_TERMINATION,
+        )
+    }
+}
+
 pub(super) async fn within<F: std::future::Future>(
     fut: F,
     expiry: std::pin::Pin<&mut tokio::time::Sleep>,
