@@ -24,7 +24,7 @@ use std::time::{Instant, SystemTime};
 use http::header::{HeaderName, HeaderValue};
 use http::StatusCode;
 use mosn_net::Transport;
-use mosn_stream::pool::{ConnObserver, SendError, UpstreamSettings};
+use mosn_stream::pool::{ConnObserver, SendError};
 use mosn_stream::xprotocol::client::Completion;
 use mosn_stream::xprotocol::server::{answer_via, Reply, RpcHandler};
 use mosn_stream::xprotocol::{self, bolt, convert as rpc_convert, dubbo, Family, Frame, RpcError};
@@ -452,19 +452,6 @@ where
         match (forward.timeout(), frame.timeout()) {
             (Some(route), Some(frame)) => route.min(frame),
             (route, frame) => route.or(frame).unwrap_or(self.spec.default_timeout),
-        }
-    }
-
-    /// The pool settings for a connection to `cluster`.
-    fn upstream_settings(&self, cluster: &Cluster) -> UpstreamSettings {
-        UpstreamSettings {
-            connect_timeout: cluster.connect_timeout(),
-            max_request_per_conn: cluster.spec().max_request_per_conn,
-            rpc: xprotocol::RpcSettings {
-                binding_key: self.connection_id,
-                ..self.spec.rpc_upstream
-            },
-            tls: cluster.spec().tls.as_ref().map(|t| t.config.clone()),
         }
     }
 

@@ -128,6 +128,21 @@ pub async fn keep_pools_in_sync<T: Transport>(pools: Rc<Pools<T>>, clusters: Arc
     }
 }
 
+impl<T: Transport> Session<T> {
+    /// The pool settings for a connection to `cluster` (the common and the RPC paths).
+    pub(super) fn upstream_settings(&self, cluster: &Cluster) -> UpstreamSettings {
+        UpstreamSettings {
+            connect_timeout: cluster.connect_timeout(),
+            max_request_per_conn: cluster.spec().max_request_per_conn,
+            rpc: xprotocol::RpcSettings {
+                binding_key: self.connection_id,
+                ..self.spec.rpc_upstream
+            },
+            tls: cluster.spec().tls.as_ref().map(|t| t.config.clone()),
+        }
+    }
+}
+
 /// Counts the connections a pool opens to one host.
 pub(super) struct HostObserver {
     pub(super) host: Arc<Host>,
@@ -523,15 +538,7 @@ where
         };
         let deadline = r.started + deadline;
         let max_attempts = 1 + retry.as_ref().map_or(0, |p| p.num_retries);
-        let settings = UpstreamSettings {
-            connect_timeout: cluster.connect_timeout(),
-            max_request_per_conn: cluster.spec().max_request_per_conn,
-            rpc: xprotocol::RpcSettings {
-                binding_key: self.connection_id,
-                ..self.spec.rpc_upstream
-            },
-            tls: cluster.spec().tls.as_ref().map(|t| t.config.clone()),
-        };
+        let settings = self.upstream_settings(&cluster);
         let mut tried = Tried::default();
         let keep_head = max_attempts > 1 || !self.spec.filters.is_empty();
         let mut last: Option<LocalReply> = None;
