@@ -398,17 +398,62 @@ impl InvocationRef<'_> {
     }
 }
 
-/// Reads a hessian2 request body as [`parse_invocation`] does, its strings as bytes borrowed
-/// where they need no decoding.
-pub fn parse_invocation_ref(body: &[u8]) -> Result<InvocationRef<'_>, Error> {
+/// The four leading strings of a hessian2 request body, read in place, and where the rest
+/// (descriptor, arguments, attachments) starts: what routing by service, version and method
+/// needs, without reading the rest of the body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvocationHead<'a> {
+    /// The Dubbo framework version (e.g. `2.0.2`).
+    pub dubbo_version: Cow<'a, [u8]>,
+    /// The service path (interface name).
+    pub service: Cow<'a, [u8]>,
+    /// The service version; hessian null reads as `""`.
+    pub version: Cow<'a, [u8]>,
+    /// The method name.
+    pub method: Cow<'a, [u8]>,
+    /// Offset of the parameter descriptor within the body.
+    pub rest: usize,
+}
+
+/// What follows an [`InvocationHead`]: the descriptor, the arguments' range and the
+/// attachments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InvocationTail<'a> {
+    /// The JVM parameter descriptor, e.g. `Ljava/lang/String;I`.
+    pub param_types: Cow<'a, [u8]>,
+    /// Byte range of the encoded arguments within the body.
+    pub args: Range<usize>,
+    /// String→string entries of the attachments map, in order (other entries skipped).
+    pub attachments: Vec<TextPair<'a>>,
+}
+
+fn text<'a>(r: &mut Reader<'a>) -> Result<Cow<'a, [u8]>, Error> {
+    r.read_text().map(Option::unwrap_or_default)
+}
+
+/// Reads the four leading strings of a hessian2 request body, borrowed where they need no
+/// decoding.
+pub fn parse_invocation_head(body: &[u8]) -> Result<InvocationHead<'_>, Error> {
     let mut r = Reader::new(body);
-    fn text<'a>(r: &mut Reader<'a>) -> Result<Cow<'a, [u8]>, Error> {
-        r.read_text().map(Option::unwrap_or_default)
-    }
-    let dubbo_version = text(&mut r)?;
-    let service = text(&mut r)?;
-    let version = text(&mut r)?;
-    let method = text(&mut r)?;
+    Ok(InvocationHead {
+        dubbo_version: text(&mut r)?,
+        service: text(&mut r)?,
+        version: text(&mut r)?,
+        method: text(&mut r)?,
+        rest: r.position(),
+    })
+}
+
+/// Reads what follows the head of `body` (`rest` from [`parse_invocation_head`]). The
+/// arguments are skipped; a body that ends after them has no attachments.
+pub fn parse_invocation_tail(body: &[u8], rest: usize) -> Result<InvocationTail<'_>, Error> {
+    let tail = body.get(rest..).ok_or(Error::Malformed {
+        protocol: PROTOCOL,
+        what: "invocation head beyond the body",
+    })?;
+    // A reader over the tail alone sees every class definition the arguments and the
+    // attachments can refer to: the head's strings define none.
+    let mut r = Reader::new(tail);
     let param_types = text(&mut r)?;
     let n = descriptor_arguments(&param_types)?;
     let start = r.position();
@@ -421,15 +466,28 @@ pub fn parse_invocation_ref(body: &[u8]) -> Result<InvocationRef<'_>, Error> {
     } else {
         r.read_text_map()?
     };
-    Ok(InvocationRef {
-        dubbo_version,
-        service,
-        version,
-        method,
+    let at = |p: usize| rest.saturating_add(p);
+    Ok(InvocationTail {
         param_types,
-        args: start..end,
+        args: at(start)..at(end),
         attachments,
-        attachments_start: end,
+    })
+}
+
+/// Reads a hessian2 request body as [`parse_invocation`] does, its strings as bytes borrowed
+/// where they need no decoding.
+pub fn parse_invocation_ref(body: &[u8]) -> Result<InvocationRef<'_>, Error> {
+    let head = parse_invocation_head(body)?;
+    let tail = parse_invocation_tail(body, head.rest)?;
+    Ok(InvocationRef {
+        dubbo_version: head.dubbo_version,
+        service: head.service,
+        version: head.version,
+        method: head.method,
+        param_types: tail.param_types,
+        attachments_start: tail.args.end,
+        args: tail.args,
+        attachments: tail.attachments,
     })
 }
 

@@ -126,9 +126,18 @@ fn check_dubbo(frame: &dubbo::Frame) {
 }
 
 fn invocation(body: &[u8]) {
+    // The head alone (what routing reads first) never panics either, and agrees with the
+    // whole parse when that succeeds.
+    let head = dubbo::parse_invocation_head(body);
     let Ok(inv) = dubbo::parse_invocation(body) else {
         return;
     };
+    let head = head.expect("a body whose invocation parses has a head");
+    assert_eq!(&*head.dubbo_version, inv.dubbo_version.as_bytes());
+    assert_eq!(&*head.service, inv.service.as_bytes());
+    assert_eq!(&*head.version, inv.version.as_bytes());
+    assert_eq!(&*head.method, inv.method.as_bytes());
+    assert!(head.rest <= inv.args.start);
     assert!(inv.args.start <= inv.args.end && inv.args.end <= body.len());
     assert_eq!(inv.attachments_start, inv.args.end);
     let args = body

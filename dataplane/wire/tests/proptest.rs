@@ -161,6 +161,13 @@ proptest! {
         prop_assert_eq!(&body[inv.args.clone()], &arg_bytes[..]);
         prop_assert_eq!(inv.attachments_start, inv.args.end);
         prop_assert_eq!(&inv.attachments, &attachments);
+        // The head read alone and the tail read from where it ends give the same fields.
+        let h = dubbo::parse_invocation_head(&body).unwrap();
+        prop_assert_eq!(&*h.service, head.service.as_bytes());
+        prop_assert_eq!(&*h.method, head.method.as_bytes());
+        let tail = dubbo::parse_invocation_tail(&body, h.rest).unwrap();
+        prop_assert_eq!(&tail.args, &inv.args);
+        prop_assert_eq!(tail.attachments.len(), attachments.len());
         // Emitting what was parsed gives the same body.
         let mut again = BytesMut::new();
         dubbo::encode_invocation(&inv, &body[inv.args.clone()], &inv.attachments, &mut again);

@@ -46,34 +46,68 @@ enum FrameHeaders<'a> {
     /// A Bolt header map.
     Bolt(&'a bolt::HeaderMap),
     /// A Dubbo invocation: `dubbo`, `service`, `version`, `method`, then the attachments.
-    Dubbo(&'a dubbo::InvocationRef<'a>),
+    Dubbo(&'a DubboFields<'a>),
     /// No fields (a Dubbo body that is not a hessian2 invocation).
     None,
 }
 
-impl<'a> FrameHeaders<'a> {
-    /// A Dubbo invocation's fields.
-    fn dubbo(inv: &'a dubbo::InvocationRef<'a>) -> Self {
-        FrameHeaders::Dubbo(inv)
-    }
+/// A Dubbo invocation's fields: the four leading strings read up front, the rest of the body
+/// (descriptor, arguments, attachments) only when a look-up gets past them. Routing by
+/// service, version or method reads a few dozen bytes of the body.
+#[derive(Debug)]
+struct DubboFields<'a> {
+    body: &'a [u8],
+    head: dubbo::InvocationHead<'a>,
+    /// The attachments, read on first need; none when the rest of the body does not parse
+    /// (the head still counts, as in `request_from_frame`).
+    attachments: std::cell::OnceCell<Vec<dubbo::TextPair<'a>>>,
 }
 
-/// A Dubbo invocation's fields in `request_from_frame`'s order, read in place.
-fn dubbo_fields<'a>(
-    inv: &'a dubbo::InvocationRef<'a>,
-) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
-    [
-        (&b"dubbo"[..], inv.dubbo_version.as_ref()),
-        (b"service", inv.service.as_ref()),
-        (b"version", inv.version.as_ref()),
-        (b"method", inv.method.as_ref()),
-    ]
-    .into_iter()
-    .chain(
-        inv.attachments
+impl<'a> DubboFields<'a> {
+    /// The head of `body`, `None` when even that does not parse.
+    fn new(body: &'a [u8]) -> Option<Self> {
+        Some(DubboFields {
+            body,
+            head: dubbo::parse_invocation_head(body).ok()?,
+            attachments: std::cell::OnceCell::new(),
+        })
+    }
+
+    /// The head's fields in `request_from_frame`'s order.
+    fn head(&self) -> [(&[u8], &[u8]); 4] {
+        let h = &self.head;
+        [
+            (b"dubbo", &h.dubbo_version),
+            (b"service", &h.service),
+            (b"version", &h.version),
+            (b"method", &h.method),
+        ]
+    }
+
+    fn attachments(&self) -> &[dubbo::TextPair<'a>] {
+        self.attachments.get_or_init(|| {
+            dubbo::parse_invocation_tail(self.body, self.head.rest)
+                .map(|t| t.attachments)
+                .unwrap_or_default()
+        })
+    }
+
+    /// The `n`th field (0-based) that `hit` accepts: the head's first, then the attachments'.
+    fn nth(&self, hit: impl Fn(&[u8], &[u8]) -> bool, mut n: usize) -> Option<&[u8]> {
+        for (k, v) in self.head() {
+            if hit(k, v) {
+                match n.checked_sub(1) {
+                    Some(rest) => n = rest,
+                    None => return Some(v),
+                }
+            }
+        }
+        self.attachments()
             .iter()
-            .map(|(k, v)| (k.as_ref(), v.as_ref())),
-    )
+            .filter(|(k, v)| hit(k, v))
+            .nth(n)
+            .map(|(_, v)| v.as_ref())
+    }
 }
 
 /// Fields that never come from an RPC header map (`convert`'s `reserved`).
@@ -118,10 +152,7 @@ impl RouteHeaders for FrameHeaders<'_> {
                 .filter(|(k, v)| hit(k, v))
                 .nth(n)
                 .map(|(_, v)| v),
-            FrameHeaders::Dubbo(inv) => dubbo_fields(inv)
-                .filter(|(k, v)| hit(k, v))
-                .nth(n)
-                .map(|(_, v)| v),
+            FrameHeaders::Dubbo(fields) => fields.nth(hit, n),
             FrameHeaders::None => None,
         }
     }
@@ -352,17 +383,13 @@ where
         let headers = match frame {
             Frame::Bolt(f) => FrameHeaders::Bolt(&f.header),
             Frame::Dubbo(f) => {
-                if f.is_request() && !f.is_event() && f.serialization() == dubbo::HESSIAN2 {
-                    match dubbo::parse_invocation_ref(&f.body) {
-                        Ok(inv) => {
-                            invocation = inv;
-                            FrameHeaders::dubbo(&invocation)
-                        }
-                        Err(_) => FrameHeaders::None,
-                    }
-                } else {
-                    FrameHeaders::None
-                }
+                invocation =
+                    (f.is_request() && !f.is_event() && f.serialization() == dubbo::HESSIAN2)
+                        .then(|| DubboFields::new(&f.body))
+                        .flatten();
+                invocation
+                    .as_ref()
+                    .map_or(FrameHeaders::None, FrameHeaders::Dubbo)
             }
         };
         // The `/<service>/<method>` path only when a route or the access log reads it.
@@ -808,9 +835,64 @@ mod tests {
             raw: Bytes::new(),
         };
         let req = rpc_convert::request_from_frame(Frame::Dubbo(frame.clone()));
-        let inv = dubbo::parse_invocation_ref(&frame.body).unwrap();
-        let headers = FrameHeaders::dubbo(&inv);
+        let fields = DubboFields::new(&frame.body).unwrap();
+        let headers = FrameHeaders::Dubbo(&fields);
         same_fields(&headers, req.headers(), &["pad", "missing"]);
         assert_eq!(rpc_path(&headers, Family::Dubbo), req.uri().path());
+    }
+
+    #[test]
+    fn dubbo_attachments_are_read_only_when_a_lookup_needs_them() {
+        let head = dubbo::Invocation {
+            dubbo_version: "2.0.2".into(),
+            service: "com.alipay.test.EchoService".into(),
+            method: "echo".into(),
+            param_types: "Ljava/lang/String;".into(),
+            ..dubbo::Invocation::default()
+        };
+        // The argument: hessian2's short string "hello".
+        let arg = b"\x05hello";
+        let attachments = vec![("group".to_string(), "blue".to_string())];
+        let mut body = bytes::BytesMut::new();
+        dubbo::encode_invocation(&head, arg, &attachments, &mut body);
+        let fields = DubboFields::new(&body).unwrap();
+        let headers = FrameHeaders::Dubbo(&fields);
+        assert_eq!(
+            headers.value(&SERVICE, 0),
+            Some(&b"com.alipay.test.EchoService"[..])
+        );
+        assert_eq!(headers.value(&DUBBO_METHOD, 0), Some(&b"echo"[..]));
+        assert!(
+            fields.attachments.get().is_none(),
+            "the head answered alone"
+        );
+        let group = HeaderName::from_static("group");
+        assert_eq!(headers.value(&group, 0), Some(&b"blue"[..]));
+        assert!(fields.attachments.get().is_some());
+        // A second `method` is looked for past the head.
+        let fields = DubboFields::new(&body).unwrap();
+        assert_eq!(FrameHeaders::Dubbo(&fields).value(&DUBBO_METHOD, 1), None);
+        assert!(fields.attachments.get().is_some());
+
+        // An argument cut short: the attachments are lost, the head still routes, on both
+        // paths alike.
+        let cut = &body[..fields.head.rest + 6];
+        let frame = dubbo::Frame {
+            flag: dubbo::FLAG_REQUEST | dubbo::FLAG_TWO_WAY | dubbo::HESSIAN2,
+            status: 0,
+            request_id: 3,
+            body: Bytes::copy_from_slice(cut),
+            raw: Bytes::new(),
+        };
+        let req = rpc_convert::request_from_frame(Frame::Dubbo(frame.clone()));
+        let fields = DubboFields::new(&frame.body).unwrap();
+        let headers = FrameHeaders::Dubbo(&fields);
+        same_fields(&headers, req.headers(), &["group"]);
+        assert_eq!(
+            headers.value(&SERVICE, 0),
+            Some(&b"com.alipay.test.EchoService"[..])
+        );
+        assert_eq!(headers.value(&group, 0), None);
+        assert_eq!(req.uri().path(), "/com.alipay.test.EchoService/echo");
     }
 }

@@ -321,25 +321,29 @@ fn bolt_from_fields(headers: &HeaderMap, request: bool) -> Result<bolt::Frame, R
 }
 
 /// The routing fields of a Dubbo request: `dubbo`, `service`, `version`, `method`, then
-/// the string attachments (MOSN's `getServiceAwareMeta`).
+/// the string attachments (MOSN's `getServiceAwareMeta`). A body whose head parses but whose
+/// rest does not (a broken argument or attachment) keeps the head's fields: the service and
+/// method still route.
 fn dubbo_fields(f: &dubbo::Frame, headers: &mut HeaderMap) {
     if !f.is_request() || f.is_event() || f.serialization() != dubbo::HESSIAN2 {
         return;
     }
-    let Ok(inv) = dubbo::parse_invocation(&f.body) else {
+    let Ok(head) = dubbo::parse_invocation_head(&f.body) else {
         return;
     };
-    let mut put = |k: &str, v: &str| {
-        if let Some((n, v)) = readable(k.as_bytes(), v.as_bytes()) {
+    let mut put = |k: &[u8], v: &[u8]| {
+        if let Some((n, v)) = readable(k, v) {
             headers.append(n, v);
         }
     };
-    put("dubbo", &inv.dubbo_version);
-    put("service", &inv.service);
-    put("version", &inv.version);
-    put("method", &inv.method);
-    for (k, v) in &inv.attachments {
-        put(k, v);
+    put(b"dubbo", &head.dubbo_version);
+    put(b"service", &head.service);
+    put(b"version", &head.version);
+    put(b"method", &head.method);
+    if let Ok(tail) = dubbo::parse_invocation_tail(&f.body, head.rest) {
+        for (k, v) in &tail.attachments {
+            put(k, v);
+        }
     }
 }
 
