@@ -245,13 +245,15 @@ struct Topology {
     peer_link: String,
     /// mosn's address on its userspace stack.
     mosn_ip: Ipv4Addr,
+    /// RX/TX queue pairs (mosn workers) on the port.
+    queues: u16,
     /// The kernel side's address (gateway, upstreams).
     peer_ip: Ipv4Addr,
     eal: EalFiles,
 }
 
 impl Topology {
-    fn new(kind: Kind) -> Topology {
+    fn new(kind: Kind, queues: u16) -> Topology {
         let pid = std::process::id();
         match kind {
             Kind::Tap => {
@@ -263,6 +265,7 @@ impl Topology {
                     peer_link: link.clone(),
                     link,
                     mosn_ip: Ipv4Addr::new(198, 18, 20, 2),
+                    queues,
                     peer_ip: Ipv4Addr::new(198, 18, 20, 1),
                     eal: EalFiles::new("tap"),
                 }
@@ -306,6 +309,7 @@ impl Topology {
                     link,
                     peer_link: peer,
                     mosn_ip: Ipv4Addr::new(198, 18, net, 2),
+                    queues,
                     peer_ip: Ipv4Addr::new(198, 18, net, 1),
                     eal: EalFiles::new(&format!("a{tag}p")),
                 }
@@ -320,8 +324,9 @@ impl Topology {
     fn vdev_port(&self) -> (String, &'static str) {
         match self.kind {
             Kind::Tap => (format!("net_tap0,iface={}", self.link), "net_tap0"),
+            // af_packet opens one socket per queue pair (a fanout group, hashed by flow).
             Kind::AfPacket => (
-                format!("net_af_packet0,iface={}", self.link),
+                format!("net_af_packet0,iface={},qpairs={}", self.link, self.queues),
                 "net_af_packet0",
             ),
             Kind::AfXdp => (
@@ -343,7 +348,7 @@ impl Topology {
             "port": port,
             "address": format!("{}/24", self.mosn_ip),
             "gateway": self.peer_ip.to_string(),
-            "mtu": 1500, "queues": 1, "mempool_size": 8191
+            "mtu": 1500, "queues": self.queues, "mempool_size": 8191
         })
     }
 
@@ -741,13 +746,15 @@ impl Clock {
     }
 }
 
-fn end_to_end(kind: Kind) {
+fn end_to_end(kind: Kind, queues: u16) {
     let _one = exclusive();
     let total = Instant::now();
-    let tag = match kind {
-        Kind::Tap => "tap",
-        Kind::AfPacket => "af_packet",
-        Kind::AfXdp => "af_xdp",
+    let tag = match (kind, queues) {
+        (Kind::Tap, 1) => "tap",
+        (Kind::Tap, _) => "tap, 2 queues",
+        (Kind::AfPacket, 1) => "af_packet",
+        (Kind::AfPacket, _) => "af_packet, 2 queues",
+        (Kind::AfXdp, _) => "af_xdp",
     };
     let mut clock = Clock(tag, Instant::now());
     ensure_nofile(8192);
@@ -765,7 +772,7 @@ fn end_to_end(kind: Kind) {
     };
     // The runtime's threads are made here, in the test's own namespace.
     let _ = h::rt();
-    let t = Topology::new(kind);
+    let t = Topology::new(kind, queues);
     let clients = t.clients();
     let bulk_data = Arc::new(pattern(BULK_LEN, 0x5eed_d9d4));
     let half_answer = Arc::new(pattern(HALF_ANSWER, 0x1a7e));
@@ -848,6 +855,36 @@ fn end_to_end(kind: Kind) {
         )
     });
     eprintln!("[dpdk {tag}] listener stats: {}", stats["listener"]);
+    if queues > 1 {
+        // Every worker's stack carried traffic, and frames that arrived on a queue whose
+        // stack did not own them were handed over (the PMD spreads flows by its own hash,
+        // the stacks own them by theirs). The stacks' counters are copied once a second.
+        let (_, port) = t.vdev_port();
+        let stack_rx = |v: &Value, q: u16| {
+            v["userspace_stack"][format!("port={port},queue={q}")]["rx_packets_total"].as_i64()
+        };
+        let v = eventually(Duration::from_secs(5), || {
+            let v = admin_stats(&t, admin);
+            (0..queues)
+                .all(|q| stack_rx(&v, q) > Some(1000))
+                .then_some(v)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "a queue's stack received little or nothing: {}",
+                admin_stats(&t, admin)["userspace_stack"]
+            )
+        });
+        let dpdk = &v["dpdk"][format!("port={port}")];
+        eprintln!(
+            "[dpdk {tag}] port: {dpdk}; stacks: {}",
+            v["userspace_stack"]
+        );
+        assert!(
+            dpdk["steered_total"].as_i64() > Some(0),
+            "no frame was steered between the queues: {dpdk}"
+        );
+    }
     clock.step("admin stats");
 
     // Every upstream connection left from mosn's userspace stack.
@@ -1380,7 +1417,25 @@ fn tap_topology_end_to_end() {
     if !privileged_or_skip("tap_topology_end_to_end") {
         return;
     }
-    end_to_end(Kind::Tap);
+    end_to_end(Kind::Tap, 1);
+}
+
+/// Two queue pairs, two workers, two stacks on one address: upstream replies and accepted
+/// connections reach the stack that owns them whichever queue they arrive on.
+#[test]
+fn tap_two_queues_end_to_end() {
+    if !privileged_or_skip("tap_two_queues_end_to_end") {
+        return;
+    }
+    end_to_end(Kind::Tap, 2);
+}
+
+#[test]
+fn af_packet_two_queues_end_to_end() {
+    if !privileged_or_skip("af_packet_two_queues_end_to_end") {
+        return;
+    }
+    end_to_end(Kind::AfPacket, 2);
 }
 
 #[test]
@@ -1388,7 +1443,7 @@ fn af_packet_topology_end_to_end() {
     if !privileged_or_skip("af_packet_topology_end_to_end") {
         return;
     }
-    end_to_end(Kind::AfPacket);
+    end_to_end(Kind::AfPacket, 1);
 }
 
 #[test]
@@ -1396,7 +1451,7 @@ fn af_xdp_topology_end_to_end() {
     if !privileged_or_skip("af_xdp_topology_end_to_end") {
         return;
     }
-    end_to_end(Kind::AfXdp);
+    end_to_end(Kind::AfXdp, 1);
 }
 
 // === bad set-ups fail cleanly ===

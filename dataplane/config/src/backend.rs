@@ -11,7 +11,7 @@
 //!     "gateway": "198.18.3.1",                   // optional default route, inside `address`
 //!     "routes": [{"destination": "198.19.0.0/16", "via": "198.18.3.254"}], // static routes
 //!     "mtu": 1500,                               // 576..=9000
-//!     "queues": 1,                               // one RX/TX queue pair per worker; only 1 yet
+//!     "queues": 1,                               // RX/TX queue pairs, one worker each; 1..=64
 //!     "mempool_size": 8191,                      // mbufs, 1024..=1048575
 //!     "rx_buffer": 262144, "tx_buffer": 262144   // per-connection bytes, 4096..=16777216
 //!   },
@@ -46,6 +46,8 @@ pub const DEFAULT_DPDK_SOCKET_BUFFER: usize = 262144;
 const MTU: RangeInclusive<u64> = 576..=9000;
 const MEMPOOL: RangeInclusive<u64> = 1024..=1_048_575;
 const SOCKET_BUFFER: RangeInclusive<u64> = 4096..=16_777_216;
+/// Queue pairs (worker threads) of a DPDK port at most.
+const MAX_QUEUES: u64 = 64;
 
 // === raw ===
 
@@ -520,7 +522,7 @@ pub(crate) fn build(raw: &RawNetworkBackend, report: Report<'_>) -> NetworkBacke
     let gateway = gateway(&raw.gateway, net, report);
     let routes = routes(&raw.routes, net, report);
     let queues = match raw.queues {
-        None | Some(1) => 1,
+        None => 1,
         Some(0) => {
             report(
                 "queues",
@@ -529,17 +531,16 @@ pub(crate) fn build(raw: &RawNetworkBackend, report: Report<'_>) -> NetworkBacke
             );
             1
         }
-        Some(n) => {
+        Some(n) if n > MAX_QUEUES => {
             report(
                 "queues",
-                format!(
-                    "queues {n}: more than one queue needs flow steering of upstream replies \
-                     to their worker, not implemented yet"
-                ),
+                format!("queues {n}: at most {MAX_QUEUES} (one worker thread each)"),
                 true,
             );
             1
         }
+        // At most MAX_QUEUES.
+        Some(n) => n as u16,
     };
     let defaults = DpdkBackend::new(String::new(), Ipv4Net::default());
     // An invalid address leaves 0.0.0.0/0, which no valid config has (`address` rejects the
@@ -1002,9 +1003,8 @@ mod tests {
             ),
             (
                 "queues",
-                "2",
-                "queues: queues 2: more than one queue needs flow steering of upstream replies \
-                 to their worker, not implemented yet",
+                "65",
+                "queues: queues 65: at most 64 (one worker thread each)",
             ),
             (
                 "eal_args",

@@ -5,7 +5,9 @@
 //!  UserspaceStack<DpdkDevice>   one per worker, PollMode::Busy, flush() once per round
 //!  ───────────────────────────────────────────
 //!  DpdkDevice     one queue pair (Send, not Sync): RX in bursts of 32, TX queued and sent
-//!                 in bursts (at the end of each round, or when 32 are queued)
+//!                 in bursts (at the end of each round, or when 32 are queued); with several
+//!                 queues, frames owned by another queue's stack (userspace::steer) go to
+//!                 that queue's inbox, and each device takes its inbox's frames too
 //!  Port           Arc<PortInner>: configured and started at open, stopped and closed when
 //!                 the Port and every DpdkDevice of it are gone; owns the mbuf pool
 //!  init_eal       once per process; refuses to let EAL probe PCI devices on its own
@@ -37,7 +39,9 @@
 //!   released on drop): DPDK's rx/tx burst functions are not thread-safe per queue;
 //! - the port and its mbuf pool outlive every device ([`Arc`]); the pool's ring operations are
 //!   multi-producer/multi-consumer safe, so devices on different threads share it;
-//! - the EAL is initialised (checked in [`Port::open`]) before any other DPDK call.
+//! - the EAL is initialised (checked in [`Port::open`]) before any other DPDK call;
+//! - an mbuf in a queue's inbox is owned by the inbox until its device pops it; the port
+//!   frees what is left in the inboxes before it frees the pool.
 #![allow(unsafe_code)]
 
 use std::collections::HashSet;
@@ -50,7 +54,18 @@ use mosn_ffi as ffi;
 use smoltcp::phy::{self, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
+use crate::userspace::steer::{Steering, Verdict};
 use crate::userspace::StackDevice;
+
+/// Frames waiting in a queue's inbox at most (more are dropped: TCP retransmits).
+const INBOX: usize = 1024;
+
+/// An mbuf on its way from one queue's device to another's.
+struct Steered(*mut ffi::rte_mbuf);
+
+// SAFETY: the mbuf is owned by whoever holds the `Steered` (module invariants); mbufs may be
+// used and freed on any thread.
+unsafe impl Send for Steered {}
 
 /// Frames fetched by one `rte_eth_rx_burst` and sent by one `rte_eth_tx_burst` at most.
 pub const BURST: usize = 32;
@@ -361,6 +376,10 @@ pub struct PortStats {
     /// Frames the stack produced that were dropped before DPDK: no free mbuf, or the TX queue
     /// still full after a burst.
     pub tx_dropped: u64,
+    /// Frames a queue received for another queue's stack and handed over (several queues).
+    pub steered: u64,
+    /// Frames dropped on the way to another queue: its inbox was full, or no mbuf for a copy.
+    pub steer_dropped: u64,
 }
 
 /// Ports opened in this process (a port is configured by one `Port` at a time).
@@ -377,6 +396,14 @@ struct PortInner {
     tx_dropped: AtomicU64,
     /// Promiscuous mode was switched on at open (and is switched off at close).
     promiscuous: bool,
+    /// Which queue's stack owns a frame (several queues only).
+    steering: Steering,
+    /// One inbox per queue: frames another queue received for this one's stack (empty with
+    /// one queue).
+    inboxes: Box<[crossbeam_queue::ArrayQueue<Steered>]>,
+    /// Frames handed to another queue's inbox, and frames dropped because it was full.
+    steered: AtomicU64,
+    steer_dropped: AtomicU64,
 }
 
 // SAFETY: `pool` is only read (its address is passed to DPDK); the mempool's get/put are
@@ -411,8 +438,14 @@ impl Drop for PortInner {
                 "DPDK: port stop/close reported an error"
             );
         }
-        // SAFETY: the port is closed, so its queues hold no mbuf from the pool any more, and
-        // every device (the only other users of the pool) is gone.
+        for inbox in self.inboxes.iter() {
+            while let Some(Steered(m)) = inbox.pop() {
+                // SAFETY: the inbox owned the mbuf; nobody else can pop it any more.
+                unsafe { ffi::shim_pktmbuf_free(m) };
+            }
+        }
+        // SAFETY: the port is closed, so its queues hold no mbuf from the pool any more, every
+        // device (the only other users of the pool) is gone, and the inboxes are empty.
         unsafe { ffi::rte_mempool_free(self.pool) };
         if let Some(open) = lock(&OPEN_PORTS).as_mut() {
             open.remove(&self.id);
@@ -648,6 +681,16 @@ impl Port {
             mtu: opts.mtu,
             tx_dropped: AtomicU64::new(0),
             promiscuous: false,
+            steering: Steering::new(opts.queues),
+            inboxes: if opts.queues > 1 {
+                (0..opts.queues)
+                    .map(|_| crossbeam_queue::ArrayQueue::new(INBOX))
+                    .collect()
+            } else {
+                Box::new([])
+            },
+            steered: AtomicU64::new(0),
+            steer_dropped: AtomicU64::new(0),
         };
         // SAFETY: the port is started.
         let ret = unsafe { ffi::rte_eth_promiscuous_enable(id) };
@@ -762,6 +805,8 @@ impl Port {
             rx_errors: s.ierrors,
             tx_errors: s.oerrors,
             tx_dropped: self.inner.tx_dropped.load(Ordering::Relaxed),
+            steered: self.inner.steered.load(Ordering::Relaxed),
+            steer_dropped: self.inner.steer_dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -846,6 +891,65 @@ impl DpdkDevice {
     }
 
     fn next_rx(&mut self) -> Option<*mut ffi::rte_mbuf> {
+        if self.port.inboxes.is_empty() {
+            return self.next_burst();
+        }
+        // Several queues: what the others steered here first, then our own burst, keeping
+        // only the frames our stack owns.
+        let here = self.queue;
+        if let Some(Steered(m)) = self
+            .port
+            .inboxes
+            .get(usize::from(here))
+            .and_then(|inbox| inbox.pop())
+        {
+            return Some(m);
+        }
+        loop {
+            let m = self.next_burst()?;
+            // SAFETY: `m` is a received mbuf owned here; the slice is read before it moves.
+            let verdict = self
+                .port
+                .steering
+                .verdict(unsafe { first_segment(m) }, here);
+            match verdict {
+                Verdict::Here => return Some(m),
+                Verdict::To(q) => self.hand_over(m, q),
+                Verdict::All => {
+                    for q in (0..self.port.steering.queues()).filter(|q| *q != here) {
+                        // SAFETY: `m` stays owned here; the copy is a fresh mbuf of ours.
+                        match unsafe { copy_mbuf(m, self.port.pool) } {
+                            Some(c) => self.hand_over(c, q),
+                            None => {
+                                self.port.steer_dropped.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    return Some(m);
+                }
+            }
+        }
+    }
+
+    /// Gives `m` (owned here) to queue `q`'s inbox, or frees it when the inbox is full.
+    fn hand_over(&self, m: *mut ffi::rte_mbuf, q: u16) {
+        let refused = match self.port.inboxes.get(usize::from(q)) {
+            Some(inbox) => inbox.push(Steered(m)).err().map(|Steered(m)| m),
+            None => Some(m),
+        };
+        match refused {
+            None => {
+                self.port.steered.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(m) => {
+                self.port.steer_dropped.fetch_add(1, Ordering::Relaxed);
+                // SAFETY: not handed over, so the mbuf is still ours; freed once.
+                unsafe { ffi::shim_pktmbuf_free(m) };
+            }
+        }
+    }
+
+    fn next_burst(&mut self) -> Option<*mut ffi::rte_mbuf> {
         if self.rx_next == self.rx_len {
             // Whatever a previous round left queued goes first (a device under a wrapper
             // that does not forward flush() still sends).
@@ -867,9 +971,58 @@ impl DpdkDevice {
     }
 }
 
+/// The bytes of `m`'s first segment (the headers steering reads).
+///
+/// # Safety
+/// `m` must be a valid mbuf that outlives the returned slice and is not written meanwhile.
+unsafe fn first_segment<'a>(m: *mut ffi::rte_mbuf) -> &'a [u8] {
+    // SAFETY: per the contract, `data_len` initialised bytes are at mtod.
+    unsafe {
+        std::slice::from_raw_parts(
+            ffi::shim_pktmbuf_mtod(m).cast::<u8>(),
+            usize::from(ffi::shim_pktmbuf_data_len(m)),
+        )
+    }
+}
+
+/// A one-segment copy of `m`'s first segment from `pool` (ARP frames: one segment), `None`
+/// when the pool is empty.
+///
+/// # Safety
+/// `m` must be a valid mbuf and `pool` a valid mbuf pool.
+unsafe fn copy_mbuf(
+    m: *mut ffi::rte_mbuf,
+    pool: *mut ffi::rte_mempool,
+) -> Option<*mut ffi::rte_mbuf> {
+    // SAFETY: per the contract.
+    let (src, c) = unsafe { (first_segment(m), ffi::shim_pktmbuf_alloc(pool)) };
+    if c.is_null() {
+        return None;
+    }
+    // SAFETY: `c` is a fresh mbuf of ours; append reserves `len` bytes or returns null.
+    let data = u16::try_from(src.len())
+        .ok()
+        .map(|l| unsafe { ffi::shim_pktmbuf_append(c, l) })
+        .filter(|d| !d.is_null());
+    let Some(data) = data else {
+        // SAFETY: ours, never queued.
+        unsafe { ffi::shim_pktmbuf_free(c) };
+        return None;
+    };
+    // SAFETY: `data` has room for `src.len()` bytes in `c`, which does not overlap `m`.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), data.cast::<u8>(), src.len()) };
+    Some(c)
+}
+
 impl Drop for DpdkDevice {
     fn drop(&mut self) {
         self.tx.flush();
+        if let Some(inbox) = self.port.inboxes.get(usize::from(self.queue)) {
+            while let Some(Steered(m)) = inbox.pop() {
+                // SAFETY: popped from our inbox: ours, freed once.
+                unsafe { ffi::shim_pktmbuf_free(m) };
+            }
+        }
         for m in self
             .tx
             .mbufs

@@ -77,6 +77,7 @@
 mod conn;
 mod meter;
 mod ports;
+pub mod steer;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -102,6 +103,7 @@ use crate::transport::{Accepted, ListenSpec, Listener, Transport};
 pub use conn::UserspaceConn;
 use meter::Meter;
 use ports::Ports;
+pub use ports::{ephemeral_share, EPHEMERAL};
 
 /// A [`Device`] the stack can drive: a device plus the hook that ends a round.
 pub trait StackDevice: Device {
@@ -180,6 +182,10 @@ pub struct StackConfig {
     pub backlog: usize,
     /// Driver wait strategy.
     pub poll_mode: PollMode,
+    /// Local ports for outgoing connections (and listeners on port 0). Stacks that share one
+    /// address on the queues of one port take disjoint shares ([`ephemeral_share`]), so a
+    /// packet's destination port says which of them it is for.
+    pub ephemeral: std::ops::RangeInclusive<u16>,
 }
 
 impl StackConfig {
@@ -194,6 +200,7 @@ impl StackConfig {
             tx_buffer: DEFAULT_BUFFER,
             backlog: DEFAULT_BACKLOG,
             poll_mode: PollMode::Sleep,
+            ephemeral: ports::EPHEMERAL,
         }
     }
 }
@@ -702,7 +709,7 @@ impl<D: Device + 'static> UserspaceStack<D> {
             tx_buffer: config.tx_buffer,
             backlog: config.backlog,
             epoch,
-            ports: Ports::new(seed >> 16),
+            ports: Ports::new(seed >> 16, config.ephemeral.clone()),
             conns: HashMap::new(),
             listeners: HashMap::new(),
             deferred_fin: Vec::new(),

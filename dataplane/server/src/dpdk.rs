@@ -1,18 +1,22 @@
-//! The DPDK backend of a server (`servers[0].network_backend.type: "dpdk"`): a worker thread
-//! that owns the EAL, the port and its queue, with the userspace TCP stack (smoltcp) over
-//! them. Every listener binds on that stack and every upstream connection leaves through it;
-//! above the transport seam everything (codecs, stream layer, proxy, TLS) is the code the
-//! kernel workers run.
+//! The DPDK backend of a server (`servers[0].network_backend.type: "dpdk"`): one worker thread
+//! per RX/TX queue pair of the port, each with its own userspace TCP stack (smoltcp) on the
+//! same address. Every listener binds on every stack and every upstream connection leaves
+//! through its worker's stack; above the transport seam everything (codecs, stream layer,
+//! proxy, TLS) is the code the kernel workers run.
 //!
 //! ```text
-//!  thread mosn-dpdk-0: EAL main lcore (pinned by EAL to its first -l core)
-//!    Port::open -> queue 0 -> DpdkDevice -> UserspaceStack (PollMode::Busy)
-//!    current-thread runtime + LocalSet: stack driver, serve_listener per listener,
-//!    a task per connection, upstream pools on the same stack
+//!  thread mosn-dpdk-0: EAL init, Port::open (N queues) -> queue 0 -> DpdkDevice
+//!                      -> UserspaceStack (PollMode::Busy, ephemeral share 0 of N)
+//!  thread mosn-dpdk-q: queue q of the same port -> its own stack (share q of N)
+//!    each: current-thread runtime + LocalSet: stack driver, serve_listener per listener,
+//!    a task per connection, upstream pools on its own stack
 //! ```
 //!
-//! The worker thread calls `rte_eal_init` itself, so that EAL pins that thread (the one that
-//! busy-polls the queue) and not the process's main or control threads.
+//! Worker 0 calls `rte_eal_init` itself, so that EAL pins that thread's start-up and not the
+//! process's main or control threads. With several queues, the devices steer each received
+//! frame to the stack that owns it (`mosn_net::userspace::steer`): replies to an upstream
+//! connection by the ephemeral port's share, an accepted connection's segments by a hash of
+//! the peer, ARP to all.
 
 use std::net::Ipv4Addr;
 
@@ -53,7 +57,9 @@ mod imp {
 
     use mosn_metrics::Registry;
     use mosn_net::dpdk::{init_eal, DpdkDevice, Port, PortOptions};
-    use mosn_net::userspace::{PollMode, StackConfig, UserspaceStack, UserspaceTransport};
+    use mosn_net::userspace::{
+        ephemeral_share, PollMode, StackConfig, UserspaceStack, UserspaceTransport,
+    };
     use mosn_net::{Listener, Transport};
     use mosn_stream::pool::Pools;
     use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
@@ -77,8 +83,16 @@ mod imp {
     /// How often the worker copies its stack's counters into the registry.
     const STACK_STATS_EVERY: Duration = Duration::from_secs(1);
 
-    /// Starts the DPDK worker: EAL, port, stack, listeners. Returns once every listener is
-    /// bound on the stack (their addresses), or the first failure as a start-up error.
+    /// How a worker gets its queue: worker 0 opens the port (and passes it on), the others
+    /// take their queue of it.
+    enum Origin {
+        Open(mpsc::Sender<Arc<Port>>),
+        Queue(Arc<Port>),
+    }
+
+    /// Starts the DPDK workers: EAL, port, one stack per queue, listeners on each. Returns
+    /// once every listener is bound on every stack (their addresses), or the first failure as
+    /// a start-up error.
     pub(crate) fn spawn(
         plan: &DpdkPlan,
         listeners: &[ListenerPlan],
@@ -86,32 +100,92 @@ mod imp {
         registry: &Registry,
         drain: watch::Receiver<bool>,
     ) -> Result<DpdkStarted, RunError> {
-        let plan = plan.clone();
         let listeners: Vec<ListenerPlan> = listeners.iter().filter(|l| l.bind).cloned().collect();
-        let registry = registry.clone();
-        let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name("mosn-dpdk-0".into())
-            .spawn(move || run(plan, listeners, shared, registry, drain, ready_tx, stop_rx))
-            .map_err(|source| RunError::Io {
-                what: "cannot start the DPDK worker".into(),
-                source,
-            })?;
         let fail = |why: String| RunError::Io {
             what: "DPDK backend (servers[0].network_backend)".into(),
             source: std::io::Error::other(why),
         };
+        let (port_tx, port_rx) = mpsc::channel();
+        let (first, addrs) = start_worker(
+            0,
+            Origin::Open(port_tx),
+            plan,
+            listeners.clone(),
+            &shared,
+            registry,
+            &drain,
+        )
+        .map_err(fail)?;
+        let mut workers = vec![first];
+        if plan.queues > 1 {
+            // Worker 0 sent the port before it reported ready.
+            let port = port_rx
+                .try_recv()
+                .map_err(|_| fail("the DPDK worker 0 did not hand its port over".into()))?;
+            // The other stacks bind what worker 0 bound (a listener on port 0 got one).
+            let bound: Vec<ListenerPlan> = listeners
+                .iter()
+                .cloned()
+                .map(|mut l| {
+                    if let Some(a) = addrs.get(&l.name) {
+                        l.listen.addr = *a;
+                    }
+                    l
+                })
+                .collect();
+            for q in 1..plan.queues {
+                let (w, _) = start_worker(
+                    q,
+                    Origin::Queue(port.clone()),
+                    plan,
+                    bound.clone(),
+                    &shared,
+                    registry,
+                    &drain,
+                )
+                .map_err(fail)?;
+                workers.push(w);
+            }
+        }
+        Ok((workers, addrs))
+    }
+
+    /// Starts the worker of queue `q` and waits until its listeners are bound.
+    fn start_worker(
+        q: u16,
+        origin: Origin,
+        plan: &DpdkPlan,
+        listeners: Vec<ListenerPlan>,
+        shared: &Arc<Shared>,
+        registry: &Registry,
+        drain: &watch::Receiver<bool>,
+    ) -> Result<(Worker, HashMap<Arc<str>, SocketAddr>), String> {
+        let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let (plan, shared, registry, drain) = (
+            plan.clone(),
+            shared.clone(),
+            registry.clone(),
+            drain.clone(),
+        );
+        let thread = std::thread::Builder::new()
+            .name(format!("mosn-dpdk-{q}"))
+            .spawn(move || {
+                run(
+                    q, origin, plan, listeners, shared, registry, drain, ready_tx, stop_rx,
+                )
+            })
+            .map_err(|e| format!("cannot start the DPDK worker {q}: {e}"))?;
         match ready_rx.recv_timeout(READY_TIMEOUT) {
             Ok(Ok(addrs)) => Ok((
-                vec![Worker {
+                Worker {
                     thread,
                     stop: Some(stop_tx),
-                }],
+                },
                 addrs,
             )),
-            Ok(Err(why)) => Err(fail(why)),
-            Err(_) => Err(fail("the DPDK worker did not come up".into())),
+            Ok(Err(why)) => Err(why),
+            Err(_) => Err(format!("the DPDK worker {q} did not come up")),
         }
     }
 
@@ -128,6 +202,8 @@ mod imp {
         let rx_errors = scope.counter("rx_errors_total");
         let tx_errors = scope.counter("tx_errors_total");
         let tx_dropped = scope.counter("tx_dropped_total");
+        let steered = scope.counter("steered_total");
+        let steer_dropped = scope.counter("steer_dropped_total");
         registry.add_collector(move || {
             let Some(port) = port.upgrade() else {
                 return;
@@ -141,13 +217,21 @@ mod imp {
             rx_errors.raise_to(s.rx_errors);
             tx_errors.raise_to(s.tx_errors);
             tx_dropped.raise_to(s.tx_dropped);
+            steered.raise_to(s.steered);
+            steer_dropped.raise_to(s.steer_dropped);
         });
     }
 
     /// The stack's own counters (it lives on this thread only), copied every
-    /// [`STACK_STATS_EVERY`] into scope `userspace_stack{port=..}`.
-    async fn stack_metrics(registry: Registry, name: String, stack: UserspaceStack<DpdkDevice>) {
-        let scope = registry.scope("userspace_stack", &[("port", &name)]);
+    /// [`STACK_STATS_EVERY`] into scope `userspace_stack{port=..,queue=..}`.
+    async fn stack_metrics(
+        registry: Registry,
+        name: String,
+        queue: u16,
+        stack: UserspaceStack<DpdkDevice>,
+    ) {
+        let queue = queue.to_string();
+        let scope = registry.scope("userspace_stack", &[("port", &name), ("queue", &queue)]);
         let sockets = scope.gauge("sockets");
         let conns = scope.gauge("connections");
         let orphans = scope.gauge("orphans");
@@ -168,7 +252,10 @@ mod imp {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn run(
+        q: u16,
+        origin: Origin,
         plan: DpdkPlan,
         listeners: Vec<ListenerPlan>,
         shared: Arc<Shared>,
@@ -178,19 +265,30 @@ mod imp {
         stop: oneshot::Receiver<()>,
     ) {
         let setup = || -> Result<(Arc<Port>, DpdkDevice), String> {
-            init_eal(&plan.eal_args).map_err(|e| format!("EAL: {e}"))?;
-            let opts = PortOptions {
-                device: plan.port.clone(),
-                queues: plan.queues,
-                mempool_size: plan.mempool_size,
-                mtu: plan.mtu,
-                ..PortOptions::default()
+            let port = match origin {
+                Origin::Open(hand_over) => {
+                    init_eal(&plan.eal_args).map_err(|e| format!("EAL: {e}"))?;
+                    let opts = PortOptions {
+                        device: plan.port.clone(),
+                        queues: plan.queues,
+                        mempool_size: plan.mempool_size,
+                        mtu: plan.mtu,
+                        ..PortOptions::default()
+                    };
+                    let port = Arc::new(
+                        Port::open(&opts).map_err(|e| format!("port {:?}: {e}", plan.port))?,
+                    );
+                    if plan.queues > 1 {
+                        let _ = hand_over.send(port.clone());
+                    }
+                    port
+                }
+                Origin::Queue(port) => port,
             };
-            let port = Port::open(&opts).map_err(|e| format!("port {:?}: {e}", plan.port))?;
             let device = port
-                .queue(0)
-                .map_err(|e| format!("port {:?} queue 0: {e}", plan.port))?;
-            Ok((Arc::new(port), device))
+                .queue(q)
+                .map_err(|e| format!("port {:?} queue {q}: {e}", plan.port))?;
+            Ok((port, device))
         };
         let setup = setup();
         // EAL's own threads exist now and keep SIGIO blocked; this thread takes it.
@@ -227,6 +325,7 @@ mod imp {
             config.tx_buffer = plan.tx_buffer;
             config.backlog = 1024;
             config.poll_mode = PollMode::Busy;
+            config.ephemeral = ephemeral_share(q, plan.queues);
             let stack = match UserspaceStack::new(device, config) {
                 Ok(s) => s,
                 Err(e) => {
@@ -235,8 +334,10 @@ mod imp {
                 }
             };
             tokio::task::spawn_local(stack.run());
-            port_metrics(&registry, &plan.port, Arc::downgrade(&port));
-            tokio::task::spawn_local(stack_metrics(registry, plan.port.clone(), stack.clone()));
+            if q == 0 {
+                port_metrics(&registry, &plan.port, Arc::downgrade(&port));
+            }
+            tokio::task::spawn_local(stack_metrics(registry, plan.port.clone(), q, stack.clone()));
             let transport = UserspaceTransport::new(stack.clone());
             let mut bound = Vec::new();
             let mut addrs = HashMap::new();
@@ -257,7 +358,7 @@ mod imp {
                     }
                 }
             }
-            tracing::info!(port = %plan.port, %mac, address = %plan.address, gateway = ?plan.gateway, "DPDK port up");
+            tracing::info!(port = %plan.port, queue = q, %mac, address = %plan.address, gateway = ?plan.gateway, "DPDK port up");
             let pools = Pools::new(transport, UPSTREAM_IDLE_PER_HOST);
             tokio::task::spawn_local(mosn_proxy::http::session::keep_pools_in_sync(
                 pools.clone(),
@@ -282,6 +383,6 @@ mod imp {
         // (net_af_xdp detaches its XDP program) and frees its mbuf pool.
         drop(local);
         drop(rt);
-        tracing::info!("DPDK worker stopped");
+        tracing::info!(queue = q, "DPDK worker stopped");
     }
 }

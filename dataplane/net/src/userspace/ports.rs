@@ -3,11 +3,33 @@
 use std::collections::HashMap;
 use std::io;
 
+use std::ops::RangeInclusive;
+
 /// First port of the ephemeral range (IANA dynamic ports, as smoltcp's docs suggest).
-pub(super) const EPHEMERAL_FIRST: u16 = 49152;
+pub const EPHEMERAL_FIRST: u16 = 49152;
 /// Last port of the ephemeral range.
-pub(super) const EPHEMERAL_LAST: u16 = 65535;
-const EPHEMERAL_COUNT: u32 = (EPHEMERAL_LAST - EPHEMERAL_FIRST) as u32 + 1;
+pub const EPHEMERAL_LAST: u16 = 65535;
+
+/// The whole ephemeral range.
+pub const EPHEMERAL: RangeInclusive<u16> = EPHEMERAL_FIRST..=EPHEMERAL_LAST;
+
+/// Share `index` of the ephemeral range split evenly between `of` stacks (workers sharing
+/// one address, each on its own queue): consecutive, disjoint, the last share takes the
+/// remainder. A packet's destination port then names the worker whose connection it is for.
+pub fn ephemeral_share(index: u16, of: u16) -> RangeInclusive<u16> {
+    let of = u32::from(of.max(1));
+    let index = u32::from(index).min(of - 1);
+    let count = u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1;
+    let span = count / of;
+    let first = u32::from(EPHEMERAL_FIRST) + index * span;
+    let last = if index + 1 == of {
+        u32::from(EPHEMERAL_LAST)
+    } else {
+        first + span - 1
+    };
+    // Both stay within EPHEMERAL_FIRST..=EPHEMERAL_LAST.
+    (first as u16)..=(last as u16)
+}
 
 /// Who holds a local port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,21 +47,31 @@ enum Use {
 #[derive(Debug)]
 pub(super) struct Ports {
     used: HashMap<u16, Use>,
+    /// The ephemeral ports this stack may use: first port and count.
+    first: u16,
+    count: u32,
     cursor: u32,
 }
 
 impl Ports {
-    pub(super) fn new(seed: u64) -> Self {
+    /// A table whose ephemeral ports come from `range` (not empty), starting at a point
+    /// chosen by `seed`.
+    pub(super) fn new(seed: u64, range: RangeInclusive<u16>) -> Self {
+        let (first, last) = (*range.start(), (*range.end()).max(*range.start()));
+        let count = u32::from(last - first) + 1;
         Ports {
             used: HashMap::new(),
-            cursor: (seed % u64::from(EPHEMERAL_COUNT)) as u32,
+            first,
+            count,
+            cursor: (seed % u64::from(count)) as u32,
         }
     }
 
     fn next_free(&mut self) -> io::Result<u16> {
-        for _ in 0..EPHEMERAL_COUNT {
-            let port = EPHEMERAL_FIRST + (self.cursor % EPHEMERAL_COUNT) as u16;
-            self.cursor = (self.cursor + 1) % EPHEMERAL_COUNT;
+        for _ in 0..self.count {
+            // Below `count`, so within the range.
+            let port = self.first + (self.cursor % self.count) as u16;
+            self.cursor = (self.cursor + 1) % self.count;
             if !self.used.contains_key(&port) {
                 return Ok(port);
             }
@@ -108,7 +140,7 @@ mod tests {
 
     #[test]
     fn ephemeral_ports_are_distinct_and_recycled() {
-        let mut p = Ports::new(7);
+        let mut p = Ports::new(7, EPHEMERAL);
         let a = p.connect().unwrap();
         let b = p.connect().unwrap();
         assert_ne!(a, b);
@@ -120,7 +152,7 @@ mod tests {
 
     #[test]
     fn listen_conflicts_unless_reuseport() {
-        let mut p = Ports::new(0);
+        let mut p = Ports::new(0, EPHEMERAL);
         assert_eq!(p.listen(80, false).unwrap(), 80);
         assert_eq!(
             p.listen(80, false).unwrap_err().kind(),
@@ -138,9 +170,28 @@ mod tests {
     }
 
     #[test]
+    fn shares_split_the_range_and_bound_connect_ports() {
+        for of in 1..=5u16 {
+            let shares: Vec<_> = (0..of).map(|i| ephemeral_share(i, of)).collect();
+            assert_eq!(*shares[0].start(), EPHEMERAL_FIRST);
+            assert_eq!(*shares[usize::from(of) - 1].end(), EPHEMERAL_LAST);
+            for w in shares.windows(2) {
+                assert_eq!(*w[0].end() + 1, *w[1].start(), "consecutive, disjoint");
+            }
+        }
+        let share = ephemeral_share(1, 3);
+        let mut p = Ports::new(12345, share.clone());
+        let n = usize::from(share.end() - share.start()) + 1;
+        for _ in 0..n {
+            assert!(share.contains(&p.connect().unwrap()));
+        }
+        assert_eq!(p.connect().unwrap_err().kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
     fn exhaustion_is_an_error() {
-        let mut p = Ports::new(3);
-        for _ in 0..EPHEMERAL_COUNT {
+        let mut p = Ports::new(3, EPHEMERAL);
+        for _ in EPHEMERAL {
             p.connect().unwrap();
         }
         assert_eq!(p.connect().unwrap_err().kind(), io::ErrorKind::AddrInUse);
