@@ -247,13 +247,15 @@ struct Topology {
     mosn_ip: Ipv4Addr,
     /// RX/TX queue pairs (mosn workers) on the port.
     queues: u16,
+    /// `poll_mode: interrupt` (else `busy`).
+    interrupts: bool,
     /// The kernel side's address (gateway, upstreams).
     peer_ip: Ipv4Addr,
     eal: EalFiles,
 }
 
 impl Topology {
-    fn new(kind: Kind, queues: u16) -> Topology {
+    fn new(kind: Kind, queues: u16, interrupts: bool) -> Topology {
         let pid = std::process::id();
         match kind {
             Kind::Tap => {
@@ -266,6 +268,7 @@ impl Topology {
                     link,
                     mosn_ip: Ipv4Addr::new(198, 18, 20, 2),
                     queues,
+                    interrupts,
                     peer_ip: Ipv4Addr::new(198, 18, 20, 1),
                     eal: EalFiles::new("tap"),
                 }
@@ -310,6 +313,7 @@ impl Topology {
                     peer_link: peer,
                     mosn_ip: Ipv4Addr::new(198, 18, net, 2),
                     queues,
+                    interrupts,
                     peer_ip: Ipv4Addr::new(198, 18, net, 1),
                     eal: EalFiles::new(&format!("a{tag}p")),
                 }
@@ -348,7 +352,8 @@ impl Topology {
             "port": port,
             "address": format!("{}/24", self.mosn_ip),
             "gateway": self.peer_ip.to_string(),
-            "mtu": 1500, "queues": self.queues, "mempool_size": 8191
+            "mtu": 1500, "queues": self.queues, "mempool_size": 8191,
+            "poll_mode": if self.interrupts { "interrupt" } else { "busy" }
         })
     }
 
@@ -746,10 +751,11 @@ impl Clock {
     }
 }
 
-fn end_to_end(kind: Kind, queues: u16) {
+fn end_to_end(kind: Kind, queues: u16, interrupts: bool) {
     let _one = exclusive();
     let total = Instant::now();
     let tag = match (kind, queues) {
+        (Kind::Tap, 1) if interrupts => "tap, RX interrupts",
         (Kind::Tap, 1) => "tap",
         (Kind::Tap, _) => "tap, 2 queues",
         (Kind::AfPacket, 1) => "af_packet",
@@ -772,7 +778,7 @@ fn end_to_end(kind: Kind, queues: u16) {
     };
     // The runtime's threads are made here, in the test's own namespace.
     let _ = h::rt();
-    let t = Topology::new(kind, queues);
+    let t = Topology::new(kind, queues, interrupts);
     let clients = t.clients();
     let bulk_data = Arc::new(pattern(BULK_LEN, 0x5eed_d9d4));
     let half_answer = Arc::new(pattern(HALF_ANSWER, 0x1a7e));
@@ -905,6 +911,23 @@ fn end_to_end(kind: Kind, queues: u16) {
         mosn.child.try_wait().unwrap().is_none(),
         "mosn exited during the run"
     );
+    if interrupts {
+        // Idle, a worker that sleeps on its RX interrupt uses next to no CPU (a busy-polling
+        // one uses its whole core).
+        let pid = mosn.child.id();
+        let ticks = || -> u64 {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            let f: Vec<&str> = after.split(' ').collect();
+            f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+        };
+        std::thread::sleep(Duration::from_secs(1));
+        let (t0, c0) = (Instant::now(), ticks());
+        std::thread::sleep(Duration::from_secs(2));
+        let share = (ticks() - c0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
+        eprintln!("[dpdk {tag}] idle CPU: {:.1} % of a core", share * 100.0);
+        assert!(share < 0.2, "idle mosn used {:.0} % of a core", share * 100.0);
+    }
     // TERM: mosn drains, stops its DPDK worker and closes the port before it exits; with
     // af_packet and af_xdp the interface leaves promiscuous mode again and af_xdp's XDP
     // program is detached (both were left behind before).
@@ -1417,7 +1440,17 @@ fn tap_topology_end_to_end() {
     if !privileged_or_skip("tap_topology_end_to_end") {
         return;
     }
-    end_to_end(Kind::Tap, 1);
+    end_to_end(Kind::Tap, 1, false);
+}
+
+/// `poll_mode: interrupt`: the worker polls while frames come and sleeps on the queue's RX
+/// interrupt when none do; the same scenario, and next to no CPU when idle.
+#[test]
+fn tap_rx_interrupts_end_to_end() {
+    if !privileged_or_skip("tap_rx_interrupts_end_to_end") {
+        return;
+    }
+    end_to_end(Kind::Tap, 1, true);
 }
 
 /// Two queue pairs, two workers, two stacks on one address: upstream replies and accepted
@@ -1427,7 +1460,7 @@ fn tap_two_queues_end_to_end() {
     if !privileged_or_skip("tap_two_queues_end_to_end") {
         return;
     }
-    end_to_end(Kind::Tap, 2);
+    end_to_end(Kind::Tap, 2, false);
 }
 
 #[test]
@@ -1435,7 +1468,7 @@ fn af_packet_two_queues_end_to_end() {
     if !privileged_or_skip("af_packet_two_queues_end_to_end") {
         return;
     }
-    end_to_end(Kind::AfPacket, 2);
+    end_to_end(Kind::AfPacket, 2, false);
 }
 
 #[test]
@@ -1443,7 +1476,7 @@ fn af_packet_topology_end_to_end() {
     if !privileged_or_skip("af_packet_topology_end_to_end") {
         return;
     }
-    end_to_end(Kind::AfPacket, 1);
+    end_to_end(Kind::AfPacket, 1, false);
 }
 
 #[test]
@@ -1451,7 +1484,7 @@ fn af_xdp_topology_end_to_end() {
     if !privileged_or_skip("af_xdp_topology_end_to_end") {
         return;
     }
-    end_to_end(Kind::AfXdp, 1);
+    end_to_end(Kind::AfXdp, 1, false);
 }
 
 // === bad set-ups fail cleanly ===

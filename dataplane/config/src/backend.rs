@@ -64,6 +64,7 @@ pub(crate) struct RawNetworkBackend {
     pub routes: Vec<RawRoute>,
     pub mtu: Option<u64>,
     pub queues: Option<u64>,
+    pub poll_mode: String,
     pub mempool_size: Option<u64>,
     pub rx_buffer: Option<u64>,
     pub tx_buffer: Option<u64>,
@@ -89,6 +90,27 @@ pub struct DpdkRoute {
     pub destination: Ipv4Net,
     /// The next hop, a neighbour on `address`'s network.
     pub via: Ipv4Addr,
+}
+
+/// `network_backend.poll_mode`: how a DPDK worker waits for frames.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DpdkPollMode {
+    /// `busy`: poll the queue on every turn of the event loop (a core per worker, always).
+    #[default]
+    Busy,
+    /// `interrupt`: poll while frames come, sleep on the queue's RX interrupt when none do
+    /// (the PMD must support RX interrupts: net_tap does).
+    Interrupt,
+}
+
+impl DpdkPollMode {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DpdkPollMode::Busy => "busy",
+            DpdkPollMode::Interrupt => "interrupt",
+        }
+    }
 }
 
 /// `servers[].network_backend`, validated.
@@ -137,8 +159,10 @@ pub struct DpdkBackend {
     pub routes: Vec<DpdkRoute>,
     /// Link MTU in bytes, 576..=9000.
     pub mtu: u16,
-    /// RX/TX queue pairs (one per worker); 1 for now.
+    /// RX/TX queue pairs, one worker each, 1..=64.
     pub queues: u16,
+    /// How a worker waits for frames.
+    pub poll_mode: DpdkPollMode,
     /// mbufs in the packet pool, 1024..=1048575.
     pub mempool_size: u32,
     /// Receive buffer of each TCP connection in bytes, 4096..=16777216.
@@ -159,6 +183,7 @@ impl DpdkBackend {
             routes: Vec::new(),
             mtu: DEFAULT_DPDK_MTU,
             queues: 1,
+            poll_mode: DpdkPollMode::Busy,
             mempool_size: DEFAULT_DPDK_MEMPOOL,
             rx_buffer: DEFAULT_DPDK_SOCKET_BUFFER,
             tx_buffer: DEFAULT_DPDK_SOCKET_BUFFER,
@@ -169,7 +194,7 @@ impl DpdkBackend {
 // === validation ===
 
 /// The keys only the `dpdk` backend reads, and whether each was given.
-fn dpdk_keys(raw: &RawNetworkBackend) -> [(&'static str, bool); 10] {
+fn dpdk_keys(raw: &RawNetworkBackend) -> [(&'static str, bool); 11] {
     [
         ("eal_args", !raw.eal_args.is_empty()),
         (
@@ -181,6 +206,7 @@ fn dpdk_keys(raw: &RawNetworkBackend) -> [(&'static str, bool); 10] {
         ("routes", !raw.routes.is_empty()),
         ("mtu", raw.mtu.is_some()),
         ("queues", raw.queues.is_some()),
+        ("poll_mode", !raw.poll_mode.is_empty()),
         ("mempool_size", raw.mempool_size.is_some()),
         ("rx_buffer", raw.rx_buffer.is_some()),
         ("tx_buffer", raw.tx_buffer.is_some()),
@@ -550,6 +576,18 @@ pub(crate) fn build(raw: &RawNetworkBackend, report: Report<'_>) -> NetworkBacke
     b.gateway = gateway;
     b.routes = routes;
     b.queues = queues;
+    b.poll_mode = match raw.poll_mode.to_ascii_lowercase().as_str() {
+        "" | "busy" => DpdkPollMode::Busy,
+        "interrupt" => DpdkPollMode::Interrupt,
+        other => {
+            report(
+                "poll_mode",
+                format!("poll_mode {other:?}: expected \"busy\" or \"interrupt\""),
+                true,
+            );
+            DpdkPollMode::Busy
+        }
+    };
     b.mtu = ranged(raw.mtu, "mtu", MTU, report).map_or(defaults.mtu, |v| v as u16);
     b.mempool_size = ranged(raw.mempool_size, "mempool_size", MEMPOOL, report)
         .map_or(defaults.mempool_size, |v| v as u32);
@@ -592,6 +630,7 @@ pub(crate) fn dump(backend: &NetworkBackend) -> Option<Value> {
     }
     put("mtu", b.mtu.into());
     put("queues", b.queues.into());
+    put("poll_mode", b.poll_mode.as_str().into());
     put("mempool_size", b.mempool_size.into());
     put("rx_buffer", b.rx_buffer.into());
     put("tx_buffer", b.tx_buffer.into());
@@ -609,7 +648,7 @@ mod tests {
         "port": "net_tap0", "address": "198.18.3.2/24", "gateway": "198.18.3.1",
         "routes": [{"destination": "198.19.0.0/16", "via": "198.18.3.254"},
                    {"destination": "198.19.7.9", "via": "198.18.3.253"}],
-        "mtu": 9000, "queues": 1, "mempool_size": 16383,
+        "mtu": 9000, "queues": 1, "poll_mode": "Interrupt", "mempool_size": 16383,
         "rx_buffer": 65536, "tx_buffer": 131072
     }"#;
 
@@ -691,6 +730,7 @@ mod tests {
             ],
             mtu: 9000,
             queues: 1,
+            poll_mode: DpdkPollMode::Interrupt,
             mempool_size: 16383,
             rx_buffer: 65536,
             tx_buffer: 131072,
@@ -809,8 +849,8 @@ mod tests {
     fn dpdk_keys_with_the_kernel_backend_are_warnings() {
         let loaded = load(
             r#"{"eal_args": ["--no-pci"], "port": "net_tap0", "address": "198.18.3.2/24",
-                "gateway": "198.18.3.1", "mtu": 1500, "queues": 1, "mempool_size": 8191,
-                "rx_buffer": 4096, "tx_buffer": 4096}"#,
+                "gateway": "198.18.3.1", "mtu": 1500, "queues": 1, "poll_mode": "busy",
+                "mempool_size": 8191, "rx_buffer": 4096, "tx_buffer": 4096}"#,
         )
         .unwrap();
         assert_eq!(
@@ -825,6 +865,7 @@ mod tests {
             "gateway",
             "mtu",
             "queues",
+            "poll_mode",
             "mempool_size",
             "rx_buffer",
             "tx_buffer",
@@ -836,7 +877,7 @@ mod tests {
                 ),
             );
         }
-        assert_eq!(warnings.len(), 9, "{warnings:#?}");
+        assert_eq!(warnings.len(), 10, "{warnings:#?}");
         // the user's spelling of the keys is kept
         let w = crate::parse_str(
             &config(r#"{"Type": "kernel", "MTU": 9000}"#, LISTENERS, ""),
@@ -1005,6 +1046,11 @@ mod tests {
                 "queues",
                 "65",
                 "queues: queues 65: at most 64 (one worker thread each)",
+            ),
+            (
+                "poll_mode",
+                r#""spin""#,
+                "poll_mode: poll_mode \"spin\": expected \"busy\" or \"interrupt\"",
             ),
             (
                 "eal_args",

@@ -31,7 +31,7 @@ mod validate;
 use std::path::Path;
 
 pub use backend::{
-    DpdkBackend, DpdkRoute, NetworkBackend, DEFAULT_DPDK_MEMPOOL, DEFAULT_DPDK_MTU,
+    DpdkBackend, DpdkPollMode, DpdkRoute, NetworkBackend, DEFAULT_DPDK_MEMPOOL, DEFAULT_DPDK_MTU,
     DEFAULT_DPDK_SOCKET_BUFFER, MAX_DPDK_ROUTES,
 };
 pub use capture::{

@@ -341,6 +341,9 @@ pub struct PortOptions {
     pub rx_desc: u16,
     /// TX descriptors per queue (adjusted to the device's limits).
     pub tx_desc: u16,
+    /// Configure RX queue interrupts, so that a worker can sleep on
+    /// [`DpdkDevice::rx_interrupt_fd`] instead of polling (the PMD must support them).
+    pub rx_interrupts: bool,
 }
 
 impl Default for PortOptions {
@@ -352,6 +355,7 @@ impl Default for PortOptions {
             mtu: 1500,
             rx_desc: 1024,
             tx_desc: 1024,
+            rx_interrupts: false,
         }
     }
 }
@@ -641,10 +645,20 @@ impl Port {
         }
         let mut conf = ffi::rte_eth_conf::default();
         conf.rxmode.mtu = u32::from(opts.mtu);
-        // SAFETY: `conf` is a valid, zero-initialised configuration with the MTU set.
+        if opts.rx_interrupts {
+            conf.intr_conf.set_rxq(1);
+        }
+        // SAFETY: `conf` is a valid, zero-initialised configuration with the MTU (and maybe
+        // the RX interrupt bit) set.
         let ret = unsafe { ffi::rte_eth_dev_configure(id, opts.queues, opts.queues, &conf) };
         if ret < 0 {
-            return Err(dpdk_error(what("configure"), ret));
+            let step = if opts.rx_interrupts {
+                "configure with RX interrupts (does the PMD support them? poll_mode busy does \
+                 without)"
+            } else {
+                "configure"
+            };
+            return Err(dpdk_error(what(step), ret));
         }
         // SOCKET_ID_ANY (-1) becomes u32::MAX, as in C.
         let queue_socket = socket as u32;
@@ -890,6 +904,39 @@ impl DpdkDevice {
         self.port.mac
     }
 
+    /// This queue's RX interrupt (the port opened with [`PortOptions::rx_interrupts`]),
+    /// enabled and registered with the current tokio runtime's reactor: await
+    /// [`RxInterrupt::arrived`] to sleep until frames come. Call it on the worker's runtime.
+    pub fn rx_interrupt(&self) -> io::Result<RxInterrupt> {
+        let what = |step: &str| format!("DPDK port {} queue {}: {step}", self.port.id, self.queue);
+        // SAFETY: plain calls on a started port and a queue this device owns.
+        let fd = unsafe { ffi::rte_eth_dev_rx_intr_ctl_q_get_fd(self.port.id, self.queue) };
+        if fd < 0 {
+            return Err(dpdk_error(what("no RX interrupt fd"), ffi::errno()));
+        }
+        // SAFETY: as above.
+        let ret = unsafe { ffi::rte_eth_dev_rx_intr_enable(self.port.id, self.queue) };
+        // ENOTSUP: the PMD has no switch because its fd is always armed (net_tap hands out
+        // the queue's tap fd itself).
+        if ret < 0 && -ret != nix::libc::ENOTSUP {
+            return Err(dpdk_error(what("RX interrupt enable"), ret));
+        }
+        // SAFETY: the fd is the PMD's and stays open while the port is; the RxInterrupt holds
+        // the port (so it cannot close) and deregisters the fd before it lets go of it
+        // (field order), and never reads or closes it.
+        let fd = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(
+                InterruptFd(fd),
+                tokio::io::Interest::READABLE,
+            )
+        }
+        .map_err(|e| io::Error::other(what(&format!("watching the RX interrupt fd: {e}"))))?;
+        Ok(RxInterrupt {
+            fd,
+            _port: Arc::clone(&self.port),
+        })
+    }
+
     fn next_rx(&mut self) -> Option<*mut ffi::rte_mbuf> {
         if self.port.inboxes.is_empty() {
             return self.next_burst();
@@ -968,6 +1015,42 @@ impl DpdkDevice {
         let m = self.rx[self.rx_next];
         self.rx_next += 1;
         Some(m)
+    }
+}
+
+/// A queue's RX interrupt fd (the PMD's: watched, never read or closed here).
+struct InterruptFd(std::os::fd::RawFd);
+
+impl std::os::fd::AsRawFd for InterruptFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
+}
+
+/// The RX interrupt of one queue, from [`DpdkDevice::rx_interrupt`]. Not `Send`: it lives on
+/// the worker whose reactor watches it.
+pub struct RxInterrupt {
+    /// First: deregistered before the port can close.
+    fd: tokio::io::unix::AsyncFd<InterruptFd>,
+    _port: Arc<PortInner>,
+}
+
+impl std::fmt::Debug for RxInterrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RxInterrupt")
+            .field("fd", &self.fd.get_ref().0)
+            .finish()
+    }
+}
+
+impl RxInterrupt {
+    /// Waits until frames arrive on the queue: the next edge of its fd (tokio's epoll is
+    /// edge-triggered, so frames that were there before the last wait do not count again;
+    /// the stack polls the queue until its rounds go quiet anyway).
+    pub async fn arrived(&self) -> io::Result<()> {
+        let mut ready = self.fd.readable().await?;
+        ready.clear_ready();
+        Ok(())
     }
 }
 

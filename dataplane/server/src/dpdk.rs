@@ -37,6 +37,9 @@ pub struct DpdkPlan {
     pub mtu: u16,
     /// RX/TX queue pairs (one worker each).
     pub queues: u16,
+    /// `poll_mode: interrupt`: workers sleep on their queue's RX interrupt when no frames
+    /// come, instead of polling all the time.
+    pub rx_interrupts: bool,
     /// Mbufs in the port's pool.
     pub mempool_size: u32,
     /// Receive buffer per connection, bytes.
@@ -56,7 +59,7 @@ mod imp {
     use std::time::Duration;
 
     use mosn_metrics::Registry;
-    use mosn_net::dpdk::{init_eal, DpdkDevice, Port, PortOptions};
+    use mosn_net::dpdk::{init_eal, DpdkDevice, Port, PortOptions, RxInterrupt};
     use mosn_net::userspace::{
         ephemeral_share, PollMode, StackConfig, UserspaceStack, UserspaceTransport,
     };
@@ -189,6 +192,22 @@ mod imp {
         }
     }
 
+    /// Wakes the stack's driver whenever frames arrive on its queue; the driver then polls
+    /// the queue until its rounds go quiet again.
+    async fn rx_wakeups(interrupt: RxInterrupt, stack: UserspaceStack<DpdkDevice>) {
+        loop {
+            if let Err(e) = interrupt.arrived().await {
+                tracing::error!(error = %e, "DPDK: RX interrupt failed; the queue is polled from now on");
+                // Without wake-ups the stack would see frames only on its timers: poll.
+                loop {
+                    stack.notify();
+                    tokio::task::yield_now().await;
+                }
+            }
+            stack.notify();
+        }
+    }
+
     /// Port counters (`rte_eth_stats_get`, safe from any thread) mirrored into scope
     /// `dpdk{port=..}` whenever the registry is read. The collector holds a weak reference:
     /// the port closes when the worker stops, and the counters keep their last values.
@@ -273,6 +292,7 @@ mod imp {
                         queues: plan.queues,
                         mempool_size: plan.mempool_size,
                         mtu: plan.mtu,
+                        rx_interrupts: plan.rx_interrupts,
                         ..PortOptions::default()
                     };
                     let port = Arc::new(
@@ -314,6 +334,13 @@ mod imp {
         local.block_on(&rt, async move {
             let mac = EthernetAddress(port.mac());
             let cidr = Ipv4Cidr::new(plan.address.addr(), plan.address.prefix_len());
+            let interrupt = match plan.rx_interrupts.then(|| device.rx_interrupt()).transpose() {
+                Ok(i) => i,
+                Err(e) => {
+                    let _ = ready.send(Err(e.to_string()));
+                    return;
+                }
+            };
             let mut config = StackConfig::new(HardwareAddress::Ethernet(mac), vec![IpCidr::Ipv4(cidr)]);
             config.gateway = plan.gateway;
             config.routes = plan
@@ -324,7 +351,13 @@ mod imp {
             config.rx_buffer = plan.rx_buffer;
             config.tx_buffer = plan.tx_buffer;
             config.backlog = 1024;
-            config.poll_mode = PollMode::Busy;
+            // With RX interrupts the driver sleeps when rounds go quiet and the queue's
+            // interrupt fd wakes it (rx_wakeups); otherwise it polls on every turn.
+            config.poll_mode = if interrupt.is_some() {
+                PollMode::Sleep
+            } else {
+                PollMode::Busy
+            };
             config.ephemeral = ephemeral_share(q, plan.queues);
             let stack = match UserspaceStack::new(device, config) {
                 Ok(s) => s,
@@ -334,6 +367,9 @@ mod imp {
                 }
             };
             tokio::task::spawn_local(stack.run());
+            if let Some(interrupt) = interrupt {
+                tokio::task::spawn_local(rx_wakeups(interrupt, stack.clone()));
+            }
             if q == 0 {
                 port_metrics(&registry, &plan.port, Arc::downgrade(&port));
             }

@@ -156,6 +156,7 @@ fn backend_plan(config: &cfg::Config) -> Result<Backend, Vec<Unsupported>> {
                 routes: d.routes.iter().map(|r| (r.destination, r.via)).collect(),
                 mtu: d.mtu,
                 queues: d.queues,
+                rx_interrupts: d.poll_mode == mosn_config::DpdkPollMode::Interrupt,
                 mempool_size: d.mempool_size,
                 rx_buffer: d.rx_buffer,
                 tx_buffer: d.tx_buffer,
