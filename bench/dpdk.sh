@@ -89,6 +89,8 @@ usage: bench/dpdk.sh [options]
   --gen PMD          the packet-path generator's PMD on C's end of the link: af_xdp
                      (default) or af_packet
   --conns C          wrk connections (default 32; wrk runs one thread)
+  --poll-mode MODE   network_backend.poll_mode of the DPDK variants: busy (default) or
+                     interrupt (the worker sleeps on its RX interrupt when idle; net_tap)
   --no-pin           do not pin (default: mosn and the forwarders on CPU 0, wrk, the
                      upstream and the generator on CPU 1)
   --no-hugepages     do not reserve hugepages: every EAL runs on plain memory
@@ -111,6 +113,7 @@ QUIET_WAIT=60
 ONLY="${DPDK_ONLY:-direct,kernel,tap,af_packet,af_xdp}"
 FWD_ONLY="tap,af_packet,af_xdp"
 GEN_PMD=af_xdp
+POLL_MODE=busy
 ARGS_TEXT="$*"
 
 while (($#)); do
@@ -126,6 +129,8 @@ while (($#)); do
     --gen=*) GEN_PMD="${1#*=}" ;;
     --conns) CONNS="${2:?--conns needs a value}"; shift ;;
     --conns=*) CONNS="${1#*=}" ;;
+    --poll-mode) POLL_MODE="${2:?--poll-mode needs a value}"; shift ;;
+    --poll-mode=*) POLL_MODE="${1#*=}" ;;
     --no-pin) PIN=0 ;;
     --no-hugepages) HUGE=0 ;;
     --no-build) BUILD=0 ;;
@@ -144,6 +149,7 @@ if [[ -z "$ROUNDS" ]]; then if ((QUICK)); then ROUNDS=1; else ROUNDS=3; fi; fi
 [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
 [[ "$CONNS" =~ ^[1-9][0-9]*$ ]] || die "--conns must be a positive integer"
 [[ "$GEN_PMD" == af_xdp || "$GEN_PMD" == af_packet ]] || die "--gen must be af_xdp or af_packet"
+[[ "$POLL_MODE" == busy || "$POLL_MODE" == interrupt ]] || die "--poll-mode must be busy or interrupt"
 [[ "$QUIET_WAIT" =~ ^[0-9]+$ ]] || die "--quiet-wait must be a number of seconds"
 ((EUID == 0)) || die "needs root (network namespaces, DPDK)"
 
@@ -458,7 +464,8 @@ backend_json() {
       "eal_args": ["-l", "0", "--no-pci", "--file-prefix", "$EAL_PREFIX-$1", "--vdev", "$vdev"$EAL_MEM_JSON],
       "port": "$port",
       "address": "$addr",
-      "gateway": "$gw"
+      "gateway": "$gw",
+      "poll_mode": "$POLL_MODE"
     },
 EOF
 }
@@ -828,7 +835,7 @@ done
     echo
     echo "- command: \`$CMD\` (git $GIT_REV)"
     echo "- machine: $NCPU CPU(s), ${CPU_MODEL:-unknown CPU}, Linux $(uname -r); DPDK $(dpkg-query -W -f '${Version}' dpdk 2>/dev/null || echo '?'), $(nginx -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | awk 'NR == 1 { print $1 " " $2 }')"
-    echo "- settings: $PIN_TEXT; wrk -t1 -c$CONNS, ${DUR} s per measured run after a ${WARMUP} s warm-up; packet path ${DUR} s windows after ${FWD_WARMUP} s of traffic, 64-byte frames; $ROUNDS round(s) alternating forward/reverse order; a fresh mosn per variant and round; memory: $MEM_NOTE; quiet wait up to ${QUIET_WAIT} s before each run"
+    echo "- settings: $PIN_TEXT; DPDK poll_mode $POLL_MODE; wrk -t1 -c$CONNS, ${DUR} s per measured run after a ${WARMUP} s warm-up; packet path ${DUR} s windows after ${FWD_WARMUP} s of traffic, 64-byte frames; $ROUNDS round(s) alternating forward/reverse order; a fresh mosn per variant and round; memory: $MEM_NOTE; quiet wait up to ${QUIET_WAIT} s before each run"
     echo "- load average at start / end: $LOAD_AT_START / $LOAD_AT_END; rustc processes at start / end: $RUSTC_AT_START / $RUSTC_AT_END"
     echo "- topology: netns C (wrk, upstream nginx with 1 worker on $UP_IP:$UP_PORT serving a ${BODY_BYTES}-byte file) and netns M (mosn), a veth pair ($C_IP/24 in C with \`ethtool -K <veth> tx off\`; mosn at $M_IP); for tap, mosn creates the tap in M and its kernel side is moved into C ($TAP_C_IP/24; mosn at $TAP_M_IP)"
     echo "- figures are medians over the rounds; ratios are the median over rounds of the ratio within each round (paired). Absolute figures depend on this shared machine; compare the ratios"
