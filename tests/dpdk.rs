@@ -926,7 +926,11 @@ fn end_to_end(kind: Kind, queues: u16, interrupts: bool) {
         std::thread::sleep(Duration::from_secs(2));
         let share = (ticks() - c0) as f64 / 100.0 / t0.elapsed().as_secs_f64();
         eprintln!("[dpdk {tag}] idle CPU: {:.1} % of a core", share * 100.0);
-        assert!(share < 0.2, "idle mosn used {:.0} % of a core", share * 100.0);
+        assert!(
+            share < 0.2,
+            "idle mosn used {:.0} % of a core",
+            share * 100.0
+        );
     }
     // TERM: mosn drains, stops its DPDK worker and closes the port before it exits; with
     // af_packet and af_xdp the interface leaves promiscuous mode again and af_xdp's XDP
