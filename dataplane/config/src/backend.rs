@@ -588,18 +588,6 @@ pub(crate) fn build(raw: &RawNetworkBackend, report: Report<'_>) -> NetworkBacke
             DpdkPollMode::Busy
         }
     };
-    if b.poll_mode == DpdkPollMode::Interrupt && b.queues > 1 {
-        // A frame steered to a sleeping worker's inbox raises no interrupt of its queue.
-        report(
-            "poll_mode",
-            format!(
-                "poll_mode \"interrupt\" works with one queue (queues is {}): frames handed \
-                 between queues would not wake a sleeping worker",
-                b.queues
-            ),
-            true,
-        );
-    }
     b.mtu = ranged(raw.mtu, "mtu", MTU, report).map_or(defaults.mtu, |v| v as u16);
     b.mempool_size = ranged(raw.mempool_size, "mempool_size", MEMPOOL, report)
         .map_or(defaults.mempool_size, |v| v as u32);
@@ -1063,12 +1051,6 @@ mod tests {
                 "poll_mode",
                 r#""spin""#,
                 "poll_mode: poll_mode \"spin\": expected \"busy\" or \"interrupt\"",
-            ),
-            // SECTION asks for interrupts: with two queues that is refused.
-            (
-                "queues",
-                "2",
-                "poll_mode: poll_mode \"interrupt\" works with one queue (queues is 2)",
             ),
             (
                 "eal_args",

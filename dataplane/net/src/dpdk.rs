@@ -405,6 +405,9 @@ struct PortInner {
     /// One inbox per queue: frames another queue received for this one's stack (empty with
     /// one queue).
     inboxes: Box<[crossbeam_queue::ArrayQueue<Steered>]>,
+    /// One per queue: raised after a frame lands in its inbox, so that a worker asleep on its
+    /// RX interrupt ([`RxInterrupt::arrived`]) wakes for frames another queue received.
+    inbox_bells: Box<[tokio::sync::Notify]>,
     /// Frames handed to another queue's inbox, and frames dropped because it was full.
     steered: AtomicU64,
     steer_dropped: AtomicU64,
@@ -703,6 +706,13 @@ impl Port {
             } else {
                 Box::new([])
             },
+            inbox_bells: if opts.queues > 1 && opts.rx_interrupts {
+                (0..opts.queues)
+                    .map(|_| tokio::sync::Notify::new())
+                    .collect()
+            } else {
+                Box::new([])
+            },
             steered: AtomicU64::new(0),
             steer_dropped: AtomicU64::new(0),
         };
@@ -933,7 +943,8 @@ impl DpdkDevice {
         .map_err(|e| io::Error::other(what(&format!("watching the RX interrupt fd: {e}"))))?;
         Ok(RxInterrupt {
             fd,
-            _port: Arc::clone(&self.port),
+            queue: self.queue,
+            port: Arc::clone(&self.port),
         })
     }
 
@@ -987,6 +998,10 @@ impl DpdkDevice {
         match refused {
             None => {
                 self.port.steered.fetch_add(1, Ordering::Relaxed);
+                if let Some(bell) = self.port.inbox_bells.get(usize::from(q)) {
+                    // A stored permit when the owner is awake; a wake-up when it sleeps.
+                    bell.notify_one();
+                }
             }
             Some(m) => {
                 self.port.steer_dropped.fetch_add(1, Ordering::Relaxed);
@@ -1032,7 +1047,8 @@ impl std::os::fd::AsRawFd for InterruptFd {
 pub struct RxInterrupt {
     /// First: deregistered before the port can close.
     fd: tokio::io::unix::AsyncFd<InterruptFd>,
-    _port: Arc<PortInner>,
+    queue: u16,
+    port: Arc<PortInner>,
 }
 
 impl std::fmt::Debug for RxInterrupt {
@@ -1046,10 +1062,22 @@ impl std::fmt::Debug for RxInterrupt {
 impl RxInterrupt {
     /// Waits until frames arrive on the queue: the next edge of its fd (tokio's epoll is
     /// edge-triggered, so frames that were there before the last wait do not count again;
-    /// the stack polls the queue until its rounds go quiet anyway).
+    /// the stack polls the queue until its rounds go quiet anyway), or, with several queues,
+    /// a frame another queue put in this one's inbox.
     pub async fn arrived(&self) -> io::Result<()> {
-        let mut ready = self.fd.readable().await?;
-        ready.clear_ready();
+        let bell = self.port.inbox_bells.get(usize::from(self.queue));
+        let rung = async {
+            match bell {
+                Some(bell) => bell.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ready = self.fd.readable() => {
+                ready?.clear_ready();
+            }
+            () = rung => {}
+        }
         Ok(())
     }
 }
