@@ -342,7 +342,7 @@ pub struct PortOptions {
     /// TX descriptors per queue (adjusted to the device's limits).
     pub tx_desc: u16,
     /// Configure RX queue interrupts, so that a worker can sleep on
-    /// [`DpdkDevice::rx_interrupt_fd`] instead of polling (the PMD must support them).
+    /// [`DpdkDevice::rx_interrupt`] instead of polling (the PMD must support them).
     pub rx_interrupts: bool,
 }
 
