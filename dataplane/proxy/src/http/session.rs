@@ -934,7 +934,6 @@ fn route_input(head: &http::request::Parts) -> RouteInput<'_> {
     input
 }
 
-/// `fut`'s output, or `Err(())` once `expiry` fires (the same timer may bound several steps).
 /// The local reply for an upstream exchange that failed after the request went out: 502,
 /// a protocol error or a reset.
 pub(super) fn upstream_failure(e: &mosn_stream::pool::SendError) -> LocalReply {
@@ -953,6 +952,7 @@ pub(super) fn upstream_failure(e: &mosn_stream::pool::SendError) -> LocalReply {
     }
 }
 
+/// `fut`'s output, or `Err(())` once `expiry` fires (the same timer may bound several steps).
 pub(super) async fn within<F: std::future::Future>(
     fut: F,
     expiry: std::pin::Pin<&mut tokio::time::Sleep>,
