@@ -344,59 +344,34 @@ impl Invocation {
     }
 }
 
-/// Parses a hessian2 request body. The argument count comes from the descriptor; the
-/// arguments are skipped, not decoded. A body that ends right after the arguments (no
-/// attachments) gives an empty attachment list.
+/// Parses a hessian2 request body ([`parse_invocation_head`], then
+/// [`parse_invocation_tail`]). The argument count comes from the descriptor; the arguments
+/// are skipped, not decoded. A body that ends right after the arguments (no attachments)
+/// gives an empty attachment list.
 pub fn parse_invocation(body: &[u8]) -> Result<Invocation, Error> {
-    parse_invocation_ref(body)?.into_owned()
+    let head = parse_invocation_head(body)?;
+    let tail = parse_invocation_tail(body, head.rest)?;
+    let s = |t| hessian2::text_str(t).map(Cow::into_owned);
+    Ok(Invocation {
+        dubbo_version: s(head.dubbo_version)?,
+        service: s(head.service)?,
+        version: s(head.version)?,
+        method: s(head.method)?,
+        param_types: s(tail.param_types)?,
+        attachments_start: tail.args.end,
+        args: tail.args,
+        attachments: tail
+            .attachments
+            .into_iter()
+            .map(|(k, v)| Ok((s(k)?, s(v)?)))
+            .collect::<Result<_, Error>>()?,
+    })
 }
 
-/// An attachment of an [`InvocationRef`]: key and value as UTF-8 bytes.
+/// An attachment read in place: key and value as UTF-8 bytes, borrowed from the body where
+/// they need no decoding (ASCII in one chunk: the usual case), so routing reads a request's
+/// fields without an allocation or a validation pass per string.
 pub type TextPair<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
-
-/// [`Invocation`] with its strings as UTF-8 bytes, borrowed from the body where they need no
-/// decoding (ASCII in one chunk: the usual case), for readers that only look: routing reads
-/// a request's fields without an allocation or a validation pass per string.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct InvocationRef<'a> {
-    /// The Dubbo framework version (e.g. `2.0.2`).
-    pub dubbo_version: Cow<'a, [u8]>,
-    /// The service path (interface name).
-    pub service: Cow<'a, [u8]>,
-    /// The service version; hessian null reads as `""`.
-    pub version: Cow<'a, [u8]>,
-    /// The method name.
-    pub method: Cow<'a, [u8]>,
-    /// The JVM parameter descriptor, e.g. `Ljava/lang/String;I`.
-    pub param_types: Cow<'a, [u8]>,
-    /// Byte range of the encoded arguments within the body.
-    pub args: Range<usize>,
-    /// String→string entries of the attachments map, in order (other entries skipped).
-    pub attachments: Vec<TextPair<'a>>,
-    /// Offset of the attachments map within the body (== `args.end`).
-    pub attachments_start: usize,
-}
-
-impl InvocationRef<'_> {
-    /// The owned form.
-    pub fn into_owned(self) -> Result<Invocation, Error> {
-        let s = |t| hessian2::text_str(t).map(Cow::into_owned);
-        Ok(Invocation {
-            dubbo_version: s(self.dubbo_version)?,
-            service: s(self.service)?,
-            version: s(self.version)?,
-            method: s(self.method)?,
-            param_types: s(self.param_types)?,
-            args: self.args,
-            attachments: self
-                .attachments
-                .into_iter()
-                .map(|(k, v)| Ok((s(k)?, s(v)?)))
-                .collect::<Result<_, Error>>()?,
-            attachments_start: self.attachments_start,
-        })
-    }
-}
 
 /// The four leading strings of a hessian2 request body, read in place, and where the rest
 /// (descriptor, arguments, attachments) starts: what routing by service, version and method
@@ -471,23 +446,6 @@ pub fn parse_invocation_tail(body: &[u8], rest: usize) -> Result<InvocationTail<
         param_types,
         args: at(start)..at(end),
         attachments,
-    })
-}
-
-/// Reads a hessian2 request body as [`parse_invocation`] does, its strings as bytes borrowed
-/// where they need no decoding.
-pub fn parse_invocation_ref(body: &[u8]) -> Result<InvocationRef<'_>, Error> {
-    let head = parse_invocation_head(body)?;
-    let tail = parse_invocation_tail(body, head.rest)?;
-    Ok(InvocationRef {
-        dubbo_version: head.dubbo_version,
-        service: head.service,
-        version: head.version,
-        method: head.method,
-        param_types: tail.param_types,
-        attachments_start: tail.args.end,
-        args: tail.args,
-        attachments: tail.attachments,
     })
 }
 
