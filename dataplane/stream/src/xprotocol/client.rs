@@ -275,54 +275,40 @@ impl RpcConn {
         id
     }
 
-    /// Sends `frame` (its id replaced by one of this connection's) and waits for the
-    /// answer; `None` for a one-way request.
-    pub async fn call(&self, mut frame: Frame, use_raw: bool) -> Result<Option<Frame>, RpcError> {
+    /// Gives `frame` one of this connection's request ids and queues it: the id.
+    fn push(&self, frame: &mut Frame, use_raw: bool) -> Result<u64, RpcError> {
         if self.closed.get() {
             return Err(RpcError::Closed);
         }
-        let oneway = frame.is_oneway();
         let id = self.next_id();
         frame.set_request_id(id);
-        let send = |frame: &Frame| match self.out.push(frame, use_raw) {
-            Ok(queued) => {
-                self.used.set(self.used.get() + 1);
-                if queued {
-                    Ok(())
-                } else {
-                    Err(RpcError::Closed)
-                }
-            }
-            Err(e) => Err(RpcError::Encode(e.to_string())),
-        };
-        if oneway {
-            send(&frame)?;
-            self.touch();
-            return Ok(None);
-        }
-        let (otx, orx) = oneshot::channel();
-        self.pending.borrow_mut().insert(id, Waiter::Task(otx));
-        let _waiting = Waiting { conn: self, id };
-        send(&frame)?;
-        self.touch();
-        orx.await.map(Some).map_err(|_| RpcError::Closed)
-    }
-
-    /// Sends a one-way request `frame` (its id replaced by one of this connection's): nothing
-    /// waits for an answer. [`RpcConn::call`] without the future.
-    pub fn send_oneway(&self, mut frame: Frame, use_raw: bool) -> Result<(), RpcError> {
-        if self.closed.get() {
-            return Err(RpcError::Closed);
-        }
-        frame.set_request_id(self.next_id());
-        match self.out.push(&frame, use_raw) {
+        match self.out.push(frame, use_raw) {
             Ok(true) => {}
             Ok(false) => return Err(RpcError::Closed),
             Err(e) => return Err(RpcError::Encode(e.to_string())),
         }
         self.used.set(self.used.get() + 1);
         self.touch();
-        Ok(())
+        Ok(id)
+    }
+
+    /// Sends `frame` (its id replaced by one of this connection's) and waits for the
+    /// answer; `None` for a one-way request.
+    pub async fn call(&self, mut frame: Frame, use_raw: bool) -> Result<Option<Frame>, RpcError> {
+        if frame.is_oneway() {
+            return self.send_oneway(frame, use_raw).map(|()| None);
+        }
+        let id = self.push(&mut frame, use_raw)?;
+        let (otx, orx) = oneshot::channel();
+        self.pending.borrow_mut().insert(id, Waiter::Task(otx));
+        let _waiting = Waiting { conn: self, id };
+        orx.await.map(Some).map_err(|_| RpcError::Closed)
+    }
+
+    /// Sends a one-way request `frame` (its id replaced by one of this connection's): nothing
+    /// waits for an answer.
+    pub fn send_oneway(&self, mut frame: Frame, use_raw: bool) -> Result<(), RpcError> {
+        self.push(&mut frame, use_raw).map(|_| ())
     }
 
     /// Sends a two-way request `frame` (its id replaced by one of this connection's) and
@@ -339,24 +325,16 @@ impl RpcConn {
         deadline: Instant,
         done: Box<dyn Completion>,
     ) -> Result<(), (RpcError, Box<dyn Completion>)> {
-        if self.closed.get() {
-            return Err((RpcError::Closed, done));
-        }
         if frame.is_oneway() {
             return Err((
                 RpcError::Encode("a one-way request has no answer".into()),
                 done,
             ));
         }
-        let id = self.next_id();
-        frame.set_request_id(id);
-        match self.out.push(&frame, use_raw) {
-            Ok(true) => {}
-            Ok(false) => return Err((RpcError::Closed, done)),
-            Err(e) => return Err((RpcError::Encode(e.to_string()), done)),
-        }
-        self.used.set(self.used.get() + 1);
-        self.touch();
+        let id = match self.push(&mut frame, use_raw) {
+            Ok(id) => id,
+            Err(e) => return Err((e, done)),
+        };
         self.pending
             .borrow_mut()
             .insert(id, Waiter::Direct { deadline, done });
