@@ -103,7 +103,7 @@ use crate::transport::{Accepted, ListenSpec, Listener, Transport};
 pub use conn::UserspaceConn;
 use meter::Meter;
 use ports::Ports;
-pub use ports::{ephemeral_share, EPHEMERAL};
+pub use ports::{ephemeral_owner, ephemeral_share, EPHEMERAL};
 
 /// A [`Device`] the stack can drive: a device plus the hook that ends a round.
 pub trait StackDevice: Device {

@@ -31,6 +31,18 @@ pub fn ephemeral_share(index: u16, of: u16) -> RangeInclusive<u16> {
     (first as u16)..=(last as u16)
 }
 
+/// The share ([`ephemeral_share`]) of `of` that holds `port`; `None` outside the range.
+pub fn ephemeral_owner(port: u16, of: u16) -> Option<u16> {
+    if !EPHEMERAL.contains(&port) {
+        return None;
+    }
+    let of = u32::from(of.max(1));
+    let span = (u32::from(EPHEMERAL_LAST - EPHEMERAL_FIRST) + 1) / of;
+    let q = u32::from(port - EPHEMERAL_FIRST) / span.max(1);
+    // The last share takes the remainder; below `of`, so it fits.
+    Some(q.min(of - 1) as u16)
+}
+
 /// Who holds a local port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Use {
@@ -179,6 +191,15 @@ mod tests {
                 assert_eq!(*w[0].end() + 1, *w[1].start(), "consecutive, disjoint");
             }
         }
+        for of in 1..=5u16 {
+            for i in 0..of {
+                let share = ephemeral_share(i, of);
+                for port in [*share.start(), *share.end()] {
+                    assert_eq!(ephemeral_owner(port, of), Some(i), "port {port} of {of}");
+                }
+            }
+        }
+        assert_eq!(ephemeral_owner(EPHEMERAL_FIRST - 1, 2), None);
         let share = ephemeral_share(1, 3);
         let mut p = Ports::new(12345, share.clone());
         let n = usize::from(share.end() - share.start()) + 1;

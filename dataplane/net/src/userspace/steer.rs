@@ -14,8 +14,6 @@
 //!
 //! A worker forwards the frames that are not its own to their owner's inbox.
 
-use std::ops::RangeInclusive;
-
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
 const ETHER_HDR: usize = 14;
@@ -32,11 +30,11 @@ pub enum Verdict {
     All,
 }
 
-/// The owner rule for `queues` stacks whose ephemeral shares split `ephemeral` evenly.
+/// The owner rule for `queues` stacks with [`super::ephemeral_share`]s of the ephemeral
+/// ports.
 #[derive(Debug, Clone)]
 pub struct Steering {
     queues: u16,
-    ephemeral: RangeInclusive<u16>,
 }
 
 impl Steering {
@@ -44,7 +42,6 @@ impl Steering {
     pub fn new(queues: u16) -> Steering {
         Steering {
             queues: queues.max(1),
-            ephemeral: super::EPHEMERAL,
         }
     }
 
@@ -95,12 +92,8 @@ impl Steering {
         let (Some(src_port), Some(dst_port)) = (be16(tcp), be16(tcp + 2)) else {
             return Owner::Arrival;
         };
-        if self.ephemeral.contains(&dst_port) {
-            let first = *self.ephemeral.start();
-            let span = (u32::from(*self.ephemeral.end() - first) + 1) / u32::from(self.queues);
-            let q = u32::from(dst_port - first) / span.max(1);
-            // The last share takes the remainder.
-            return Owner::Queue(q.min(u32::from(self.queues) - 1) as u16);
+        if let Some(q) = super::ephemeral_owner(dst_port, self.queues) {
+            return Owner::Queue(q);
         }
         let Some(src) = frame.get(ETHER_HDR + 12..ETHER_HDR + 16) else {
             return Owner::Arrival;
