@@ -12,6 +12,7 @@
 //!     "routes": [{"destination": "198.19.0.0/16", "via": "198.18.3.254"}], // static routes
 //!     "mtu": 1500,                               // 576..=9000
 //!     "queues": 1,                               // RX/TX queue pairs, one worker each; 1..=64
+//!     "poll_mode": "busy",                       // or "interrupt": sleep on RX interrupts when idle
 //!     "mempool_size": 8191,                      // mbufs, 1024..=1048575
 //!     "rx_buffer": 262144, "tx_buffer": 262144   // per-connection bytes, 4096..=16777216
 //!   },

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //!  thread mosn-dpdk-0: EAL init, Port::open (N queues) -> queue 0 -> DpdkDevice
-//!                      -> UserspaceStack (PollMode::Busy, ephemeral share 0 of N)
+//!                      -> UserspaceStack (PollMode::Busy, or Sleep woken by the queue's
+//!                         RX interrupt with poll_mode interrupt; ephemeral share 0 of N)
 //!  thread mosn-dpdk-q: queue q of the same port -> its own stack (share q of N)
 //!    each: current-thread runtime + LocalSet: stack driver, serve_listener per listener,
 //!    a task per connection, upstream pools on its own stack
