@@ -912,6 +912,38 @@ fn end_to_end(kind: Kind, queues: u16, interrupts: bool) {
         mosn.child.try_wait().unwrap().is_none(),
         "mosn exited during the run"
     );
+    if kind == Kind::Tap {
+        // net_tap would ask for a signal per received frame (O_ASYNC on its queue fds) unless
+        // mosn took every signal it could use before EAL started: a signal, an interrupt and
+        // a sigreturn per frame on the polling thread.
+        let pid = mosn.child.id();
+        let mut tun_fds = 0;
+        for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+            let fd = fd.unwrap();
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            if target != Path::new("/dev/net/tun") {
+                continue;
+            }
+            tun_fds += 1;
+            let info = std::fs::read_to_string(format!(
+                "/proc/{pid}/fdinfo/{}",
+                fd.file_name().to_string_lossy()
+            ))
+            .unwrap();
+            let flags = info
+                .lines()
+                .find_map(|l| l.strip_prefix("flags:"))
+                .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+                .unwrap();
+            assert_eq!(
+                flags & nix::libc::O_ASYNC as u32,
+                0,
+                "a tap fd of mosn asks for a signal per frame (fdinfo: {info})"
+            );
+        }
+        assert!(tun_fds > 0, "mosn holds no /dev/net/tun fd");
+        mosn.wait_for("All rt-signals are in use", Duration::from_secs(1));
+    }
     if interrupts {
         // Idle, a worker that sleeps on its RX interrupt uses next to no CPU (a busy-polling
         // one uses its whole core).
