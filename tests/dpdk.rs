@@ -1503,6 +1503,151 @@ fn tap_two_queues_rx_interrupts_end_to_end() {
     end_to_end(Kind::Tap, 2, true);
 }
 
+/// IPv6 on the userspace stack, dual stack with IPv4, two queues in interrupt mode (neighbour
+/// discovery reaches both stacks, IPv6 TCP is steered like IPv4): HTTP/1 from a kernel client
+/// over IPv6 to listeners on `::` and on the stack's IPv6 address, proxied to an upstream
+/// reached over IPv6 (which sees mosn's IPv6 address), and IPv4 on the same `::` listener.
+#[test]
+fn tap_ipv6_dual_stack_end_to_end() {
+    if !privileged_or_skip("tap_ipv6_dual_stack_end_to_end") {
+        return;
+    }
+    let _one = exclusive();
+    let _ = h::rt();
+    let t = Topology::new(Kind::Tap, 2, true);
+    let (own6, peer6) = (
+        "fd00:198:18:20::2".parse::<std::net::Ipv6Addr>().unwrap(),
+        "fd00:198:18:20::1".parse::<std::net::Ipv6Addr>().unwrap(),
+    );
+    // An upstream that answers once per connection and says which address it was called from.
+    let (up_port, callers) = t.clients().enter(|| {
+        let l = std::net::TcpListener::bind("[::]:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let callers = Arc::new(Mutex::new(Vec::<SocketAddr>::new()));
+        let seen = callers.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { break };
+                seen.lock().unwrap().push(s.peer_addr().unwrap());
+                let mut buf = [0u8; 4096];
+                let mut got = Vec::new();
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\nover v6",
+                );
+            }
+        });
+        (port, callers)
+    });
+    let mut backend = t.backend();
+    backend["address6"] = json!(format!("{own6}/64"));
+    backend["gateway6"] = json!(peer6.to_string());
+    let mut any6 = h::listener("h6", "Http1", "web");
+    any6["address"] = json!(format!("[::]:{HTTP1}"));
+    let mut own = h::listener("h6own", "Http1", "web");
+    own["address"] = json!(format!("[{own6}]:{HTTP2}"));
+    let cfg = json!({
+        "servers": [{
+            "default_log_path": "stderr", "default_log_level": "INFO",
+            "processor": 1, "graceful_timeout": "1s",
+            "network_backend": backend,
+            "listeners": [any6, own],
+            "routers": [h::router("web", json!([
+                {"match": {"prefix": "/direct"},
+                 "direct_response": {"status": 418, "body": DIRECT_BODY}},
+                h::prefix_route("/", "web6"),
+            ]))]
+        }],
+        "cluster_manager": {"clusters": [
+            h::cluster("web6", &[SocketAddr::from((peer6, up_port))]),
+        ]},
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}}
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mosn.json");
+    let access_log = dir.path().join("access.log");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&cfg)
+            .unwrap()
+            .replace(h::ACCESS_LOG, access_log.to_str().unwrap()),
+    )
+    .unwrap();
+    let (mut mosn, _admin) = t.start_mosn(&path, &["h6"]);
+    assert_eq!(
+        mosn.listener_addr("h6own"),
+        SocketAddr::from((own6, HTTP2)),
+        "listener on the stack's IPv6 address"
+    );
+    // IPv6 on the tap's kernel side (Netns::new switches it off for the other tests).
+    t.mosn_ns.exec(&[
+        "sysctl",
+        "-qw",
+        &format!("net.ipv6.conf.{}.disable_ipv6=0", t.peer_link),
+    ]);
+    t.mosn_ns.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{peer6}/64"),
+        "dev",
+        &t.peer_link,
+        "nodad",
+    ]);
+
+    let v6 = |port: u16| SocketAddr::from((own6, port));
+    // A direct response, then the proxied request, over IPv6, on many connections (distinct
+    // source ports: both stacks take some of them).
+    for i in 0..16 {
+        let r = t.clients().enter(|| h::get(v6(HTTP1), "/direct/x", &[]));
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (418, DIRECT_BODY),
+            "#{i}: {r:?}"
+        );
+    }
+    for i in 0..8 {
+        let r = t.clients().enter(|| h::get(v6(HTTP1), "/up", &[]));
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "over v6"),
+            "#{i}: {r:?}"
+        );
+    }
+    let r = t.clients().enter(|| h::get(v6(HTTP2), "/up", &[]));
+    assert_eq!((r.status, r.text().as_str()), (200, "over v6"), "{r:?}");
+    // The upstream was called from mosn's IPv6 address.
+    let callers = callers.lock().unwrap().clone();
+    assert_eq!(callers.len(), 9, "upstream connections: {callers:?}");
+    for c in &callers {
+        assert_eq!(
+            c.ip(),
+            std::net::IpAddr::V6(own6),
+            "upstream called from {c}"
+        );
+    }
+    // IPv4 on the same `::` listener.
+    let r = t.clients().enter(|| h::get(t.at(HTTP1), "/direct/v4", &[]));
+    assert_eq!((r.status, r.text().as_str()), (418, DIRECT_BODY), "{r:?}");
+    // curl, the kernel's own client, over IPv6.
+    let url = format!("http://[{own6}]:{HTTP1}/direct/curl");
+    let r = t.clients().enter(|| h::curl(&[&url]));
+    assert_eq!(r.status, 418, "{r:?}");
+
+    mosn.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(
+        mosn.wait_exit(Duration::from_secs(60)),
+        0,
+        "exit code after TERM"
+    );
+    mosn.wait_for("DPDK port closed", Duration::from_secs(5));
+}
+
 #[test]
 fn af_packet_two_queues_end_to_end() {
     if !privileged_or_skip("af_packet_two_queues_end_to_end") {

@@ -9,6 +9,8 @@
 //!     "port": "net_tap0",                        // DPDK device name, or a port number "0"
 //!     "address": "198.18.3.2/24",                // the userspace stack's IPv4 address/prefix
 //!     "gateway": "198.18.3.1",                   // optional default route, inside `address`
+//!     "address6": "fd00:198:18:3::2/64",         // optional: IPv6 too (dual stack)
+//!     "gateway6": "fd00:198:18:3::1",            // optional IPv6 default route, inside `address6`
 //!     "routes": [{"destination": "198.19.0.0/16", "via": "198.18.3.254"}], // static routes
 //!     "mtu": 1500,                               // 576..=9000
 //!     "queues": 1,                               // RX/TX queue pairs, one worker each; 1..=64
@@ -27,10 +29,10 @@
 //! Raw serde struct, typed model, validation and the dump live here; `raw.rs`, `model.rs`,
 //! `validate.rs`, `dump.rs` and `lib.rs` only hook them in.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::RangeInclusive;
 
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -45,6 +47,8 @@ pub const DEFAULT_DPDK_MEMPOOL: u32 = 8191;
 pub const DEFAULT_DPDK_SOCKET_BUFFER: usize = 262144;
 
 const MTU: RangeInclusive<u64> = 576..=9000;
+/// The least MTU an IPv6 link may have (RFC 8200 §5).
+const MIN_IPV6_MTU: u16 = 1280;
 const MEMPOOL: RangeInclusive<u64> = 1024..=1_048_575;
 const SOCKET_BUFFER: RangeInclusive<u64> = 4096..=16_777_216;
 /// Queue pairs (worker threads) of a DPDK port at most.
@@ -62,6 +66,8 @@ pub(crate) struct RawNetworkBackend {
     pub port: Option<Value>,
     pub address: String,
     pub gateway: String,
+    pub address6: String,
+    pub gateway6: String,
     pub routes: Vec<RawRoute>,
     pub mtu: Option<u64>,
     pub queues: Option<u64>,
@@ -156,6 +162,11 @@ pub struct DpdkBackend {
     pub address: Ipv4Net,
     /// Default route; inside `address`'s network and not the address itself.
     pub gateway: Option<Ipv4Addr>,
+    /// The stack's IPv6 address with the link's prefix, when it speaks IPv6 too: a global or
+    /// unique-local unicast address (neighbours are found with NDP).
+    pub address6: Option<Ipv6Net>,
+    /// IPv6 default route; inside `address6`'s network and not the address itself.
+    pub gateway6: Option<Ipv6Addr>,
     /// Static routes (longest prefix wins; then the default route; else on-link only).
     pub routes: Vec<DpdkRoute>,
     /// Link MTU in bytes, 576..=9000.
@@ -181,6 +192,8 @@ impl DpdkBackend {
             port: port.into(),
             address,
             gateway: None,
+            address6: None,
+            gateway6: None,
             routes: Vec::new(),
             mtu: DEFAULT_DPDK_MTU,
             queues: 1,
@@ -195,7 +208,7 @@ impl DpdkBackend {
 // === validation ===
 
 /// The keys only the `dpdk` backend reads, and whether each was given.
-fn dpdk_keys(raw: &RawNetworkBackend) -> [(&'static str, bool); 11] {
+fn dpdk_keys(raw: &RawNetworkBackend) -> [(&'static str, bool); 13] {
     [
         ("eal_args", !raw.eal_args.is_empty()),
         (
@@ -204,6 +217,8 @@ fn dpdk_keys(raw: &RawNetworkBackend) -> [(&'static str, bool); 11] {
         ),
         ("address", !raw.address.is_empty()),
         ("gateway", !raw.gateway.is_empty()),
+        ("address6", !raw.address6.is_empty()),
+        ("gateway6", !raw.gateway6.is_empty()),
         ("routes", !raw.routes.is_empty()),
         ("mtu", raw.mtu.is_some()),
         ("queues", raw.queues.is_some()),
@@ -296,7 +311,10 @@ fn address(text: &str, report: Report<'_>) -> Option<Ipv4Net> {
         (Ok(IpNet::V6(_)), _) | (_, Ok(IpAddr::V6(_))) => {
             report(
                 "address",
-                format!("IPv6 is not supported by the DPDK backend yet ({text:?})"),
+                format!(
+                    "{text:?} is an IPv6 address: `address` is the stack's IPv4 address; \
+                     an IPv6 one goes in `address6` (dual stack)"
+                ),
                 true,
             );
             return None;
@@ -350,7 +368,7 @@ fn gateway(text: &str, net: Option<Ipv4Net>, report: Report<'_>) -> Option<Ipv4A
         Ok(IpAddr::V6(_)) => {
             report(
                 "gateway",
-                format!("IPv6 is not supported by the DPDK backend yet ({text:?})"),
+                format!("{text:?} is an IPv6 address: the IPv6 default route goes in `gateway6`"),
                 true,
             );
             return None;
@@ -378,6 +396,120 @@ fn gateway(text: &str, net: Option<Ipv4Net>, report: Report<'_>) -> Option<Ipv4A
         return Some(gw);
     };
     report("gateway", why, true);
+    None
+}
+
+/// `address6`: an IPv6 host address with the link's prefix, or `None` (reported) when it is not.
+fn address6(text: &str, report: Report<'_>) -> Option<Ipv6Net> {
+    if text.is_empty() {
+        return None;
+    }
+    let net = match (text.parse::<IpNet>(), text.parse::<IpAddr>()) {
+        (Ok(IpNet::V6(net)), _) => net,
+        (Ok(IpNet::V4(_)), _) | (_, Ok(IpAddr::V4(_))) => {
+            report(
+                "address6",
+                format!("{text:?} is an IPv4 address: IPv4 goes in `address`"),
+                true,
+            );
+            return None;
+        }
+        (_, Ok(IpAddr::V6(ip))) => {
+            report(
+                "address6",
+                format!(
+                    "invalid address6 {text:?}: the prefix length is missing (write e.g. \
+                     \"{ip}/64\")"
+                ),
+                true,
+            );
+            return None;
+        }
+        _ => {
+            report(
+                "address6",
+                format!(
+                    "invalid address6 {text:?}: expected an IPv6 address and prefix length \
+                     such as \"fd00:198:18:3::2/64\""
+                ),
+                true,
+            );
+            return None;
+        }
+    };
+    let ip = net.addr();
+    let why = if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
+        format!("{ip} is not a unicast host address")
+    } else if ip.is_unicast_link_local() {
+        format!("{ip} is link-local: give a global or unique-local address (the stack has no scope ids)")
+    } else if ip.to_ipv4_mapped().is_some() {
+        format!("{ip} is an IPv4-mapped address: IPv4 goes in `address`")
+    } else if net.prefix_len() == 128 {
+        format!("a /128 has no neighbours to reach: give the link's prefix (e.g. \"{ip}/64\")")
+    } else if ip == net.network() {
+        format!(
+            "{ip} is the subnet-router anycast address of {}: give a host address",
+            net.trunc()
+        )
+    } else {
+        return Some(net);
+    };
+    report("address6", why, true);
+    None
+}
+
+/// `gateway6`: a neighbour on `address6`'s network.
+fn gateway6(text: &str, net: Option<Ipv6Net>, given: bool, report: Report<'_>) -> Option<Ipv6Addr> {
+    if text.is_empty() {
+        return None;
+    }
+    let gw = match text.parse::<IpAddr>() {
+        Ok(IpAddr::V6(gw)) => gw,
+        Ok(IpAddr::V4(_)) => {
+            report(
+                "gateway6",
+                format!("{text:?} is an IPv4 address: the IPv4 default route goes in `gateway`"),
+                true,
+            );
+            return None;
+        }
+        Err(_) => {
+            report(
+                "gateway6",
+                format!(
+                    "invalid gateway6 {text:?}: expected an IPv6 address such as fd00:198:18:3::1"
+                ),
+                true,
+            );
+            return None;
+        }
+    };
+    let Some(net) = net else {
+        if !given {
+            report(
+                "gateway6",
+                "gateway6 needs address6: the stack has no IPv6 address".to_string(),
+                true,
+            );
+        }
+        return None;
+    };
+    let why = if !net.contains(&gw) {
+        format!(
+            "gateway6 {gw} is not in {}, the network of address6",
+            net.trunc()
+        )
+    } else if gw == net.addr() {
+        format!("gateway6 {gw} is the stack's own address")
+    } else if gw == net.network() {
+        format!(
+            "gateway6 {gw} is the subnet-router anycast address of {}",
+            net.trunc()
+        )
+    } else {
+        return Some(gw);
+    };
+    report("gateway6", why, true);
     None
 }
 
@@ -548,6 +680,8 @@ pub(crate) fn build(raw: &RawNetworkBackend, report: Report<'_>) -> NetworkBacke
     let net = address(&raw.address, report);
     let gateway = gateway(&raw.gateway, net, report);
     let routes = routes(&raw.routes, net, report);
+    let net6 = address6(&raw.address6, report);
+    let gateway6 = gateway6(&raw.gateway6, net6, !raw.address6.is_empty(), report);
     let queues = match raw.queues {
         None => 1,
         Some(0) => {
@@ -575,6 +709,8 @@ pub(crate) fn build(raw: &RawNetworkBackend, report: Report<'_>) -> NetworkBacke
     let mut b = DpdkBackend::new(port, net.unwrap_or_default());
     b.eal_args = raw.eal_args.clone();
     b.gateway = gateway;
+    b.address6 = net6;
+    b.gateway6 = gateway6;
     b.routes = routes;
     b.queues = queues;
     b.poll_mode = match raw.poll_mode.to_ascii_lowercase().as_str() {
@@ -590,6 +726,16 @@ pub(crate) fn build(raw: &RawNetworkBackend, report: Report<'_>) -> NetworkBacke
         }
     };
     b.mtu = ranged(raw.mtu, "mtu", MTU, report).map_or(defaults.mtu, |v| v as u16);
+    if b.address6.is_some() && b.mtu < MIN_IPV6_MTU {
+        report(
+            "mtu",
+            format!(
+                "mtu {}: IPv6 (address6) needs at least {MIN_IPV6_MTU}",
+                b.mtu
+            ),
+            true,
+        );
+    }
     b.mempool_size = ranged(raw.mempool_size, "mempool_size", MEMPOOL, report)
         .map_or(defaults.mempool_size, |v| v as u32);
     b.rx_buffer = ranged(raw.rx_buffer, "rx_buffer", SOCKET_BUFFER, report)
@@ -615,6 +761,12 @@ pub(crate) fn dump(backend: &NetworkBackend) -> Option<Value> {
     put("address", b.address.to_string().into());
     if let Some(gw) = b.gateway {
         put("gateway", gw.to_string().into());
+    }
+    if let Some(a) = b.address6 {
+        put("address6", a.to_string().into());
+    }
+    if let Some(gw) = b.gateway6 {
+        put("gateway6", gw.to_string().into());
     }
     if !b.routes.is_empty() {
         let routes: Vec<Value> = b
@@ -647,6 +799,7 @@ mod tests {
         "eal_args": ["--no-pci", "--vdev", "net_tap0,iface=mosn0", "-l", "0-1",
                      "--file-prefix", "mosn"],
         "port": "net_tap0", "address": "198.18.3.2/24", "gateway": "198.18.3.1",
+        "address6": "fd00:198:18:3::2/64", "gateway6": "fd00:198:18:3::1",
         "routes": [{"destination": "198.19.0.0/16", "via": "198.18.3.254"},
                    {"destination": "198.19.7.9", "via": "198.18.3.253"}],
         "mtu": 9000, "queues": 1, "poll_mode": "Interrupt", "mempool_size": 16383,
@@ -719,6 +872,8 @@ mod tests {
             port: "net_tap0".to_string(),
             address: "198.18.3.2/24".parse().unwrap(),
             gateway: Some(Ipv4Addr::new(198, 18, 3, 1)),
+            address6: Some("fd00:198:18:3::2/64".parse().unwrap()),
+            gateway6: Some("fd00:198:18:3::1".parse().unwrap()),
             routes: vec![
                 DpdkRoute {
                     destination: "198.19.0.0/16".parse().unwrap(),
@@ -935,6 +1090,27 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_is_optional_and_gateway6_needs_address6() {
+        let mut v: Value = serde_json::from_str(SECTION).unwrap();
+        let obj = v.as_object_mut().unwrap();
+        obj.remove("address6");
+        obj.remove("gateway6");
+        obj.insert("mtu".into(), 576.into());
+        let v4_only = load(&v.to_string()).unwrap();
+        let b = v4_only.config.servers[0].network_backend.dpdk().unwrap();
+        assert_eq!((b.address6, b.gateway6, b.mtu), (None, None, 576));
+        let dumped = v4_only.config.dump();
+        assert!(dumped["servers"][0]["network_backend"]
+            .get("address6")
+            .is_none());
+        v["gateway6"] = "fd00::1".into();
+        assert_has(
+            &errors(&v.to_string()),
+            "servers[0].network_backend.gateway6: gateway6 needs address6",
+        );
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let p = "servers[0].network_backend";
         let cases: &[(&str, &str, &str)] = &[
@@ -963,12 +1139,12 @@ mod tests {
             (
                 "address",
                 r#""fd00::2/64""#,
-                "address: IPv6 is not supported by the DPDK backend yet",
+                "address: \"fd00::2/64\" is an IPv6 address: `address` is the stack's IPv4 address; an IPv6 one goes in `address6`",
             ),
             (
                 "address",
                 r#""fd00::2""#,
-                "address: IPv6 is not supported by the DPDK backend yet",
+                "address: \"fd00::2\" is an IPv6 address",
             ),
             (
                 "address",
@@ -1014,8 +1190,60 @@ mod tests {
             (
                 "gateway",
                 r#""fd00::1""#,
-                "gateway: IPv6 is not supported by the DPDK backend yet",
+                "gateway: \"fd00::1\" is an IPv6 address: the IPv6 default route goes in `gateway6`",
             ),
+            (
+                "address6",
+                r#""fd00::2""#,
+                "address6: invalid address6 \"fd00::2\": the prefix length is missing",
+            ),
+            (
+                "address6",
+                r#""nope/64""#,
+                "address6: invalid address6 \"nope/64\": expected an IPv6 address",
+            ),
+            (
+                "address6",
+                r#""198.18.3.9/24""#,
+                "address6: \"198.18.3.9/24\" is an IPv4 address: IPv4 goes in `address`",
+            ),
+            ("address6", r#""fe80::2/64""#, "address6: fe80::2 is link-local"),
+            (
+                "address6",
+                r#""fd00::2/128""#,
+                "address6: a /128 has no neighbours to reach",
+            ),
+            (
+                "address6",
+                r#""ff02::1/64""#,
+                "address6: ff02::1 is not a unicast host address",
+            ),
+            (
+                "address6",
+                r#""fd00::/64""#,
+                "address6: fd00:: is the subnet-router anycast address of fd00::/64",
+            ),
+            (
+                "address6",
+                r#""::ffff:198.18.3.9/120""#,
+                "address6: ::ffff:198.18.3.9 is an IPv4-mapped address",
+            ),
+            (
+                "gateway6",
+                r#""fd00:1::1""#,
+                "gateway6: gateway6 fd00:1::1 is not in fd00:198:18:3::/64, the network of address6",
+            ),
+            (
+                "gateway6",
+                r#""fd00:198:18:3::2""#,
+                "gateway6: gateway6 fd00:198:18:3::2 is the stack's own address",
+            ),
+            (
+                "gateway6",
+                r#""198.18.3.1""#,
+                "gateway6: \"198.18.3.1\" is an IPv4 address",
+            ),
+            ("mtu", "1279", "mtu: mtu 1279: IPv6 (address6) needs at least 1280"),
             ("mtu", "575", "mtu: mtu 575 out of range 576..=9000"),
             ("mtu", "9001", "mtu: mtu 9001 out of range 576..=9000"),
             (
@@ -1097,7 +1325,7 @@ mod tests {
         let listeners = r#"[
             {"name": "lo", "address": "127.0.0.1:8080",
              "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]},
-            {"name": "v6", "address": "[::]:8081",
+            {"name": "v6", "address": "[fd00:1::9]:8081",
              "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]},
             {"name": "orig", "address": "0.0.0.0:15001", "use_original_dst": "redirect",
              "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]},
@@ -1106,6 +1334,10 @@ mod tests {
             {"name": "handed", "address": "10.1.1.1:8082", "bind_port": false,
              "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]},
             {"name": "ok", "address": "198.18.3.2:8083",
+             "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]},
+            {"name": "any6", "address": "[::]:8084",
+             "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]},
+            {"name": "own6", "address": "[fd00:198:18:3::2]:8085",
              "filter_chains": [{"filters": [{"type": "tcp_proxy", "config": {"cluster": "c"}}]}]}
         ]"#;
         let e = problems(&config(SECTION, listeners, ""));
@@ -1113,7 +1345,7 @@ mod tests {
         for want in [
             format!(
                 "{l}[0].address: a listener of a DPDK server binds on its userspace stack: use \
-                 198.18.3.2 or 0.0.0.0"
+                 198.18.3.2, fd00:198:18:3::2, 0.0.0.0 or ::"
             ),
             format!("{l}[1].address: a listener of a DPDK server binds on its userspace stack"),
             format!("{l}[2].use_original_dst: a DPDK server has no kernel sockets"),

@@ -239,17 +239,20 @@ impl<'c> Builder<'c> {
                      destination: remove use_original_dst",
                 );
             }
+            let own6 = backend.address6.map(|n| n.addr());
             let fits = match l.address.ip() {
                 IpAddr::V4(ip) => ip == own || ip.is_unspecified(),
-                IpAddr::V6(_) => false,
+                // `::` takes IPv4 and IPv6 on the userspace stack, as 0.0.0.0 does.
+                IpAddr::V6(ip) => ip.is_unspecified() || Some(ip) == own6,
             };
             // `own` is 0.0.0.0 only when the backend's address was invalid (already reported).
             if l.bind_port && !own.is_unspecified() && !fits {
+                let also = own6.map(|a| format!(", {a}")).unwrap_or_default();
                 self.err(
                     &lp.k("address"),
                     format!(
-                        "a listener of a DPDK server binds on its userspace stack: use {own} or \
-                         0.0.0.0"
+                        "a listener of a DPDK server binds on its userspace stack: use \
+                         {own}{also}, 0.0.0.0 or ::"
                     ),
                 );
             }

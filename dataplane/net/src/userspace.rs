@@ -72,7 +72,10 @@
 //!   not yet accepted connections). Beyond the backlog a SYN is answered with a RST (a kernel
 //!   would drop it), so the client sees `ConnectionRefused`.
 //!
-//! Only IPv4 is built into the stack (smoltcp feature `proto-ipv4`).
+//! IPv4 and IPv6 are built in (smoltcp features `proto-ipv4`, `proto-ipv6`): a stack holds up
+//! to two addresses (an IPv4 one and, for dual stack, an IPv6 one; neighbours found with ARP
+//! and NDP), a default route per family. A listener on an unspecified address (`0.0.0.0` or
+//! `::`) takes connections to either; a connect leaves from the address of the peer's family.
 
 mod conn;
 mod meter;
@@ -83,7 +86,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::future::{poll_fn, Future};
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
@@ -96,6 +99,7 @@ use smoltcp::socket::{tcp, AnySocket, Socket};
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::{
     HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint, Ipv4Address, Ipv4Cidr,
+    Ipv6Address,
 };
 
 use crate::transport::{Accepted, ListenSpec, Listener, Transport};
@@ -171,6 +175,8 @@ pub struct StackConfig {
     pub addrs: Vec<IpCidr>,
     /// Default IPv4 gateway.
     pub gateway: Option<Ipv4Address>,
+    /// Default IPv6 gateway (a neighbour found with NDP).
+    pub gateway6: Option<Ipv6Address>,
     /// Static routes: (destination, next hop); the longest matching prefix wins over the
     /// default route.
     pub routes: Vec<(Ipv4Cidr, Ipv4Address)>,
@@ -195,6 +201,7 @@ impl StackConfig {
             hardware,
             addrs,
             gateway: None,
+            gateway6: None,
             routes: Vec::new(),
             rx_buffer: DEFAULT_BUFFER,
             tx_buffer: DEFAULT_BUFFER,
@@ -684,6 +691,12 @@ impl<D: Device + 'static> UserspaceStack<D> {
                 .add_default_ipv4_route(gateway)
                 .map_err(|_| invalid("route table full"))?;
         }
+        if let Some(gateway) = config.gateway6 {
+            iface
+                .routes_mut()
+                .add_default_ipv6_route(gateway)
+                .map_err(|_| invalid("route table full"))?;
+        }
         for &(cidr, via) in &config.routes {
             let route = Route {
                 cidr: IpCidr::Ipv4(cidr),
@@ -774,19 +787,16 @@ impl<D: Device + 'static> UserspaceStack<D> {
     }
 
     fn listen(&self, spec: &ListenSpec) -> io::Result<UserspaceListener<D>> {
-        let SocketAddr::V4(addr) = spec.addr else {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "userspace stack: IPv6 is not built in",
-            ));
-        };
+        let addr = spec.addr;
         let mut core = self.shared.core.borrow_mut();
         let core = &mut *core;
-        let ip = *addr.ip();
+        let ip = addr.ip();
+        // An unspecified address (0.0.0.0 or ::) takes connections to any of the stack's
+        // addresses, IPv4 and IPv6 alike.
         let bind_addr = if ip.is_unspecified() {
             None
         } else if core.iface.has_ip_addr(ip) {
-            Some(IpAddress::Ipv4(ip))
+            Some(IpAddress::from(ip))
         } else {
             return Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
@@ -820,23 +830,31 @@ impl<D: Device + 'static> UserspaceStack<D> {
         Ok(UserspaceListener {
             stack: self.clone(),
             id,
-            local: SocketAddr::new(IpAddr::V4(ip), port),
+            local: SocketAddr::new(ip, port),
         })
     }
 
     async fn connect(&self, addr: SocketAddr) -> io::Result<UserspaceConn<D>> {
-        let SocketAddr::V4(remote) = addr else {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "userspace stack: IPv6 is not built in",
-            ));
-        };
         let (id, local) = {
             let mut core = self.shared.core.borrow_mut();
             let core = &mut *core;
+            let family_ok = core
+                .iface
+                .ip_addrs()
+                .iter()
+                .any(|c| matches!(c, IpCidr::Ipv6(_)) == addr.is_ipv6());
+            if !family_ok {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!(
+                        "userspace stack: cannot connect to {addr}: the stack has no {} address",
+                        if addr.is_ipv6() { "IPv6" } else { "IPv4" }
+                    ),
+                ));
+            }
             let port = core.ports.connect()?;
             let mut socket = new_socket(core.rx_buffer, core.tx_buffer);
-            let remote_ep = IpEndpoint::new(IpAddress::Ipv4(*remote.ip()), remote.port());
+            let remote_ep = IpEndpoint::new(IpAddress::from(addr.ip()), addr.port());
             if let Err(err) = socket.connect(core.iface.context(), remote_ep, port) {
                 core.ports.release(port);
                 return Err(io::Error::new(

@@ -13,7 +13,7 @@ use mosn_net::userspace::{
 };
 use mosn_net::{Connection, ListenSpec, Listener, Transport};
 use smoltcp::phy::{FaultInjector, Loopback, Medium};
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr, Ipv6Cidr};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
@@ -470,16 +470,57 @@ fn config_errors_are_errors_not_panics() {
 }
 
 #[test]
-fn ipv6_is_unsupported() {
+fn ipv6_needs_an_ipv6_address() {
     run(async {
+        // An IPv4-only stack has no IPv6 source address and no IPv6 address to listen on.
         let t = start_loopback();
-        let err = t.connect("[::1]:80".parse().unwrap()).await.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
         let err = t
-            .listen(&ListenSpec::new("[::1]:80".parse().unwrap()))
+            .connect("[fd00::1]:80".parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrNotAvailable, "{err}");
+        let err = t
+            .listen(&ListenSpec::new("[fd00::2]:80".parse().unwrap()))
             .err()
             .unwrap();
-        assert_eq!(err.kind(), io::ErrorKind::Unsupported);
+        assert_eq!(err.kind(), io::ErrorKind::AddrNotAvailable, "{err}");
+    });
+}
+
+#[test]
+fn dual_stack_serves_both_families() {
+    run(async {
+        let v6: std::net::Ipv6Addr = "fd00:198:18::1".parse().unwrap();
+        let config = StackConfig::new(
+            HardwareAddress::Ip,
+            vec![IpCidr::Ipv4(cidr()), IpCidr::Ipv6(Ipv6Cidr::new(v6, 64))],
+        );
+        let t = start(Loopback::new(Medium::Ip), config);
+        // `::` takes both families, as 0.0.0.0 does.
+        let mut any = t
+            .listen(&ListenSpec::new("[::]:7000".parse().unwrap()))
+            .unwrap();
+        let mut own6 = t
+            .listen(&ListenSpec::new(SocketAddr::new(v6.into(), 7001)))
+            .unwrap();
+        assert_eq!(own6.local_addr().unwrap(), SocketAddr::new(v6.into(), 7001));
+        for (to, on_own6) in [
+            (SocketAddr::new(v6.into(), 7000), false),
+            (SocketAddr::new(ADDR.into(), 7000), false),
+            (SocketAddr::new(v6.into(), 7001), true),
+        ] {
+            let listener = if on_own6 { &mut own6 } else { &mut any };
+            let conn = t.connect(to).await.unwrap();
+            // The connection leaves from the stack's address of the peer's family.
+            assert_eq!(conn.local_addr().unwrap().is_ipv6(), to.is_ipv6(), "{to}");
+            let accepted = listener.accept().await.unwrap();
+            assert_eq!(accepted.stream.local_addr().unwrap(), to);
+            let (mut a, mut c) = (accepted.stream, conn);
+            c.write_all(b"ping").await.unwrap();
+            let mut buf = [0u8; 4];
+            a.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"ping", "{to}");
+        }
     });
 }
 

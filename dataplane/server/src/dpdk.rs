@@ -32,6 +32,10 @@ pub struct DpdkPlan {
     pub address: ipnet::Ipv4Net,
     /// Default route.
     pub gateway: Option<Ipv4Addr>,
+    /// The stack's IPv6 address and prefix, when it speaks IPv6 too.
+    pub address6: Option<ipnet::Ipv6Net>,
+    /// IPv6 default route.
+    pub gateway6: Option<std::net::Ipv6Addr>,
     /// Static routes: (destination network, next hop).
     pub routes: Vec<(ipnet::Ipv4Net, Ipv4Addr)>,
     /// Port MTU.
@@ -66,7 +70,7 @@ mod imp {
     };
     use mosn_net::{Listener, Transport};
     use mosn_stream::pool::Pools;
-    use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr};
+    use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Cidr, Ipv6Cidr};
     use tokio::sync::{oneshot, watch};
 
     use super::DpdkPlan;
@@ -342,8 +346,13 @@ mod imp {
                     return;
                 }
             };
-            let mut config = StackConfig::new(HardwareAddress::Ethernet(mac), vec![IpCidr::Ipv4(cidr)]);
+            let mut addrs = vec![IpCidr::Ipv4(cidr)];
+            if let Some(a6) = plan.address6 {
+                addrs.push(IpCidr::Ipv6(Ipv6Cidr::new(a6.addr(), a6.prefix_len())));
+            }
+            let mut config = StackConfig::new(HardwareAddress::Ethernet(mac), addrs);
             config.gateway = plan.gateway;
+            config.gateway6 = plan.gateway6;
             config.routes = plan
                 .routes
                 .iter()
@@ -395,7 +404,7 @@ mod imp {
                     }
                 }
             }
-            tracing::info!(port = %plan.port, queue = q, %mac, address = %plan.address, gateway = ?plan.gateway, "DPDK port up");
+            tracing::info!(port = %plan.port, queue = q, %mac, address = %plan.address, gateway = ?plan.gateway, address6 = ?plan.address6, gateway6 = ?plan.gateway6, "DPDK port up");
             let pools = Pools::new(transport, UPSTREAM_IDLE_PER_HOST);
             tokio::task::spawn_local(mosn_proxy::http::session::keep_pools_in_sync(
                 pools.clone(),

@@ -153,6 +153,8 @@ fn backend_plan(config: &cfg::Config) -> Result<Backend, Vec<Unsupported>> {
                 port: d.port.clone(),
                 address: d.address,
                 gateway: d.gateway,
+                address6: d.address6,
+                gateway6: d.gateway6,
                 routes: d.routes.iter().map(|r| (r.destination, r.via)).collect(),
                 mtu: d.mtu,
                 queues: d.queues,

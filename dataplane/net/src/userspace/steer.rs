@@ -9,13 +9,19 @@
 //!   (its own outgoing connection, [`super::ephemeral_share`]);
 //! - other TCP (a listener's port): a hash of the peer's address and port, so every segment
 //!   of an accepted connection, the SYN included, reaches the one stack that accepted it;
-//! - ARP: every stack (each keeps its own neighbour cache and answers requests);
-//! - anything else (ICMP, fragments, IPv6): the queue it arrived on.
+//! - ARP and IPv6 neighbour discovery (ICMPv6 133-137): every stack (each keeps its own
+//!   neighbour cache and answers requests);
+//! - anything else (ICMP, fragments, IPv6 extension headers): the queue it arrived on.
+//!
+//! IPv4 and IPv6 alike: TCP right after a fixed IPv6 header is owned as TCP over IPv4 is.
 //!
 //! A worker forwards the frames that are not its own to their owner's inbox.
 
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_ARP: u16 = 0x0806;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
+const IPV6_HDR: usize = 40;
+const IPPROTO_ICMPV6: u8 = 58;
 const ETHER_HDR: usize = 14;
 const IPPROTO_TCP: u8 = 6;
 
@@ -74,6 +80,7 @@ impl Steering {
         match be16(12) {
             Some(ETHERTYPE_ARP) => return Owner::Every,
             Some(ETHERTYPE_IPV4) => {}
+            Some(ETHERTYPE_IPV6) => return self.owner_v6(frame),
             _ => return Owner::Arrival,
         }
         let Some(&ver_ihl) = frame.get(ETHER_HDR) else {
@@ -100,6 +107,42 @@ impl Steering {
         };
         let src = u32::from_be_bytes([src[0], src[1], src[2], src[3]]);
         Owner::Queue(self.spread(src, src_port))
+    }
+
+    fn owner_v6(&self, frame: &[u8]) -> Owner {
+        let be16 = |at: usize| -> Option<u16> {
+            Some(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]))
+        };
+        if frame.get(ETHER_HDR).is_none_or(|v| v >> 4 != 6) {
+            return Owner::Arrival;
+        }
+        match frame.get(ETHER_HDR + 6) {
+            Some(&IPPROTO_TCP) => {}
+            Some(&IPPROTO_ICMPV6) => {
+                // Router/neighbour solicitations and advertisements, redirects.
+                return match frame.get(ETHER_HDR + IPV6_HDR) {
+                    Some(133..=137) => Owner::Every,
+                    _ => Owner::Arrival,
+                };
+            }
+            // Extension headers (fragments among them), other protocols.
+            _ => return Owner::Arrival,
+        }
+        let tcp = ETHER_HDR + IPV6_HDR;
+        let (Some(src_port), Some(dst_port)) = (be16(tcp), be16(tcp + 2)) else {
+            return Owner::Arrival;
+        };
+        if let Some(q) = super::ephemeral_owner(dst_port, self.queues) {
+            return Owner::Queue(q);
+        }
+        let Some(src) = frame.get(ETHER_HDR + 8..ETHER_HDR + 24) else {
+            return Owner::Arrival;
+        };
+        // The source address folded to 32 bits (the same peer always folds the same way).
+        let folded = src.chunks_exact(4).fold(0u32, |acc, w| {
+            acc ^ u32::from_be_bytes([w[0], w[1], w[2], w[3]])
+        });
+        Owner::Queue(self.spread(folded, src_port))
     }
 
     /// The stack for connections from `addr:port` to a listener.
@@ -191,6 +234,71 @@ mod tests {
         assert_eq!(s.verdict(&udp, 1), Verdict::Here);
         for len in 0..54 {
             let f = tcp([10, 0, 0, 1], 1, 50000);
+            let _ = s.verdict(&f[..len], 0);
+        }
+    }
+
+    fn tcp6(src: [u16; 8], sport: u16, dport: u16) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 40 + 20];
+        f[12..14].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+        f[14] = 0x60;
+        f[14 + 6] = IPPROTO_TCP;
+        for (i, w) in src.iter().enumerate() {
+            f[14 + 8 + 2 * i..14 + 10 + 2 * i].copy_from_slice(&w.to_be_bytes());
+        }
+        f[54..56].copy_from_slice(&sport.to_be_bytes());
+        f[56..58].copy_from_slice(&dport.to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn ipv6_tcp_is_owned_as_ipv4_tcp_is() {
+        let peer = [0xfd00, 0x198, 0x18, 0x3, 0, 0, 0, 1];
+        for queues in 2..=4u16 {
+            let s = Steering::new(queues);
+            // Replies to an outgoing connection: the stack whose share holds the port.
+            for q in 0..queues {
+                let port = *super::super::ephemeral_share(q, queues).start();
+                let f = tcp6(peer, 8080, port);
+                assert_eq!(s.verdict(&f, q), Verdict::Here);
+                assert_eq!(s.verdict(&f, (q + 1) % queues), Verdict::To(q));
+            }
+        }
+        // Connections to a listener spread over the stacks and stay put.
+        let s = Steering::new(2);
+        let mut seen = [0usize; 2];
+        for port in 30000..30064u16 {
+            let f = tcp6(peer, port, 80);
+            let owner = match s.verdict(&f, 1) {
+                Verdict::Here => 1,
+                Verdict::To(q) => q,
+                Verdict::All => panic!("TCP is never broadcast"),
+            };
+            seen[usize::from(owner)] += 1;
+            assert_eq!(s.verdict(&f, owner), Verdict::Here);
+        }
+        assert!(seen[0] > 8 && seen[1] > 8, "spread: {seen:?}");
+    }
+
+    #[test]
+    fn neighbour_discovery_goes_everywhere_other_ipv6_stays() {
+        let s = Steering::new(3);
+        let mut ns = tcp6([0xfd00, 0, 0, 0, 0, 0, 0, 1], 0, 0);
+        ns[14 + 6] = IPPROTO_ICMPV6;
+        for t in 133..=137u8 {
+            ns[54] = t;
+            assert_eq!(s.verdict(&ns, 1), Verdict::All, "ICMPv6 type {t}");
+        }
+        ns[54] = 128; // echo request
+        assert_eq!(s.verdict(&ns, 2), Verdict::Here);
+        let mut frag = tcp6([0xfd00, 0, 0, 0, 0, 0, 0, 1], 1, 50000);
+        frag[14 + 6] = 44; // fragment header
+        assert_eq!(s.verdict(&frag, 2), Verdict::Here);
+        let mut v4_in_v6 = tcp6([0xfd00, 0, 0, 0, 0, 0, 0, 1], 1, 50000);
+        v4_in_v6[14] = 0x45;
+        assert_eq!(s.verdict(&v4_in_v6, 1), Verdict::Here);
+        for len in 0..74 {
+            let f = tcp6([0xfd00, 0, 0, 0, 0, 0, 0, 1], 1, 50000);
             let _ = s.verdict(&f[..len], 0);
         }
     }
