@@ -95,24 +95,31 @@ impl Steering {
         if frame.get(ETHER_HDR + 9) != Some(&IPPROTO_TCP) {
             return Owner::Arrival;
         }
-        let tcp = ETHER_HDR + ihl;
+        self.tcp_owner(frame, ETHER_HDR + ihl, ETHER_HDR + 12..ETHER_HDR + 16)
+    }
+
+    /// The owner of a TCP segment whose header starts at `tcp`, sent from the address at
+    /// `src` (4 or 16 bytes; folded to 32 bits for the hash, the same peer always alike).
+    fn tcp_owner(&self, frame: &[u8], tcp: usize, src: std::ops::Range<usize>) -> Owner {
+        let be16 = |at: usize| -> Option<u16> {
+            Some(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]))
+        };
         let (Some(src_port), Some(dst_port)) = (be16(tcp), be16(tcp + 2)) else {
             return Owner::Arrival;
         };
         if let Some(q) = super::ephemeral_owner(dst_port, self.queues) {
             return Owner::Queue(q);
         }
-        let Some(src) = frame.get(ETHER_HDR + 12..ETHER_HDR + 16) else {
+        let Some(src) = frame.get(src) else {
             return Owner::Arrival;
         };
-        let src = u32::from_be_bytes([src[0], src[1], src[2], src[3]]);
-        Owner::Queue(self.spread(src, src_port))
+        let folded = src.chunks_exact(4).fold(0u32, |acc, w| {
+            acc ^ u32::from_be_bytes([w[0], w[1], w[2], w[3]])
+        });
+        Owner::Queue(self.spread(folded, src_port))
     }
 
     fn owner_v6(&self, frame: &[u8]) -> Owner {
-        let be16 = |at: usize| -> Option<u16> {
-            Some(u16::from_be_bytes([*frame.get(at)?, *frame.get(at + 1)?]))
-        };
         if frame.get(ETHER_HDR).is_none_or(|v| v >> 4 != 6) {
             return Owner::Arrival;
         }
@@ -128,21 +135,7 @@ impl Steering {
             // Extension headers (fragments among them), other protocols.
             _ => return Owner::Arrival,
         }
-        let tcp = ETHER_HDR + IPV6_HDR;
-        let (Some(src_port), Some(dst_port)) = (be16(tcp), be16(tcp + 2)) else {
-            return Owner::Arrival;
-        };
-        if let Some(q) = super::ephemeral_owner(dst_port, self.queues) {
-            return Owner::Queue(q);
-        }
-        let Some(src) = frame.get(ETHER_HDR + 8..ETHER_HDR + 24) else {
-            return Owner::Arrival;
-        };
-        // The source address folded to 32 bits (the same peer always folds the same way).
-        let folded = src.chunks_exact(4).fold(0u32, |acc, w| {
-            acc ^ u32::from_be_bytes([w[0], w[1], w[2], w[3]])
-        });
-        Owner::Queue(self.spread(folded, src_port))
+        self.tcp_owner(frame, ETHER_HDR + IPV6_HDR, ETHER_HDR + 8..ETHER_HDR + 24)
     }
 
     /// The stack for connections from `addr:port` to a listener.
@@ -202,22 +195,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn accepted_connections_spread_and_stay_put() {
+    /// Segments to a listener from 64 client ports (`frame(port)`), arriving on queue
+    /// `arrival` of two: both stacks take some, and a segment on its owner's queue stays.
+    fn assert_spread(frame: impl Fn(u16) -> Vec<u8>, arrival: u16) {
         let s = Steering::new(2);
         let mut seen = [0usize; 2];
         for port in 30000..30064u16 {
-            let f = tcp([198, 18, 0, 1], port, 80);
-            let owner = match s.verdict(&f, 0) {
-                Verdict::Here => 0,
+            let f = frame(port);
+            let owner = match s.verdict(&f, arrival) {
+                Verdict::Here => arrival,
                 Verdict::To(q) => q,
                 Verdict::All => panic!("TCP is never broadcast"),
             };
             seen[usize::from(owner)] += 1;
-            // The same segment arriving on the owner's queue stays there.
             assert_eq!(s.verdict(&f, owner), Verdict::Here);
         }
         assert!(seen[0] > 8 && seen[1] > 8, "spread: {seen:?}");
+    }
+
+    #[test]
+    fn accepted_connections_spread_and_stay_put() {
+        assert_spread(|port| tcp([198, 18, 0, 1], port, 80), 0);
     }
 
     #[test]
@@ -265,19 +263,7 @@ mod tests {
             }
         }
         // Connections to a listener spread over the stacks and stay put.
-        let s = Steering::new(2);
-        let mut seen = [0usize; 2];
-        for port in 30000..30064u16 {
-            let f = tcp6(peer, port, 80);
-            let owner = match s.verdict(&f, 1) {
-                Verdict::Here => 1,
-                Verdict::To(q) => q,
-                Verdict::All => panic!("TCP is never broadcast"),
-            };
-            seen[usize::from(owner)] += 1;
-            assert_eq!(s.verdict(&f, owner), Verdict::Here);
-        }
-        assert!(seen[0] > 8 && seen[1] > 8, "spread: {seen:?}");
+        assert_spread(|port| tcp6(peer, port, 80), 1);
     }
 
     #[test]
