@@ -337,6 +337,7 @@ mod imp {
         };
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async move {
+            tokio::task::spawn_local(crate::worker::timer_anchor());
             let mac = EthernetAddress(port.mac());
             let cidr = Ipv4Cidr::new(plan.address.addr(), plan.address.prefix_len());
             let interrupt = match plan.rx_interrupts.then(|| device.rx_interrupt()).transpose() {
