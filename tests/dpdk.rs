@@ -1472,36 +1472,36 @@ fn thousand_connections(t: &Topology, u: &Upstreams) -> usize {
     2 * MANY
 }
 
-#[test]
-fn tap_topology_end_to_end() {
-    if !privileged_or_skip("tap_topology_end_to_end") {
-        return;
-    }
-    end_to_end(Kind::Tap, 1, false);
+/// A `#[test]` that runs [`end_to_end`] on one topology: skipped loudly without root and the
+/// tools, a failure under CI (see [`privileged_or_skip`]).
+macro_rules! end_to_end_test {
+    ($(#[$doc:meta])* $name:ident: $kind:expr, $queues:expr, $interrupts:expr) => {
+        $(#[$doc])*
+        #[test]
+        fn $name() {
+            if privileged_or_skip(stringify!($name)) {
+                end_to_end($kind, $queues, $interrupts);
+            }
+        }
+    };
 }
 
-/// `poll_mode: interrupt`: the worker polls while frames come and sleeps on the queue's RX
-/// interrupt when none do; the same scenario, and next to no CPU when idle.
-#[test]
-fn tap_rx_interrupts_end_to_end() {
-    if !privileged_or_skip("tap_rx_interrupts_end_to_end") {
-        return;
-    }
-    end_to_end(Kind::Tap, 1, true);
-}
+end_to_end_test!(tap_topology_end_to_end: Kind::Tap, 1, false);
 
-/// Two queue pairs, two workers, two stacks on one address: upstream replies and accepted
-/// connections reach the stack that owns them whichever queue they arrive on. With RX
-/// interrupts: a frame handed to a sleeping worker's inbox wakes it (an accepted
-/// connection's SYN steered to a sleeping stack would otherwise wait forever), and both
-/// workers sleep when idle. (af_packet below runs two queues busy-polled.)
-#[test]
-fn tap_two_queues_rx_interrupts_end_to_end() {
-    if !privileged_or_skip("tap_two_queues_rx_interrupts_end_to_end") {
-        return;
-    }
-    end_to_end(Kind::Tap, 2, true);
-}
+end_to_end_test!(
+    /// `poll_mode: interrupt`: the worker polls while frames come and sleeps on the queue's RX
+    /// interrupt when none do; the same scenario, and next to no CPU when idle.
+    tap_rx_interrupts_end_to_end: Kind::Tap, 1, true
+);
+
+end_to_end_test!(
+    /// Two queue pairs, two workers, two stacks on one address: upstream replies and accepted
+    /// connections reach the stack that owns them whichever queue they arrive on. With RX
+    /// interrupts: a frame handed to a sleeping worker's inbox wakes it (an accepted
+    /// connection's SYN steered to a sleeping stack would otherwise wait forever), and both
+    /// workers sleep when idle. (af_packet below runs two queues busy-polled.)
+    tap_two_queues_rx_interrupts_end_to_end: Kind::Tap, 2, true
+);
 
 /// IPv6 on the userspace stack, dual stack with IPv4, two queues in interrupt mode (neighbour
 /// discovery reaches both stacks, IPv6 TCP is steered like IPv4): HTTP/1 from a kernel client
@@ -1648,29 +1648,11 @@ fn tap_ipv6_dual_stack_end_to_end() {
     mosn.wait_for("DPDK port closed", Duration::from_secs(5));
 }
 
-#[test]
-fn af_packet_two_queues_end_to_end() {
-    if !privileged_or_skip("af_packet_two_queues_end_to_end") {
-        return;
-    }
-    end_to_end(Kind::AfPacket, 2, false);
-}
+end_to_end_test!(af_packet_two_queues_end_to_end: Kind::AfPacket, 2, false);
 
-#[test]
-fn af_packet_topology_end_to_end() {
-    if !privileged_or_skip("af_packet_topology_end_to_end") {
-        return;
-    }
-    end_to_end(Kind::AfPacket, 1, false);
-}
+end_to_end_test!(af_packet_topology_end_to_end: Kind::AfPacket, 1, false);
 
-#[test]
-fn af_xdp_topology_end_to_end() {
-    if !privileged_or_skip("af_xdp_topology_end_to_end") {
-        return;
-    }
-    end_to_end(Kind::AfXdp, 1, false);
-}
+end_to_end_test!(af_xdp_topology_end_to_end: Kind::AfXdp, 1, false);
 
 // === bad set-ups fail cleanly ===
 
