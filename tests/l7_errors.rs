@@ -710,3 +710,129 @@ fn a_client_gone_mid_body_is_499_and_a_broken_body_400() {
     assert_eq!(l["downstream_response_400_total"], 1, "{body}");
     assert!(l["downstream_response_502_total"].is_null(), "{body}");
 }
+
+/// The HTTP/1 upstream client's reuse rules, against raw upstreams: a pooled connection the
+/// upstream closes as a request arrives costs an idempotent request nothing (it goes once more
+/// on a fresh connection) and a POST a 502 (never sent twice); bytes after a response mean
+/// the connection is not reused; an answer that comes before the request body has all gone
+/// up is passed down; a response framed both ways is a protocol error.
+#[test]
+fn upstream_connections_are_reused_only_when_it_is_safe() {
+    use std::io::Write;
+    use std::sync::Mutex;
+    // Answers the first request on each connection and closes on reading the second.
+    let heads = Arc::new(Mutex::new(Vec::<String>::new()));
+    let conns = Arc::new(AtomicUsize::new(0));
+    let (h, c) = (heads.clone(), conns.clone());
+    let closing = raw_upstream(move |mut s| {
+        c.fetch_add(1, Ordering::SeqCst);
+        let mut n = 0;
+        while let Some(head) = read_head(&mut s) {
+            h.lock()
+                .unwrap()
+                .push(head.lines().next().unwrap_or("").to_owned());
+            if n > 0 {
+                return; // FIN instead of an answer
+            }
+            n += 1;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        }
+    });
+    // Every answer has stray bytes after its body.
+    let extra_conns = Arc::new(AtomicUsize::new(0));
+    let c = extra_conns.clone();
+    let extra = raw_upstream(move |mut s| {
+        c.fetch_add(1, Ordering::SeqCst);
+        while read_head(&mut s).is_some() {
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n",
+            );
+        }
+    });
+    // Refuses an upload as soon as its head arrives.
+    let early = raw_upstream(|mut s| {
+        if read_head(&mut s).is_some() {
+            let _ = s.write_all(
+                b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbig!",
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    let ambiguous = raw_upstream(|mut s| {
+        if read_head(&mut s).is_some() {
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
+            );
+        }
+    });
+    let routes = json!([
+        {"match": {"prefix": "/closing"}, "route": {"cluster_name": "closing"}},
+        {"match": {"prefix": "/extra"}, "route": {"cluster_name": "extra"}},
+        {"match": {"prefix": "/early"}, "route": {"cluster_name": "early"}},
+        {"match": {"prefix": "/ambiguous"}, "route": {"cluster_name": "ambiguous"}},
+    ]);
+    let m = Mosn::start(&config(
+        vec![listener("l7", "Http1", "r")],
+        vec![router("r", routes)],
+        vec![
+            cluster("closing", &[closing]),
+            cluster("extra", &[extra]),
+            cluster("early", &[early]),
+            cluster("ambiguous", &[ambiguous]),
+        ],
+    ));
+
+    // One downstream connection throughout, so that every request lands on the same worker
+    // and its pool.
+    let mut d = Raw::connect(m.l7());
+    let mut ask = |method: &str, path: &str| {
+        d.send(
+            format!("{method} {path} HTTP/1.1\r\nHost: x\r\ncontent-length: 0\r\n\r\n").as_bytes(),
+        );
+        let r = d
+            .response()
+            .unwrap_or_else(|| panic!("no answer to {path}"));
+        (r.status, r.text())
+    };
+    assert_eq!(ask("GET", "/closing/1"), (200, "ok".into()));
+    // Reuses the pooled connection, which the upstream closes on reading this request: sent
+    // once more on a new connection, answered there.
+    assert_eq!(ask("GET", "/closing/2"), (200, "ok".into()));
+    assert_eq!(conns.load(Ordering::SeqCst), 2);
+    // A POST on the (now pooled) second connection meets the same close: not repeated.
+    assert_eq!(ask("POST", "/closing/3").0, 502);
+    m.log_for("/closing/3").expect(502, &["UC"]);
+    let seen = heads.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            "GET /closing/1 HTTP/1.1",
+            "GET /closing/2 HTTP/1.1",
+            "GET /closing/2 HTTP/1.1",
+            "POST /closing/3 HTTP/1.1"
+        ]
+    );
+
+    for i in 0..3 {
+        assert_eq!(ask("GET", &format!("/extra/{i}")), (200, "ok".into()));
+    }
+    assert_eq!(
+        extra_conns.load(Ordering::SeqCst),
+        3,
+        "a connection with stray bytes was reused"
+    );
+
+    // The upload's head goes up, the upstream answers 413 at once: the client gets it
+    // although most of its body was never sent.
+    let mut c = Raw::connect(m.l7());
+    c.send(b"POST /early HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+    c.send(&[b'x'; 1000]);
+    let r = c
+        .response()
+        .expect("an answer before the body was complete");
+    assert_eq!((r.status, r.text().as_str()), (413, "big!"));
+
+    let r = get(m.l7(), "/ambiguous", &[]);
+    assert_eq!(r.status, 502);
+    m.log_for("/ambiguous").expect(502, &["UPE"]);
+}

@@ -4,6 +4,7 @@
 //!  detect.rs   protocol detection on new connections (Auto, comma lists) + byte replay
 //!  server.rs   server stream connections: HTTP/1 and HTTP/2 codecs -> Handler per request
 //!  pool.rs     client stream connections and per-worker upstream pools (ping-pong, multiplex)
+//!  h1client.rs the HTTP/1 client codec, driven by the proxied request's own task
 //!  body.rs     the streamed body type shared by every protocol
 //!  xprotocol   the RPC engine (Bolt v1/v2, Dubbo): server and client connections, pools,
 //!              heartbeats, request-id remapping, conversion to and from the common model
@@ -12,12 +13,14 @@
 //! Messages between layers are `http::Request<Body>` / `http::Response<Body>`: the common
 //! message model (head, streamed body, trailers; protocol-specific fields ride in extensions),
 //! so N protocols need N codecs to and from it, not N x (N-1) converters. The codecs
-//! themselves are hyper's (HTTP/1, HTTP/2) and mosn-wire's (Bolt, Dubbo); this crate owns
+//! themselves are hyper's (HTTP/1 server, HTTP/2, upgrades), httparse's under `h1client`
+//! (HTTP/1 upstream) and mosn-wire's (Bolt, Dubbo); this crate owns
 //! connections, pooling and detection. Nothing is `Send`: everything lives on one worker's event loop.
 #![forbid(unsafe_code)]
 
 pub mod body;
 pub mod detect;
+pub mod h1client;
 pub mod pool;
 pub mod server;
 pub mod xprotocol;

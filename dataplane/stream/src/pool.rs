@@ -25,8 +25,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Body as _, Frame};
-use hyper::body::Incoming;
+use http_body::Frame;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use mosn_net::Transport;
@@ -39,6 +38,7 @@ use tokio::sync::Notify;
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 use crate::body::BoxError;
+use crate::h1client::{self, H1Conn, H1Error, Outgoing};
 use crate::xprotocol::client::{Checkout, RpcConn, RpcPools};
 use crate::xprotocol::{convert as rpc_convert, Family, PoolMode, RpcError, RpcSettings};
 use crate::{Body, LocalExec, StreamProtocol};
@@ -147,7 +147,16 @@ pub enum SendError {
         /// The request never left: safe to retry.
         not_sent: bool,
     },
-    /// The request failed on an established connection.
+    /// An HTTP/1 exchange failed on an established connection.
+    #[error("upstream request failed: {source}")]
+    Http1 {
+        /// What went wrong.
+        #[source]
+        source: H1Error,
+        /// No byte of the request was written: safe to retry.
+        not_sent: bool,
+    },
+    /// The request failed on an established connection (HTTP/2, upgrades).
     #[error("upstream request failed: {source}")]
     Request {
         /// The codec's error.
@@ -173,6 +182,7 @@ impl SendError {
         match self {
             SendError::Request { source, .. } | SendError::Handshake(source) => source.is_parse(),
             SendError::Rpc { source, .. } => matches!(source, RpcError::Codec(_)),
+            SendError::Http1 { source, .. } => source.is_protocol(),
             _ => false,
         }
     }
@@ -180,16 +190,30 @@ impl SendError {
     /// True when the request may be sent again without risking a duplicate.
     pub fn is_safe_to_retry(&self) -> bool {
         match self {
-            SendError::Request { not_sent, .. } | SendError::Rpc { not_sent, .. } => *not_sent,
+            SendError::Request { not_sent, .. }
+            | SendError::Rpc { not_sent, .. }
+            | SendError::Http1 { not_sent, .. } => *not_sent,
             _ => true,
         }
     }
 }
 
-struct H1Idle {
-    sender: http1::SendRequest<Body>,
+/// An upstream connection's observer, told of the close when the connection is dropped.
+pub(crate) struct CloseGuard(Rc<dyn ConnObserver>);
+
+impl Drop for CloseGuard {
+    fn drop(&mut self) {
+        self.0.on_closed();
+    }
+}
+
+/// An HTTP/1 upstream connection of the pools.
+type H1Upstream<C> = H1Conn<UpstreamIo<C>, CloseGuard>;
+
+struct H1Idle<C> {
+    conn: H1Upstream<C>,
     used: u32,
-    /// Told when this connection closes; also counts a reconnect to the same host.
+    /// Observer of this host's connections (a reconnect to the same host is counted too).
     obs: Rc<dyn ConnObserver>,
     /// The pools' sweep generation when it was made or last pooled: a sweep since then may
     /// have dropped its upstream (checked when it comes back, not on every request).
@@ -201,11 +225,20 @@ struct H2Conn {
     used: Cell<u32>,
 }
 
-#[derive(Default)]
-struct Inner {
-    h1: FastMap<PoolKey, Vec<H1Idle>>,
+struct Inner<C> {
+    h1: FastMap<PoolKey, Vec<H1Idle<C>>>,
     h2: FastMap<PoolKey, Vec<Rc<H2Conn>>>,
     h2_connecting: FastMap<PoolKey, Rc<Notify>>,
+}
+
+impl<C> Default for Inner<C> {
+    fn default() -> Self {
+        Inner {
+            h1: FastMap::default(),
+            h2: FastMap::default(),
+            h2_connecting: FastMap::default(),
+        }
+    }
 }
 
 /// Which upstreams a worker's pools still want: `keep(addr, tls)` is true for an address and
@@ -216,7 +249,7 @@ pub type KeepUpstream = Rc<dyn Fn(SocketAddr, Option<&Arc<ClientConfig>>) -> boo
 /// Upstream connection pools of one worker, over transport `T`.
 pub struct Pools<T: Transport> {
     transport: T,
-    inner: RefCell<Inner>,
+    inner: RefCell<Inner<T::Conn>>,
     rpc: RpcPools,
     max_idle_per_host: usize,
     /// The cluster generation the pools were last swept for, and what it keeps.
@@ -395,17 +428,17 @@ where
         let key = PoolKey::new(addr, settings);
         match proto {
             StreamProtocol::Http1 => {
+                // The most recently used first; one the upstream has closed (or sent stray
+                // bytes on) while it sat idle is dropped.
                 let idle = {
                     let mut inner = self.inner.borrow_mut();
                     let list = inner.h1.get_mut(&key)?;
-                    // The most recently used first, as `checkout_h1` takes them; one that is
-                    // not ready yet (its previous response still finishing) goes back.
-                    let c = list.pop()?;
-                    if !c.sender.is_ready() {
-                        list.push(c);
-                        return None;
+                    loop {
+                        let mut c = list.pop()?;
+                        if c.conn.is_reusable() {
+                            break c;
+                        }
                     }
-                    c
                 };
                 Some(Upstream(Up::H1 {
                     pools: self.clone(),
@@ -456,11 +489,9 @@ where
         settings: &UpstreamSettings,
         obs: impl FnOnce() -> Rc<dyn ConnObserver>,
     ) -> Result<Upstream<T>, SendError> {
+        // `ready` found no idle connection: a new one.
         let key = PoolKey::new(addr, settings);
-        let idle = match self.checkout_h1(&key).await {
-            Some(c) => c,
-            None => self.connect_h1(addr, settings, &obs()).await?,
-        };
+        let idle = self.connect_h1(addr, settings, &obs()).await?;
         Ok(Upstream(Up::H1 {
             pools: self.clone(),
             key,
@@ -514,45 +545,19 @@ where
         addr: SocketAddr,
         settings: &UpstreamSettings,
         obs: &Rc<dyn ConnObserver>,
-    ) -> Result<H1Idle, SendError> {
+    ) -> Result<H1Idle<T::Conn>, SendError> {
         let io = self.connect(addr, settings, obs).await?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(SendError::Handshake)?;
-        let on_close = obs.clone();
-        tokio::task::spawn_local(async move {
-            if let Err(e) = conn.with_upgrades().await {
-                tracing::debug!(%addr, error = %e, "upstream HTTP/1 connection ended");
-            }
-            on_close.on_closed();
-        });
         Ok(H1Idle {
-            sender,
+            conn: H1Conn::new(io, CloseGuard(obs.clone())),
             used: 0,
             obs: obs.clone(),
             epoch: self.swept.get(),
         })
     }
 
-    async fn checkout_h1(&self, key: &PoolKey) -> Option<H1Idle> {
-        loop {
-            let mut c = self.inner.borrow_mut().h1.get_mut(key)?.pop()?;
-            if c.sender.is_closed() {
-                continue;
-            }
-            // Ready as soon as the connection task has seen the end of the previous response
-            // (the caller's per-try deadline bounds the wait; no timer of our own here).
-            match c.sender.ready().await {
-                Ok(()) => return Some(c),
-                Err(_) => continue,
-            }
-        }
-    }
-
-    fn checkin_h1(&self, key: &PoolKey, mut c: H1Idle) {
+    fn checkin_h1(&self, key: &PoolKey, mut c: H1Idle<T::Conn>) {
         let swept = self.swept.get();
-        if c.sender.is_closed() || (c.epoch != swept && !self.kept(key)) {
+        if c.epoch != swept && !self.kept(key) {
             return;
         }
         c.epoch = swept;
@@ -566,7 +571,7 @@ where
         // A new key: drop lists left empty by configs that are gone (a reloaded TLS config
         // or a removed host) so the map does not grow with every reload.
         inner.h1.retain(|_, l| {
-            l.retain(|c| !c.sender.is_closed());
+            l.retain_mut(|c| c.conn.is_reusable());
             !l.is_empty()
         });
         let list = inner.h1.entry(key.clone()).or_default();
@@ -727,7 +732,7 @@ enum Up<T: Transport> {
     H1 {
         pools: Rc<Pools<T>>,
         key: PoolKey,
-        idle: H1Idle,
+        idle: H1Idle<T::Conn>,
         max: u32,
         settings: UpstreamSettings,
     },
@@ -872,7 +877,7 @@ impl<T: Transport> Upstream<T> {
 async fn send_h1<T: Transport>(
     pools: Rc<Pools<T>>,
     key: PoolKey,
-    idle: H1Idle,
+    idle: H1Idle<T::Conn>,
     max: u32,
     settings: UpstreamSettings,
     req: Request<Body>,
@@ -880,67 +885,195 @@ async fn send_h1<T: Transport>(
 where
     T::Conn: Send,
 {
-    let upgrade = is_upgrade(&req);
+    if is_upgrade(&req) {
+        return send_upgrade(idle, key.addr, req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let head_request = parts.method == http::Method::HEAD;
+    let idempotent = parts.method.is_idempotent();
+    let mut out = Outgoing::new(&parts, body);
+    drop(parts);
     let H1Idle {
-        mut sender,
-        used,
+        mut conn,
+        mut used,
         obs,
         epoch,
     } = idle;
-    let (sender, used, resp) = match sender.try_send_request(req).await {
-        Ok(resp) => (sender, used + 1, resp),
-        Err(mut e) => match e.take_message() {
-            // A pooled connection the upstream closed while it sat idle: the request never
-            // left, so it goes once more on a fresh connection.
-            Some(req) if used > 0 => {
-                tracing::debug!(addr = %key.addr, "pooled connection was closed by the upstream; reconnecting");
-                // Boxed: inline, the connect (TCP and TLS) would make every request's send
-                // future several KiB larger (7.2 KiB instead of ~2), all of it moved into
-                // the box `Upstream::send` makes.
-                let mut sender = Box::pin(pools.connect_h1(key.addr, &settings, &obs))
-                    .await?
-                    .sender;
-                let resp = sender.send_request(req).await.map_err(request_failed)?;
-                (sender, 1, resp)
-            }
-            _ => return Err(request_failed(e.into_error())),
-        },
+    let head = match h1client::exchange(&mut conn, &mut out, head_request).await {
+        Ok(h) => h,
+        // A pooled connection the upstream closed just as it was taken (its keep-alive
+        // timeout crossing the request) and nothing came back: a request without a body that
+        // may be repeated goes once more, on a fresh connection.
+        Err(H1Error::ClosedBeforeResponse | H1Error::Io(_))
+            if used > 0 && idempotent && conn.buf.is_empty() && out.replay() =>
+        {
+            tracing::debug!(addr = %key.addr, "pooled connection was closed by the upstream; reconnecting");
+            // Boxed: inline, the connect (TCP and TLS) would make every request's send
+            // future several KiB larger, all of it moved into the box `Upstream::send` makes.
+            conn = Box::pin(pools.connect_h1(key.addr, &settings, &obs))
+                .await?
+                .conn;
+            used = 0;
+            h1client::exchange(&mut conn, &mut out, head_request)
+                .await
+                .map_err(|e| h1_failed(e, &out))?
+        }
+        Err(e) => return Err(h1_failed(e, &out)),
     };
-    if upgrade || used >= max {
-        // Not reusable: the connection closes once `sender` and the response are gone.
-        return Ok(resp.map(Body::new));
-    }
-    if resp.body().is_end_stream() {
-        // Nothing left to read (`Content-Length: 0`, 204, 304, HEAD): reusable now. The
-        // downstream codec never polls a body that is already at its end, so a `PooledBody`
-        // would never see the end and the connection would be closed instead of reused.
-        pools.checkin_h1(
-            &key,
-            H1Idle {
-                sender,
-                used,
-                obs,
-                epoch,
-            },
-        );
-        return Ok(resp.map(Body::new));
-    }
-    let back = ReturnToPool {
+    used += 1;
+    let h1client::ResponseHead {
+        parts,
+        decoder,
+        keep_alive,
+    } = head;
+    let back = (keep_alive && used < max).then(|| Back {
         pools: Rc::downgrade(&pools),
         key,
-        idle: Some(H1Idle {
-            sender,
-            used,
-            obs,
-            epoch,
+        used,
+        obs,
+        epoch,
+    });
+    let out = (!out.is_done()).then_some(out);
+    if decoder.is_done() {
+        // Nothing left to read (`Content-Length: 0`, 204, 304, HEAD): reusable now. The
+        // downstream codec never polls a body that is already at its end, so the body
+        // would never see its end and the connection would be closed instead of reused.
+        if let (Some(back), None) = (back, &out) {
+            back.give_back(conn);
+        }
+        return Ok(Response::from_parts(parts, Body::empty()));
+    }
+    Ok(Response::from_parts(
+        parts,
+        Body::new(H1Body {
+            conn: Some(conn),
+            decoder,
+            out,
+            back,
         }),
-    };
-    Ok(resp.map(|b| {
-        Body::new(PooledBody {
-            inner: b,
-            back: Some(back),
-        })
-    }))
+    ))
+}
+
+fn h1_failed(source: H1Error, out: &Outgoing) -> SendError {
+    SendError::Http1 {
+        source,
+        not_sent: !out.wrote(),
+    }
+}
+
+/// `Upgrade` and `CONNECT` requests go through hyper's client, which hands the connection
+/// over once the upstream switches protocols; the connection is never pooled again.
+async fn send_upgrade<C: mosn_net::Connection + Send>(
+    idle: H1Idle<C>,
+    addr: SocketAddr,
+    req: Request<Body>,
+) -> SendResult {
+    let H1Conn { io, guard, .. } = idle.conn;
+    let (mut sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(SendError::Handshake)?;
+    tokio::task::spawn_local(async move {
+        let _closed = guard;
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(%addr, error = %e, "upstream HTTP/1 connection ended");
+        }
+    });
+    let resp = sender.send_request(req).await.map_err(request_failed)?;
+    Ok(resp.map(Body::new))
+}
+
+/// Where a finished HTTP/1 connection goes back to.
+struct Back<T: Transport> {
+    pools: std::rc::Weak<Pools<T>>,
+    key: PoolKey,
+    used: u32,
+    obs: Rc<dyn ConnObserver>,
+    epoch: u64,
+}
+
+impl<T: Transport> Back<T>
+where
+    T::Conn: Send,
+{
+    fn give_back(self, conn: H1Upstream<T::Conn>) {
+        // Bytes after the response's end are not the start of a next response we asked for.
+        if !conn.buf.is_empty() {
+            return;
+        }
+        if let Some(p) = self.pools.upgrade() {
+            p.checkin_h1(
+                &self.key,
+                H1Idle {
+                    conn,
+                    used: self.used,
+                    obs: self.obs,
+                    epoch: self.epoch,
+                },
+            );
+        }
+    }
+}
+
+/// An HTTP/1 response body read straight from its connection by whoever polls it (the
+/// downstream codec, on the request's task). Read to the end, the connection goes back to
+/// the pool (when the response allows it and the request went out in full); dropped early
+/// or broken, the connection closes with it.
+struct H1Body<T: Transport> {
+    conn: Option<H1Upstream<T::Conn>>,
+    decoder: h1client::Decoder,
+    /// The rest of the request, when the response came before all of it was sent.
+    out: Option<Outgoing>,
+    back: Option<Back<T>>,
+}
+
+impl<T: Transport> H1Body<T>
+where
+    T::Conn: Send,
+{
+    fn finish(&mut self) {
+        let conn = self.conn.take();
+        if let (Some(conn), Some(back), None) = (conn, self.back.take(), &self.out) {
+            back.give_back(conn);
+        }
+    }
+}
+
+impl<T: Transport> http_body::Body for H1Body<T>
+where
+    T::Conn: Send,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let Some(conn) = this.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let r = h1client::poll_body(conn, &mut this.decoder, &mut this.out, cx);
+        match &r {
+            Poll::Ready(None) => this.finish(),
+            Poll::Ready(Some(Ok(_))) if this.decoder.is_done() => this.finish(),
+            Poll::Ready(Some(Err(_))) => {
+                this.conn = None;
+                this.back = None;
+            }
+            _ => {}
+        }
+        r.map(|o| o.map(|res| res.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.conn.is_none() || self.decoder.is_done()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.decoder.size_hint()
+    }
 }
 
 /// An RPC connect in progress: when dropped (failure, or the caller gave up), the pool
@@ -973,65 +1106,6 @@ impl<C> Drop for Counted<C> {
 
 fn is_upgrade(req: &Request<Body>) -> bool {
     req.method() == http::Method::CONNECT || req.headers().contains_key(http::header::UPGRADE)
-}
-
-struct ReturnToPool<T: Transport> {
-    pools: std::rc::Weak<Pools<T>>,
-    key: PoolKey,
-    idle: Option<H1Idle>,
-}
-
-impl<T: Transport> ReturnToPool<T>
-where
-    T::Conn: Send,
-{
-    fn give_back(mut self) {
-        if let (Some(p), Some(c)) = (self.pools.upgrade(), self.idle.take()) {
-            p.checkin_h1(&self.key, c);
-        }
-    }
-}
-
-/// A pooled HTTP/1 response body: when it has been read to the end, its connection goes back
-/// to the pool; dropped early, the connection is closed with it.
-struct PooledBody<T: Transport> {
-    inner: Incoming,
-    back: Option<ReturnToPool<T>>,
-}
-
-impl<T: Transport> http_body::Body for PooledBody<T>
-where
-    T::Conn: Send,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        let r = Pin::new(&mut this.inner).poll_frame(cx);
-        let done = match &r {
-            Poll::Ready(None) => true,
-            Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
-            _ => false,
-        };
-        if done {
-            if let Some(b) = this.back.take() {
-                b.give_back();
-            }
-        }
-        r.map(|o| o.map(|res| res.map_err(Into::into)))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
 }
 
 /// An upstream connection: plain, or a TLS session over it.

@@ -1,0 +1,1148 @@
+//! HTTP/1 client stream connections driven by the request's own task.
+//!
+//! hyper's HTTP/1 client runs every connection as a task of its own and hands the request,
+//! the response head and each body chunk over channels, so every proxied request paid two
+//! more task wake-ups and channel hops than the work needs. Here the task that proxies the
+//! request writes the request (head and body, coalesced into one write when the body is at
+//! hand), reads and parses the response head (httparse) and, through the response body,
+//! reads the body straight from the socket; the pool gets the connection back once the body
+//! has been read to the end (`pool.rs`). `Upgrade` and `CONNECT` still go through hyper.
+//!
+//! Framing follows RFC 9112 §6.3 strictly, since an upstream's framing decides where the
+//! next response starts on a reused connection: `Content-Length` together with
+//! `Transfer-Encoding`, differing `Content-Length` values, bad chunk framing or a bare LF in
+//! it, bytes after a response, or a `101` that was not asked for are protocol errors (502);
+//! a response without length is read to the connection's end and never reused.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+use http_body::{Body as _, Frame};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::io::poll_read_buf;
+
+use crate::body::BoxError;
+use crate::Body;
+
+/// Largest response head (status line and headers) accepted, bytes.
+const MAX_HEAD: usize = 64 * 1024;
+/// Most header fields in a response head (hyper's limit too).
+const MAX_HEADERS: usize = 100;
+/// Largest trailer section of a chunked response, bytes.
+const MAX_TRAILERS: usize = 16 * 1024;
+/// Most trailer fields.
+const MAX_TRAILER_FIELDS: usize = 32;
+/// Longest chunk extension accepted (they are skipped), bytes.
+const MAX_CHUNK_EXT: usize = 1024;
+/// Room made in the read buffer before a read.
+const READ_ROOM: usize = 8 * 1024;
+/// Body data up to this size is copied next to its framing (one write); larger goes as its
+/// own slice of a vectored write.
+const COPY_DATA: usize = 2 * 1024;
+
+/// Why an HTTP/1 exchange with an upstream failed.
+#[derive(Debug, thiserror::Error)]
+pub enum H1Error {
+    /// Reading or writing the connection failed.
+    #[error("upstream connection error: {0}")]
+    Io(#[from] io::Error),
+    /// The connection ended before a complete response head.
+    #[error("upstream closed the connection before a complete response head")]
+    ClosedBeforeResponse,
+    /// The connection ended inside a response body.
+    #[error("upstream closed the connection inside a response body")]
+    ClosedMidBody,
+    /// The upstream's bytes are not a valid response.
+    #[error("malformed upstream response: {0}")]
+    Malformed(&'static str),
+    /// The request body failed on our side (downstream read error, limit, filter).
+    #[error("request body: {0}")]
+    Body(#[source] BoxError),
+    /// The request body's length differs from its `Content-Length`.
+    #[error("request body does not match its content-length")]
+    BodyLength,
+}
+
+impl H1Error {
+    /// True when the upstream broke the protocol (as opposed to closing or resetting).
+    pub fn is_protocol(&self) -> bool {
+        matches!(self, H1Error::Malformed(_))
+    }
+}
+
+/// An HTTP/1 client connection: the byte stream and the bytes read from it but not yet
+/// consumed. `guard` travels with the connection (it reports the close when dropped).
+pub(crate) struct H1Conn<C, G> {
+    pub(crate) io: C,
+    pub(crate) buf: BytesMut,
+    pub(crate) guard: G,
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin, G> H1Conn<C, G> {
+    pub(crate) fn new(io: C, guard: G) -> Self {
+        H1Conn {
+            io,
+            buf: BytesMut::new(),
+            guard,
+        }
+    }
+
+    /// Whether an idle connection can take a request: nothing has arrived on it since its last
+    /// response (an upstream that closed it sends a FIN, which reads as the end). One read
+    /// attempt without a waker; on a kernel socket whose last read drained it this is answered
+    /// from the cached readiness, without a system call.
+    pub(crate) fn is_reusable(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        self.buf.reserve(READ_ROOM);
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(
+            poll_read_buf(Pin::new(&mut self.io), &mut cx, &mut self.buf),
+            Poll::Pending
+        )
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < READ_ROOM / 2 {
+            self.buf.reserve(READ_ROOM);
+        }
+        poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+}
+
+/// How a request body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReqFraming {
+    /// No body.
+    Empty,
+    /// `Content-Length`: this many bytes still to send.
+    Length(u64),
+    /// `Transfer-Encoding: chunked` (trailers go out at its end).
+    Chunked,
+}
+
+/// The request side of an exchange: bytes still to write and the body frames still to come.
+pub(crate) struct Outgoing {
+    /// Head, chunk framing and small data not yet written: `pending[pos..]`.
+    pending: Vec<u8>,
+    pos: usize,
+    /// Larger body data to write after `pending`, then `tail`.
+    data: Bytes,
+    tail: &'static [u8],
+    body: Option<Body>,
+    framing: ReqFraming,
+    /// The encoded head, kept while the request could be sent again (no body).
+    head_len: usize,
+    /// Everything (head, body, final chunk) written and flushed.
+    done: bool,
+    wrote: bool,
+}
+
+impl Outgoing {
+    /// Encodes `parts` for the wire and takes `body` to stream after it.
+    pub(crate) fn new(parts: &http::request::Parts, body: Body) -> Outgoing {
+        let mut p = Vec::with_capacity(256);
+        p.extend_from_slice(parts.method.as_str().as_bytes());
+        p.push(b' ');
+        let target = if parts.method == Method::CONNECT {
+            parts.uri.authority().map(|a| a.as_str())
+        } else {
+            parts.uri.path_and_query().map(|pq| pq.as_str())
+        };
+        p.extend_from_slice(target.filter(|t| !t.is_empty()).unwrap_or("/").as_bytes());
+        p.extend_from_slice(b" HTTP/1.1\r\n");
+        let h = &parts.headers;
+        let chunked_asked = h
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+        let declared = if chunked_asked {
+            None
+        } else {
+            single_length(h).ok().flatten()
+        };
+        let framing = match declared {
+            Some(n) => ReqFraming::Length(n),
+            None if chunked_asked => ReqFraming::Chunked,
+            None if body.is_end_stream() => ReqFraming::Empty,
+            None => match body.size_hint().exact() {
+                Some(n) => ReqFraming::Length(n),
+                None => ReqFraming::Chunked,
+            },
+        };
+        for (name, value) in h {
+            if name == header::TRANSFER_ENCODING
+                || (name == header::CONTENT_LENGTH && declared.is_none())
+            {
+                continue;
+            }
+            p.extend_from_slice(name.as_str().as_bytes());
+            p.extend_from_slice(b": ");
+            p.extend_from_slice(value.as_bytes());
+            p.extend_from_slice(b"\r\n");
+        }
+        if !h.contains_key(header::HOST) {
+            if let Some(a) = parts.uri.authority() {
+                p.extend_from_slice(b"host: ");
+                p.extend_from_slice(a.as_str().as_bytes());
+                p.extend_from_slice(b"\r\n");
+            }
+        }
+        match framing {
+            ReqFraming::Chunked => p.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            ReqFraming::Length(n) if declared.is_none() => {
+                p.extend_from_slice(b"content-length: ");
+                p.extend_from_slice(n.to_string().as_bytes());
+                p.extend_from_slice(b"\r\n");
+            }
+            ReqFraming::Empty if method_implies_body(&parts.method) => {
+                p.extend_from_slice(b"content-length: 0\r\n");
+            }
+            _ => {}
+        }
+        p.extend_from_slice(b"\r\n");
+        let head_len = p.len();
+        let body = (framing != ReqFraming::Empty).then_some(body);
+        Outgoing {
+            pending: p,
+            pos: 0,
+            data: Bytes::new(),
+            tail: b"",
+            body,
+            framing,
+            head_len,
+            done: false,
+            wrote: false,
+        }
+    }
+
+    /// Whether the request has no body bytes (its encoded head is all of it).
+    fn bodiless(&self) -> bool {
+        matches!(self.framing, ReqFraming::Empty | ReqFraming::Length(0))
+    }
+
+    /// Whether the same request can go again on another connection (it has no body bytes, so
+    /// the encoded head is all of it).
+    pub(crate) fn replay(&mut self) -> bool {
+        if !self.bodiless() || self.pending.len() != self.head_len {
+            return false;
+        }
+        self.pos = 0;
+        self.done = false;
+        self.wrote = false;
+        true
+    }
+
+    /// Whether any byte of the request reached the connection.
+    pub(crate) fn wrote(&self) -> bool {
+        self.wrote
+    }
+
+    /// Whether all of the request has been written.
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// Writes what is pending and streams the body until it ends or waits.
+    pub(crate) fn poll_send<C: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut C,
+    ) -> Poll<Result<(), H1Error>> {
+        if self.done {
+            return Poll::Ready(Ok(()));
+        }
+        let vectored = io.is_write_vectored();
+        loop {
+            // Take the next body frame first when nothing large is queued, so that a body at
+            // hand goes out in the same write as the head.
+            if self.data.is_empty() && self.tail.is_empty() {
+                if let Some(body) = self.body.as_mut() {
+                    match Pin::new(body).poll_frame(cx) {
+                        Poll::Ready(Some(Ok(frame))) => self.queue(frame, vectored)?,
+                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(H1Error::Body(e))),
+                        Poll::Ready(None) => self.finish_body()?,
+                        Poll::Pending if self.pending_is_empty() => return Poll::Pending,
+                        Poll::Pending => {}
+                    }
+                    continue_if_more(self);
+                }
+            }
+            if self.pending_is_empty() {
+                if self.body.is_some() {
+                    continue;
+                }
+                return match Pin::new(&mut *io).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => {
+                        self.done = true;
+                        Poll::Ready(Ok(()))
+                    }
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e.into())),
+                    Poll::Pending => Poll::Pending,
+                };
+            }
+            match self.poll_write_some(cx, io, vectored) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn pending_is_empty(&self) -> bool {
+        self.pos == self.pending.len() && self.data.is_empty() && self.tail.is_empty()
+    }
+
+    fn poll_write_some<C: AsyncWrite + Unpin>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut C,
+        vectored: bool,
+    ) -> Poll<io::Result<()>> {
+        let head = &self.pending[self.pos..];
+        let n = if vectored && !self.data.is_empty() {
+            let bufs = [
+                io::IoSlice::new(head),
+                io::IoSlice::new(&self.data),
+                io::IoSlice::new(self.tail),
+            ];
+            std::task::ready!(Pin::new(&mut *io).poll_write_vectored(cx, &bufs))?
+        } else if !head.is_empty() {
+            std::task::ready!(Pin::new(&mut *io).poll_write(cx, head))?
+        } else if !self.data.is_empty() {
+            std::task::ready!(Pin::new(&mut *io).poll_write(cx, &self.data))?
+        } else {
+            std::task::ready!(Pin::new(&mut *io).poll_write(cx, self.tail))?
+        };
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        self.wrote = true;
+        let mut n = n;
+        let from_head = n.min(self.pending.len() - self.pos);
+        self.pos += from_head;
+        n -= from_head;
+        let from_data = n.min(self.data.len());
+        self.data.advance(from_data);
+        n -= from_data;
+        self.tail = &self.tail[n.min(self.tail.len())..];
+        if self.pos == self.pending.len() && !self.bodiless() {
+            // Written out: the buffer takes the next chunk's framing (a request without a body
+            // keeps its head, for a replay).
+            self.pending.clear();
+            self.pos = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn queue(&mut self, frame: Frame<Bytes>, vectored: bool) -> Result<(), H1Error> {
+        let frame = match frame.into_data() {
+            Ok(data) => {
+                if data.is_empty() {
+                    return Ok(());
+                }
+                match &mut self.framing {
+                    ReqFraming::Length(left) => {
+                        let len = data.len() as u64;
+                        if len > *left {
+                            return Err(H1Error::BodyLength);
+                        }
+                        *left -= len;
+                        self.push_data(data, b"", vectored);
+                    }
+                    ReqFraming::Chunked => {
+                        self.pending
+                            .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                        self.push_data(data, b"\r\n", vectored);
+                    }
+                    ReqFraming::Empty => {}
+                }
+                return Ok(());
+            }
+            Err(frame) => frame,
+        };
+        if let Ok(trailers) = frame.into_trailers() {
+            // Trailers end the body; only chunked framing can carry them.
+            if self.framing == ReqFraming::Chunked {
+                self.pending.extend_from_slice(b"0\r\n");
+                for (name, value) in &trailers {
+                    self.pending.extend_from_slice(name.as_str().as_bytes());
+                    self.pending.extend_from_slice(b": ");
+                    self.pending.extend_from_slice(value.as_bytes());
+                    self.pending.extend_from_slice(b"\r\n");
+                }
+                self.pending.extend_from_slice(b"\r\n");
+                self.body = None;
+                return Ok(());
+            }
+            return self.finish_body();
+        }
+        Ok(())
+    }
+
+    fn push_data(&mut self, data: Bytes, tail: &'static [u8], vectored: bool) {
+        if !vectored || data.len() <= COPY_DATA {
+            self.pending.extend_from_slice(&data);
+            self.pending.extend_from_slice(tail);
+        } else {
+            self.data = data;
+            self.tail = tail;
+        }
+    }
+
+    fn finish_body(&mut self) -> Result<(), H1Error> {
+        self.body = None;
+        match self.framing {
+            ReqFraming::Length(0) | ReqFraming::Empty => Ok(()),
+            ReqFraming::Length(_) => Err(H1Error::BodyLength),
+            ReqFraming::Chunked => {
+                if self.tail.is_empty() {
+                    self.pending.extend_from_slice(b"0\r\n\r\n");
+                } else {
+                    // Large data queued with its CRLF: the last chunk follows it.
+                    self.tail = b"\r\n0\r\n\r\n";
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A body at its end after a data frame: its last chunk goes in the same write.
+fn continue_if_more(out: &mut Outgoing) {
+    if out.body.as_ref().is_some_and(|b| b.is_end_stream()) {
+        // `finish_body` cannot fail for chunked; for a length it reports a short body, which
+        // the next poll would report too: leave that to the poll.
+        if out.framing == ReqFraming::Chunked || out.framing == ReqFraming::Length(0) {
+            let _ = out.finish_body();
+        }
+    }
+}
+
+/// Methods whose empty body is still announced with `Content-Length: 0`.
+fn method_implies_body(m: &Method) -> bool {
+    *m == Method::POST || *m == Method::PUT || m.as_str() == "PATCH"
+}
+
+/// The one length all `Content-Length` fields (and comma-separated values) agree on;
+/// `Ok(None)` without any; an error for a value that is not digits or values that differ.
+fn single_length(h: &HeaderMap) -> Result<Option<u64>, H1Error> {
+    let mut len = None;
+    for v in h.get_all(header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                return Err(H1Error::Malformed("invalid content-length"));
+            }
+            let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
+            match len {
+                Some(m) if m != n => return Err(H1Error::Malformed("conflicting content-length")),
+                _ => len = Some(n),
+            }
+        }
+    }
+    Ok(len)
+}
+
+/// A parsed response head and how its body is framed.
+pub(crate) struct ResponseHead {
+    pub(crate) parts: http::response::Parts,
+    pub(crate) decoder: Decoder,
+    /// The connection may carry another request after this response.
+    pub(crate) keep_alive: bool,
+}
+
+/// Parses the next final response head from `buf` (skipping `1xx` interim responses);
+/// `Ok(None)`: more bytes are needed.
+pub(crate) fn parse_response(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<ResponseHead>, H1Error> {
+    loop {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut fields);
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => {
+                if buf.len() > MAX_HEAD {
+                    return Err(H1Error::Malformed("response head too large"));
+                }
+                return Ok(None);
+            }
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(H1Error::Malformed("too many response header fields"))
+            }
+            Err(_) => return Err(H1Error::Malformed("invalid response head")),
+        };
+        if len > MAX_HEAD {
+            return Err(H1Error::Malformed("response head too large"));
+        }
+        let code = resp.code.unwrap_or(0);
+        let status =
+            StatusCode::from_u16(code).map_err(|_| H1Error::Malformed("invalid status code"))?;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            return Err(H1Error::Malformed("101 without an upgrade request"));
+        }
+        if status.is_informational() {
+            buf.advance(len);
+            continue;
+        }
+        let version = if resp.version == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        // Where each field sits in the head, so the values can share the head's bytes.
+        let base = buf.as_ptr() as usize;
+        let mut at = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+        let count = resp.headers.len();
+        for (slot, f) in at.iter_mut().zip(resp.headers.iter()) {
+            *slot = (
+                f.name.as_ptr() as usize - base,
+                f.name.len(),
+                f.value.as_ptr() as usize - base,
+                f.value.len(),
+            );
+        }
+        let head = buf.split_to(len).freeze();
+        let mut headers = HeaderMap::with_capacity(count);
+        for &(n, nl, v, vl) in &at[..count] {
+            let name = HeaderName::from_bytes(&head[n..n + nl])
+                .map_err(|_| H1Error::Malformed("invalid header name"))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(v..v + vl))
+                .map_err(|_| H1Error::Malformed("invalid header value"))?;
+            headers.append(name, value);
+        }
+        let (decoder, close_delimited) = framing(&headers, status, head_request, version)?;
+        let keep_alive = !close_delimited && wants_keep_alive(&headers, version);
+        let mut r = http::Response::new(());
+        *r.status_mut() = status;
+        *r.version_mut() = version;
+        *r.headers_mut() = headers;
+        return Ok(Some(ResponseHead {
+            parts: r.into_parts().0,
+            decoder,
+            keep_alive,
+        }));
+    }
+}
+
+/// RFC 9112 §6.3: how the body of this response is delimited (and whether only the
+/// connection's end delimits it).
+fn framing(
+    h: &HeaderMap,
+    status: StatusCode,
+    head_request: bool,
+    version: Version,
+) -> Result<(Decoder, bool), H1Error> {
+    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok((Decoder::Done, false));
+    }
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        if h.contains_key(header::CONTENT_LENGTH) {
+            return Err(H1Error::Malformed(
+                "both transfer-encoding and content-length",
+            ));
+        }
+        let last = h
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .rfind(|c| !c.is_empty());
+        if version == Version::HTTP_11 && last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) {
+            return Ok((Decoder::Chunked(Chunk::Size { n: 0, digits: 0 }), false));
+        }
+        return Ok((Decoder::Eof, true));
+    }
+    match single_length(h)? {
+        Some(0) => Ok((Decoder::Done, false)),
+        Some(n) => Ok((Decoder::Length(n), false)),
+        None => Ok((Decoder::Eof, true)),
+    }
+}
+
+fn wants_keep_alive(h: &HeaderMap, version: Version) -> bool {
+    let has = |token: &[u8]| {
+        h.get_all(header::CONNECTION).iter().any(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+        })
+    };
+    if version == Version::HTTP_11 {
+        !has(b"close")
+    } else {
+        has(b"keep-alive")
+    }
+}
+
+/// Where a response body decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Decoder {
+    /// This many bytes left.
+    Length(u64),
+    /// Chunked framing.
+    Chunked(Chunk),
+    /// Until the connection ends.
+    Eof,
+    /// The body has ended.
+    Done,
+}
+
+/// Where the chunked decoder is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Chunk {
+    /// In the hex size (`digits` read so far).
+    Size {
+        n: u64,
+        digits: u8,
+    },
+    /// Whitespace after the size.
+    SizeWs(u64),
+    /// Inside a chunk extension (`len` bytes of it so far).
+    Ext {
+        n: u64,
+        len: usize,
+    },
+    /// After the size line's CR.
+    SizeLf(u64),
+    /// This many data bytes left in the chunk.
+    Data(u64),
+    /// After the chunk's data: its CR, then its LF.
+    DataCr,
+    DataLf,
+    /// After the last chunk: the trailer section.
+    Trailers,
+}
+
+/// What one decoding step produced.
+#[derive(Debug)]
+pub(crate) enum Step {
+    Frame(Frame<Bytes>),
+    /// Needs more bytes.
+    More,
+    /// The body is complete.
+    End,
+}
+
+impl Decoder {
+    /// Decodes from `buf` (consuming what it uses).
+    pub(crate) fn step(&mut self, buf: &mut BytesMut) -> Result<Step, H1Error> {
+        match self {
+            Decoder::Done => Ok(Step::End),
+            Decoder::Length(left) => {
+                if *left == 0 {
+                    *self = Decoder::Done;
+                    return Ok(Step::End);
+                }
+                if buf.is_empty() {
+                    return Ok(Step::More);
+                }
+                let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+                *left -= take as u64;
+                let data = buf.split_to(take).freeze();
+                if *left == 0 {
+                    *self = Decoder::Done;
+                }
+                Ok(Step::Frame(Frame::data(data)))
+            }
+            Decoder::Eof => {
+                if buf.is_empty() {
+                    return Ok(Step::More);
+                }
+                Ok(Step::Frame(Frame::data(buf.split().freeze())))
+            }
+            Decoder::Chunked(c) => {
+                let r = step_chunked(c, buf);
+                if matches!(r, Ok(Step::End))
+                    || matches!(r, Ok(Step::Frame(ref f)) if f.is_trailers())
+                {
+                    *self = Decoder::Done;
+                }
+                r
+            }
+        }
+    }
+
+    /// Whether the body is known to have ended.
+    pub(crate) fn is_done(&self) -> bool {
+        matches!(self, Decoder::Done | Decoder::Length(0))
+    }
+
+    /// The connection's end is this body's end.
+    pub(crate) fn ends_at_eof(&self) -> bool {
+        matches!(self, Decoder::Eof)
+    }
+
+    pub(crate) fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            Decoder::Length(n) => http_body::SizeHint::with_exact(*n),
+            Decoder::Done => http_body::SizeHint::with_exact(0),
+            _ => http_body::SizeHint::default(),
+        }
+    }
+}
+
+fn step_chunked(c: &mut Chunk, buf: &mut BytesMut) -> Result<Step, H1Error> {
+    const BAD: H1Error = H1Error::Malformed("invalid chunked framing");
+    loop {
+        if let Chunk::Data(left) = c {
+            if buf.is_empty() {
+                return Ok(Step::More);
+            }
+            let take = usize::try_from(*left).unwrap_or(usize::MAX).min(buf.len());
+            *left -= take as u64;
+            let data = buf.split_to(take).freeze();
+            if *left == 0 {
+                *c = Chunk::DataCr;
+            }
+            return Ok(Step::Frame(Frame::data(data)));
+        }
+        if *c == Chunk::Trailers {
+            return trailers(buf);
+        }
+        let Some(&b) = buf.first() else {
+            return Ok(Step::More);
+        };
+        buf.advance(1);
+        *c = match (*c, b) {
+            (Chunk::Size { n, digits }, _) if b.is_ascii_hexdigit() => {
+                if digits >= 16 {
+                    return Err(H1Error::Malformed("chunk size too large"));
+                }
+                let d = u64::from(char::from(b).to_digit(16).unwrap_or(0));
+                Chunk::Size {
+                    n: (n << 4) | d,
+                    digits: digits + 1,
+                }
+            }
+            (Chunk::Size { n, digits }, b' ' | b'\t') if digits > 0 => Chunk::SizeWs(n),
+            (Chunk::Size { n, digits }, b';') if digits > 0 => Chunk::Ext { n, len: 0 },
+            (Chunk::Size { n, digits }, b'\r') if digits > 0 => Chunk::SizeLf(n),
+            (Chunk::SizeWs(n), b' ' | b'\t') => Chunk::SizeWs(n),
+            (Chunk::SizeWs(n), b';') => Chunk::Ext { n, len: 0 },
+            (Chunk::SizeWs(n), b'\r') => Chunk::SizeLf(n),
+            (Chunk::Ext { n, .. }, b'\r') => Chunk::SizeLf(n),
+            (Chunk::Ext { n, len }, _) if b == b'\t' || (b >= 0x20 && b != 0x7f) => {
+                if len >= MAX_CHUNK_EXT {
+                    return Err(H1Error::Malformed("chunk extension too long"));
+                }
+                Chunk::Ext { n, len: len + 1 }
+            }
+            (Chunk::SizeLf(0), b'\n') => Chunk::Trailers,
+            (Chunk::SizeLf(n), b'\n') => Chunk::Data(n),
+            (Chunk::DataCr, b'\r') => Chunk::DataLf,
+            (Chunk::DataLf, b'\n') => Chunk::Size { n: 0, digits: 0 },
+            _ => return Err(BAD),
+        };
+    }
+}
+
+/// The trailer section after the last chunk: an empty line, or fields then an empty line.
+fn trailers(buf: &mut BytesMut) -> Result<Step, H1Error> {
+    if buf.len() < 2 {
+        return Ok(Step::More);
+    }
+    if buf.starts_with(b"\r\n") {
+        buf.advance(2);
+        return Ok(Step::End);
+    }
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        if buf.len() > MAX_TRAILERS {
+            return Err(H1Error::Malformed("trailer section too large"));
+        }
+        return Ok(Step::More);
+    };
+    let len = end + 4;
+    if len > MAX_TRAILERS {
+        return Err(H1Error::Malformed("trailer section too large"));
+    }
+    let mut fields = [httparse::EMPTY_HEADER; MAX_TRAILER_FIELDS];
+    let parsed = match httparse::parse_headers(&buf[..len], &mut fields) {
+        Ok(httparse::Status::Complete((_, f))) => f,
+        _ => return Err(H1Error::Malformed("invalid trailer section")),
+    };
+    let mut map = HeaderMap::with_capacity(parsed.len());
+    for f in parsed {
+        let name = HeaderName::from_bytes(f.name.as_bytes())
+            .map_err(|_| H1Error::Malformed("invalid trailer name"))?;
+        let value = HeaderValue::from_bytes(f.value)
+            .map_err(|_| H1Error::Malformed("invalid trailer value"))?;
+        map.append(name, value);
+    }
+    buf.advance(len);
+    Ok(Step::Frame(Frame::trailers(map)))
+}
+
+/// Sends `out` on `conn` and reads the response head. A write error does not end the
+/// exchange at once: an upstream that answers early and closes (a 413 before the whole body)
+/// has its answer read. The request side may be unfinished when the head arrives (the
+/// response body then keeps sending it).
+pub(crate) async fn exchange<C: AsyncRead + AsyncWrite + Unpin, G>(
+    conn: &mut H1Conn<C, G>,
+    out: &mut Outgoing,
+    head_request: bool,
+) -> Result<ResponseHead, H1Error> {
+    let mut write_failed: Option<H1Error> = None;
+    std::future::poll_fn(|cx| loop {
+        if write_failed.is_none() {
+            match out.poll_send(cx, &mut conn.io) {
+                Poll::Ready(Ok(())) | Poll::Pending => {}
+                Poll::Ready(Err(e @ (H1Error::Body(_) | H1Error::BodyLength))) => {
+                    return Poll::Ready(Err(e))
+                }
+                Poll::Ready(Err(e)) => write_failed = Some(e),
+            }
+        }
+        if let Some(head) = parse_response(&mut conn.buf, head_request)? {
+            return Poll::Ready(Ok(head));
+        }
+        match conn.poll_fill(cx) {
+            Poll::Ready(Ok(0)) => {
+                return Poll::Ready(Err(write_failed
+                    .take()
+                    .unwrap_or(H1Error::ClosedBeforeResponse)))
+            }
+            Poll::Ready(Ok(_)) => {}
+            Poll::Ready(Err(e)) => {
+                return Poll::Ready(Err(write_failed.take().unwrap_or(e.into())))
+            }
+            Poll::Pending => return Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Reads the next frame of a response body from `conn`, sending what is left of the request
+/// (`out`, `None` once all of it is out) on the way. `Ready(None)`: the body ended.
+pub(crate) fn poll_body<C: AsyncRead + AsyncWrite + Unpin, G>(
+    conn: &mut H1Conn<C, G>,
+    decoder: &mut Decoder,
+    out: &mut Option<Outgoing>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, H1Error>>> {
+    loop {
+        if let Some(o) = out.as_mut() {
+            match o.poll_send(cx, &mut conn.io) {
+                Poll::Ready(Ok(())) => *out = None,
+                // The request side broke (the downstream body, or the upstream stopped
+                // reading): the exchange ends here and the connection with it.
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Poll::Pending => {}
+            }
+        }
+        match decoder.step(&mut conn.buf) {
+            Ok(Step::Frame(f)) => return Poll::Ready(Some(Ok(f))),
+            Ok(Step::End) => return Poll::Ready(None),
+            Ok(Step::More) => {}
+            Err(e) => return Poll::Ready(Some(Err(e))),
+        }
+        match std::task::ready!(conn.poll_fill(cx)) {
+            Ok(0) if decoder.ends_at_eof() => {
+                *decoder = Decoder::Done;
+                return Poll::Ready(None);
+            }
+            Ok(0) => return Poll::Ready(Some(Err(H1Error::ClosedMidBody))),
+            Ok(_) => {}
+            Err(e) => return Poll::Ready(Some(Err(e.into()))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(
+        mut d: Decoder,
+        input: &[u8],
+        split: usize,
+    ) -> Result<(Vec<u8>, Option<HeaderMap>, BytesMut), H1Error> {
+        let mut buf = BytesMut::new();
+        let mut body = Vec::new();
+        let mut trailers = None;
+        let mut fed = 0;
+        loop {
+            match d.step(&mut buf)? {
+                Step::Frame(f) => match f.into_data() {
+                    Ok(b) => body.extend_from_slice(&b),
+                    Err(f) => trailers = f.into_trailers().ok(),
+                },
+                Step::End => return Ok((body, trailers, buf)),
+                Step::More => {
+                    if fed == input.len() {
+                        return Err(H1Error::ClosedMidBody);
+                    }
+                    let n = split.min(input.len() - fed);
+                    buf.extend_from_slice(&input[fed..fed + n]);
+                    fed += n;
+                }
+            }
+        }
+    }
+
+    fn chunked() -> Decoder {
+        Decoder::Chunked(Chunk::Size { n: 0, digits: 0 })
+    }
+
+    #[test]
+    fn chunked_bodies_decode_whatever_the_read_boundaries() {
+        let wire = b"5;ext=1\r\nhello\r\n6 \r\n world\r\n0\r\ngrpc-status: 0\r\nx-a: b\r\n\r\nNEXT";
+        for split in 1..=wire.len() {
+            let (body, trailers, rest) = decode_all(chunked(), wire, split).unwrap();
+            assert_eq!(body, b"hello world", "split {split}");
+            let t = trailers.expect("trailers");
+            assert_eq!(t["grpc-status"], "0");
+            assert_eq!(t["x-a"], "b");
+            // Bytes after the body stay in the buffer (the caller refuses to reuse then).
+            assert!(b"NEXT".starts_with(&rest), "split {split}: {rest:?}");
+        }
+        let (body, trailers, _) = decode_all(chunked(), b"3\r\nabc\r\n0\r\n\r\n", 1).unwrap();
+        assert_eq!(body, b"abc");
+        assert!(trailers.is_none());
+    }
+
+    #[test]
+    fn bad_chunked_framing_is_a_protocol_error() {
+        for wire in [
+            &b"5\nhello\r\n0\r\n\r\n"[..],     // bare LF after the size
+            b"5\r\nhelloX\r\n0\r\n\r\n",       // no CRLF after the data
+            b"5\r\nhello\n0\r\n\r\n",          // bare LF after the data
+            b"x\r\n",                          // not hex
+            b"\r\n",                           // no size
+            b" 5\r\nhello\r\n0\r\n\r\n",       // leading whitespace
+            b"11111111111111111\r\n",          // 17 hex digits
+            b"5;a\x01b\r\nhello\r\n0\r\n\r\n", // a control byte in the extension
+            b"0\r\nbad trailer\r\n\r\n",       // a trailer line without a colon
+        ] {
+            let e = decode_all(chunked(), wire, 64).unwrap_err();
+            assert!(e.is_protocol(), "{wire:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn length_bodies_stop_at_their_length() {
+        let (body, _, rest) = decode_all(Decoder::Length(5), b"helloHTTP/1.1", 3).unwrap();
+        assert_eq!(body, b"hello");
+        assert_eq!(&rest[..], b"H");
+        assert!(decode_all(Decoder::Length(5), b"hel", 3).is_err());
+    }
+
+    fn head(wire: &[u8], head_request: bool) -> Result<Option<ResponseHead>, H1Error> {
+        let mut buf = BytesMut::from(wire);
+        parse_response(&mut buf, head_request)
+    }
+
+    #[test]
+    fn response_heads_and_their_framing() {
+        let h = head(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: 1\r\nX-A: 2\r\n\r\nhello",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.parts.status, 200);
+        assert_eq!(h.decoder, Decoder::Length(5));
+        assert!(h.keep_alive);
+        let xa: Vec<_> = h.parts.headers.get_all("x-a").iter().collect();
+        assert_eq!(xa, ["1", "2"]);
+
+        // Interim responses are skipped; HEAD, 204 and 304 have no body whatever they say.
+        let h = head(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.parts.status, 204);
+        assert!(h.decoder.is_done());
+        let h = head(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n", true)
+            .unwrap()
+            .unwrap();
+        assert!(h.decoder.is_done());
+
+        // Without a length, the connection's end ends the body: never reused.
+        let h = head(b"HTTP/1.1 200 OK\r\n\r\n", false).unwrap().unwrap();
+        assert_eq!(h.decoder, Decoder::Eof);
+        assert!(!h.keep_alive);
+        let h = head(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(matches!(h.decoder, Decoder::Chunked(_)));
+        assert!(h.keep_alive);
+        let h = head(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked, gzip\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.decoder, Decoder::Eof);
+
+        // Keep-alive by version and Connection.
+        let h = head(b"HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert!(!h.keep_alive);
+        assert_eq!(h.parts.version, Version::HTTP_10);
+        let h = head(
+            b"HTTP/1.0 200 OK\r\nconnection: Keep-Alive\r\ncontent-length: 0\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(h.keep_alive);
+        let h = head(
+            b"HTTP/1.1 200 OK\r\nconnection: foo, close\r\ncontent-length: 0\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(!h.keep_alive);
+
+        // Same values repeated are one length.
+        let h = head(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 3, 3\r\ncontent-length: 3\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.decoder, Decoder::Length(3));
+
+        // Partial heads wait for more.
+        assert!(head(b"HTTP/1.1 200 OK\r\ncontent-le", false)
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn ambiguous_or_broken_response_heads_are_protocol_errors() {
+        for wire in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 3, 4\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: +3\r\n\r\n",
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nx: a\r\n folded\r\n\r\n",
+            b"NOT HTTP\r\n\r\n",
+        ] {
+            match head(wire, false) {
+                Err(e) => assert!(e.is_protocol(), "{:?}: {e}", String::from_utf8_lossy(wire)),
+                Ok(_) => panic!("accepted {:?}", String::from_utf8_lossy(wire)),
+            }
+        }
+        let mut big = b"HTTP/1.1 200 OK\r\n".to_vec();
+        while big.len() <= MAX_HEAD {
+            big.extend_from_slice(b"x-filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+        }
+        assert!(head(&big, false).is_err());
+    }
+
+    fn encode(req: http::Request<Body>) -> Vec<u8> {
+        let (parts, body) = req.into_parts();
+        let out = Outgoing::new(&parts, body);
+        out.pending[..out.head_len].to_vec()
+    }
+
+    #[test]
+    fn request_heads_name_their_framing() {
+        let get = encode(
+            http::Request::get("/a?b=1")
+                .header("host", "up")
+                .body(Body::empty())
+                .unwrap(),
+        );
+        assert_eq!(get, b"GET /a?b=1 HTTP/1.1\r\nhost: up\r\n\r\n");
+        let post = encode(http::Request::post("/").body(Body::empty()).unwrap());
+        assert_eq!(post, b"POST / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+        let full = encode(http::Request::put("/").body(Body::full("abc")).unwrap());
+        assert_eq!(full, b"PUT / HTTP/1.1\r\ncontent-length: 3\r\n\r\n");
+        let te = encode(
+            http::Request::post("/")
+                .header("transfer-encoding", "chunked")
+                .header("content-length", "3")
+                .body(Body::full("abc"))
+                .unwrap(),
+        );
+        assert_eq!(te, b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+        let abs = encode(
+            http::Request::get("http://example.com:8080/x")
+                .body(Body::empty())
+                .unwrap(),
+        );
+        assert_eq!(abs, b"GET /x HTTP/1.1\r\nhost: example.com:8080\r\n\r\n");
+    }
+
+    /// Writes everything `out` produces into a vector (no async runtime needed: the bodies
+    /// here are always ready).
+    fn written(mut out: Outgoing) -> Result<Vec<u8>, H1Error> {
+        let mut sink = Vec::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        match out.poll_send(&mut cx, &mut sink) {
+            Poll::Ready(r) => r.map(|()| sink),
+            Poll::Pending => panic!("pending on a ready body"),
+        }
+    }
+
+    #[test]
+    fn request_bodies_are_framed_with_their_trailers() {
+        let mut t = HeaderMap::new();
+        t.insert("grpc-status", HeaderValue::from_static("0"));
+        let body = Body::from_frames(vec![
+            Frame::data(Bytes::from_static(b"hello")),
+            Frame::data(Bytes::from(vec![b'x'; COPY_DATA + 1])),
+            Frame::trailers(t),
+        ]);
+        let req = http::Request::post("/")
+            .header("transfer-encoding", "chunked")
+            .body(body)
+            .unwrap();
+        let (parts, body) = req.into_parts();
+        let wire = written(Outgoing::new(&parts, body)).unwrap();
+        let mut want =
+            b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n".to_vec();
+        want.extend_from_slice(format!("{:x}\r\n", COPY_DATA + 1).as_bytes());
+        want.extend_from_slice(&vec![b'x'; COPY_DATA + 1]);
+        want.extend_from_slice(b"\r\n0\r\ngrpc-status: 0\r\n\r\n");
+        assert_eq!(wire, want);
+
+        // A known length goes with it; a body that breaks its length is refused.
+        let (parts, body) = http::Request::post("/")
+            .body(Body::full("abc"))
+            .unwrap()
+            .into_parts();
+        assert_eq!(
+            written(Outgoing::new(&parts, body)).unwrap(),
+            b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc"
+        );
+        let (parts, body) = http::Request::post("/")
+            .header("content-length", "5")
+            .body(Body::full("abc"))
+            .unwrap()
+            .into_parts();
+        assert!(matches!(
+            written(Outgoing::new(&parts, body)),
+            Err(H1Error::BodyLength)
+        ));
+        let (parts, body) = http::Request::post("/")
+            .header("content-length", "2")
+            .body(Body::full("abc"))
+            .unwrap()
+            .into_parts();
+        assert!(matches!(
+            written(Outgoing::new(&parts, body)),
+            Err(H1Error::BodyLength)
+        ));
+    }
+}
