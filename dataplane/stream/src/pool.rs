@@ -792,7 +792,7 @@ where
                 idle,
                 max,
                 settings,
-            } => Box::pin(send_h1(pools, key, idle, max, settings, req)),
+            } => send_h1(pools, key, idle, max, settings, req),
         }
     }
 }
@@ -874,25 +874,54 @@ impl<T: Transport> Upstream<T> {
     }
 }
 
-async fn send_h1<T: Transport>(
+/// The HTTP/1 exchange's future, boxed. The request is encoded before the future is made, so
+/// that the box holds the encoded request and not the request (every byte of the future is
+/// moved into the box once per request); an upgrade goes its own way (hyper).
+fn send_h1<T: Transport>(
     pools: Rc<Pools<T>>,
     key: PoolKey,
     idle: H1Idle<T::Conn>,
     max: u32,
     settings: UpstreamSettings,
     req: Request<Body>,
-) -> SendResult
+) -> Pin<Box<dyn Future<Output = SendResult>>>
 where
     T::Conn: Send,
 {
     if is_upgrade(&req) {
-        return send_upgrade(idle, key.addr, req).await;
+        return Box::pin(send_upgrade(idle, key.addr, req));
     }
     let (parts, body) = req.into_parts();
     let head_request = parts.method == http::Method::HEAD;
     let idempotent = parts.method.is_idempotent();
-    let mut out = Outgoing::new(&parts, body);
+    let out = Outgoing::new(&parts, body);
     drop(parts);
+    Box::pin(exchange_h1(
+        pools,
+        key,
+        idle,
+        max,
+        settings,
+        out,
+        head_request,
+        idempotent,
+    ))
+}
+
+#[allow(clippy::too_many_arguments)] // the parts of one request, prepared by `send_h1`
+async fn exchange_h1<T: Transport>(
+    pools: Rc<Pools<T>>,
+    key: PoolKey,
+    idle: H1Idle<T::Conn>,
+    max: u32,
+    settings: UpstreamSettings,
+    mut out: Outgoing,
+    head_request: bool,
+    idempotent: bool,
+) -> SendResult
+where
+    T::Conn: Send,
+{
     let H1Idle {
         mut conn,
         mut used,

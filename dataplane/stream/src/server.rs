@@ -71,7 +71,15 @@ impl<H: Handler> hyper::service::Service<Request<Incoming>> for Svc<H> {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let h = self.0.clone();
-        Box::pin(async move { Ok(h.handle(req.map(Body::new)).await) })
+        // A request without a body (most) gets the empty body, which boxes nothing.
+        let req = req.map(|b| {
+            if http_body::Body::is_end_stream(&b) {
+                Body::empty()
+            } else {
+                Body::new(b)
+            }
+        });
+        Box::pin(async move { Ok(h.handle(req).await) })
     }
 }
 

@@ -9,7 +9,8 @@ use http::{Method, Version};
 use mosn_stream::xprotocol::convert as rpc;
 use mosn_stream::StreamProtocol;
 
-/// Fields that describe one connection, never forwarded.
+/// Fields that describe one connection, never forwarded. `strip_hop_by_hop` refers to them by
+/// index: 0 `Connection`, 2 `Upgrade`, 3 `TE`.
 const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     header::TRANSFER_ENCODING,
@@ -30,15 +31,26 @@ pub fn authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
 /// Removes hop-by-hop fields, and those the `Connection` field names. With `keep_upgrade`
 /// (a protocol switch passing through), `Connection: upgrade` and `Upgrade` stay.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most messages carry none: one pass over the names, no hashing, no allocation.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    // Most messages carry none: one pass over the names, no hashing, no allocation; the
+    // pass also notes which are there, so that only those are removed (a removal hashes).
+    let mut present = 0u8;
+    for k in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == k) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
         return;
     }
-    let te_trailers = headers
-        .get_all(header::TE)
-        .iter()
-        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    let upgrade = headers.get(header::UPGRADE).cloned();
+    let has = |i: usize| present & (1 << i) != 0;
+    let te_trailers = has(3)
+        && headers
+            .get_all(header::TE)
+            .iter()
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    let upgrade = has(2)
+        .then(|| headers.get(header::UPGRADE).cloned())
+        .flatten();
     // The `Connection` values move out of the map (their bytes are shared, not copied) so the
     // fields they name can be removed by `&str`: no owned names, no allocation for the usual
     // one or two `Connection` fields (`Connection: keep-alive` on most upstream responses).
@@ -55,13 +67,20 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for v in first.iter().flatten().chain(more.iter()) {
         for token in v.to_str().unwrap_or_default().split(',') {
             let token = token.trim();
-            if !token.is_empty() {
+            // `close` names no field; `keep-alive` is one of HOP_BY_HOP (removed below when
+            // present): the usual `Connection` values cost no lookup.
+            if !token.is_empty()
+                && !token.eq_ignore_ascii_case("close")
+                && !token.eq_ignore_ascii_case("keep-alive")
+            {
                 headers.remove(token);
             }
         }
     }
-    for n in HOP_BY_HOP.iter() {
-        headers.remove(n);
+    for (i, n) in HOP_BY_HOP.iter().enumerate() {
+        if i > 0 && has(i) {
+            headers.remove(n);
+        }
     }
     if te_trailers {
         // `TE: trailers` is end to end in practice (gRPC requires it on HTTP/2).

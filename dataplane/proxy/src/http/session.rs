@@ -209,11 +209,17 @@ where
         spec.stats.active.inc();
 
         let (mut head, body) = req.into_parts();
+        let logging = !spec.access_logs.is_empty();
         let mut r = Req {
             started: Instant::now(),
-            log: LogRecord::new(SystemTime::now()),
+            // The wall clock is read only for an access log's `%start_time%`.
+            log: LogRecord::new(if logging {
+                SystemTime::now()
+            } else {
+                SystemTime::UNIX_EPOCH
+            }),
             body_state: Rc::new(RequestBodyState::default()),
-            logging: !spec.access_logs.is_empty(),
+            logging,
         };
         r.log.downstream_remote_address = Some(self.peer);
         r.log.downstream_local_address = Some(self.local);
@@ -246,15 +252,21 @@ where
                 }
             }
         }
-        let body = Body::new(RequestBody::new(
-            body,
-            r.body_state.clone(),
-            spec.max_request_body,
-        ));
+        // A request without a body (most) has nothing to count or limit: no wrapper to box.
+        let body = if body.is_end_stream() {
+            body
+        } else {
+            Body::new(RequestBody::new(
+                body,
+                r.body_state.clone(),
+                spec.max_request_body,
+            ))
+        };
 
-        // Boxed: the request flow's state is several KiB; a small outer future keeps the
-        // per-request task cheap to spawn and move (RPC connections spawn one per request).
-        let resp = match Box::pin(self.process(&mut head, body, &mut r)).await {
+        // Not boxed on its own: the codec boxes this future once per request already (hyper's
+        // service future; an RPC request's task), and a second box would move the request
+        // flow's ~2 KiB state once more.
+        let resp = match self.process(&mut head, body, &mut r).await {
             Ok(resp) => resp,
             Err(reply) => {
                 r.flag(reply.flags);
