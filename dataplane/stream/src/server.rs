@@ -5,14 +5,16 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
 
 use crate::{Body, LocalExec, StreamProtocol};
@@ -100,7 +102,6 @@ where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
-    let io = TokioIo::new(io);
     let svc = Svc(handler);
     macro_rules! drive {
         ($conn:expr) => {{
@@ -131,7 +132,7 @@ where
             if limits.max_headers != HYPER_MAX_HEADERS {
                 b.max_headers(limits.max_headers);
             }
-            drive!(b.serve_connection(io, svc).with_upgrades())
+            drive!(b.serve_connection(TokioIo::new(io), svc).with_upgrades())
         }
         StreamProtocol::Http2 => {
             let mut b = hyper::server::conn::http2::Builder::new(LocalExec);
@@ -142,12 +143,185 @@ where
                 .initial_connection_window_size(limits.h2_conn_window)
                 .keep_alive_interval(Some(limits.idle_timeout / 3))
                 .keep_alive_timeout(Duration::from_secs(20));
-            drive!(b.serve_connection(io, svc))
+            drive!(b.serve_connection(TokioIo::new(Coalesce::new(io)), svc))
         }
         other => {
             // RPC protocols are served by `xprotocol::server`; callers dispatch on family().
             tracing::warn!(protocol = other.name(), "not an HTTP protocol; closing");
             Ok(())
         }
+    }
+}
+
+/// Write coalescing for HTTP/2 server connections: what the codec writes during one pass of the
+/// connection's task goes out in one write at the start of its next pass.
+///
+/// h2 flushes after every DATA frame of 256 bytes or more (it writes such payloads by
+/// reference and takes no next frame until they are out), so a connection whose responses come
+/// back from upstreams one by one made one `writev` per response. Here the first flush of a
+/// pass only wakes the task again (it runs after the other tasks that are ready, which may add
+/// more responses); the bytes are written when the task next reads (h2 reads first on every
+/// pass), on shutdown, or at once past [`Coalesce::LIMIT`].
+pub(crate) struct Coalesce<C> {
+    io: C,
+    out: Vec<u8>,
+    /// `out[..pos]` is written.
+    pos: usize,
+    /// A flush was put off in this pass (and the task woken for the next one).
+    deferred: bool,
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> Coalesce<C> {
+    /// Most bytes held back; a larger write goes straight through.
+    const LIMIT: usize = 64 * 1024;
+
+    pub(crate) fn new(io: C) -> Self {
+        Coalesce {
+            io,
+            out: Vec::new(),
+            pos: 0,
+            deferred: false,
+        }
+    }
+
+    fn held(&self) -> usize {
+        self.out.len() - self.pos
+    }
+
+    /// Writes what is held back.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while self.pos < self.out.len() {
+            let n =
+                std::task::ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.pos..]))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.pos += n;
+        }
+        self.out.clear();
+        self.pos = 0;
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> AsyncRead for Coalesce<C> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        // A new pass: out with what the last one wrote (a full socket keeps it for later and
+        // wakes the task when there is room).
+        if this.held() > 0 {
+            if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        this.deferred = false;
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl<C: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Coalesce<C> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.held() + data.len() > Self::LIMIT {
+            std::task::ready!(this.poll_drain(cx))?;
+            if data.len() >= Self::LIMIT {
+                return Pin::new(&mut this.io).poll_write(cx, data);
+            }
+        }
+        this.out.extend_from_slice(data);
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if this.held() + total > Self::LIMIT {
+            std::task::ready!(this.poll_drain(cx))?;
+            if total >= Self::LIMIT {
+                return Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+            }
+        }
+        for b in bufs {
+            this.out.extend_from_slice(b);
+        }
+        Poll::Ready(Ok(total))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.held() == 0 {
+            return Pin::new(&mut this.io).poll_flush(cx);
+        }
+        if !this.deferred {
+            this.deferred = true;
+            cx.waker().wake_by_ref();
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        std::task::ready!(this.poll_drain(cx))?;
+        Pin::new(&mut this.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Bytes written and flushed in one pass stay held until the next pass reads (or the
+    /// connection shuts down), then go out together and in order.
+    #[tokio::test]
+    async fn coalesce_holds_a_pass_and_writes_it_at_the_next_read() {
+        let (a, mut peer) = tokio::net::UnixStream::pair().unwrap();
+        let mut c = Coalesce::new(a);
+        let mut got = [0u8; 64];
+        c.write_all(b"HEADERS").await.unwrap();
+        c.flush().await.unwrap();
+        c.write_all(b"DATA").await.unwrap();
+        c.flush().await.unwrap();
+        assert!(
+            matches!(peer.try_read(&mut got), Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+            "a flush in the same pass wrote"
+        );
+        // The next pass starts with a read (nothing to read: pending), which writes.
+        let mut byte = [0u8; 1];
+        let pass = tokio::time::timeout(Duration::from_millis(50), c.read(&mut byte)).await;
+        assert!(pass.is_err(), "nothing was sent to read");
+        let n = peer.read(&mut got).await.unwrap();
+        assert_eq!(&got[..n], b"HEADERSDATA");
+        // Shutdown writes what is held.
+        c.write_all(b"GOAWAY").await.unwrap();
+        c.flush().await.unwrap();
+        c.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"GOAWAY");
+        // Past the limit a write goes out at once.
+        let (a, mut peer) = tokio::net::UnixStream::pair().unwrap();
+        let mut c = Coalesce::new(a);
+        let big = vec![7u8; Coalesce::<tokio::net::UnixStream>::LIMIT + 1];
+        c.write_all(&big).await.unwrap();
+        let mut seen = vec![0u8; big.len()];
+        peer.read_exact(&mut seen).await.unwrap();
+        assert_eq!(seen, big);
     }
 }
