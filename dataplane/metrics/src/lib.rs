@@ -89,6 +89,24 @@ impl Drop for GaugeGuard {
     }
 }
 
+/// [`GaugeGuard`] for a gauge the caller outlives: no reference count is touched.
+#[derive(Debug)]
+pub struct GaugeRef<'a>(&'a Gauge);
+
+impl<'a> GaugeRef<'a> {
+    /// Increments `g` until the guard is dropped.
+    pub fn new(g: &'a Gauge) -> Self {
+        g.inc();
+        GaugeRef(g)
+    }
+}
+
+impl Drop for GaugeRef<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Metric {
     Counter(Arc<Counter>),

@@ -383,14 +383,19 @@ where
         r: &mut Req,
     ) -> Result<Response<Body>, LocalReply> {
         let mut upstream_protocol: Option<String> = None;
-        self.run_filters(
-            Phase::BeforeRoute,
-            head,
-            r,
-            &mut upstream_protocol,
-            Stage::default(),
-        )
-        .await?;
+        // Each phase's filter run is entered only when a filter has that phase: a listener
+        // without filters pays nothing for them.
+        let filters = &self.spec.filters;
+        if filters.has_phase(Phase::BeforeRoute) {
+            self.run_filters(
+                Phase::BeforeRoute,
+                head,
+                r,
+                &mut upstream_protocol,
+                Stage::default(),
+            )
+            .await?;
+        }
 
         // === route ===
         let Some(table) = self.spec.router.as_ref() else {
@@ -411,17 +416,19 @@ where
         if r.logging {
             r.log.route_name = Some(hit.route().name_arc());
         }
-        self.run_filters(
-            Phase::AfterRoute,
-            head,
-            r,
-            &mut upstream_protocol,
-            Stage {
-                route: Some(&hit),
-                ..Stage::default()
-            },
-        )
-        .await?;
+        if filters.has_phase(Phase::AfterRoute) {
+            self.run_filters(
+                Phase::AfterRoute,
+                head,
+                r,
+                &mut upstream_protocol,
+                Stage {
+                    route: Some(&hit),
+                    ..Stage::default()
+                },
+            )
+            .await?;
+        }
 
         let overrides = self.spec.route_overrides(&hit);
         if self.spec.filters.inspects_request_body(overrides) {
@@ -578,7 +585,7 @@ where
             if r.logging {
                 r.log.upstream_hostname = Some(Arc::from(host.hostname()));
             }
-            if attempt == 1 {
+            if attempt == 1 && filters.has_phase(Phase::AfterChooseHost) {
                 self.run_filters(
                     Phase::AfterChooseHost,
                     head,
@@ -678,8 +685,8 @@ where
             host.stats.rq_total.inc();
             cluster.stats.rq_total.inc();
             let _active = (
-                mosn_metrics::GaugeGuard::new(host.stats.rq_active.clone()),
-                mosn_metrics::GaugeGuard::new(cluster.stats.rq_active.clone()),
+                mosn_metrics::GaugeRef::new(&host.stats.rq_active),
+                mosn_metrics::GaugeRef::new(&cluster.stats.rq_active),
             );
             let sent_at = Instant::now();
             r.log.request_received_duration = Some(sent_at - r.started);
