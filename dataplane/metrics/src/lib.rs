@@ -71,37 +71,21 @@ impl Gauge {
     }
 }
 
-/// Increments a gauge now and decrements it when dropped.
+/// Increments a gauge now and decrements it when dropped. It holds the gauge as an `Arc`
+/// (a guard that outlives its owner) or as a plain reference (one the caller outlives: no
+/// reference count is touched).
 #[derive(Debug)]
-pub struct GaugeGuard(Arc<Gauge>);
+pub struct GaugeGuard<G: std::ops::Deref<Target = Gauge> = Arc<Gauge>>(G);
 
-impl GaugeGuard {
+impl<G: std::ops::Deref<Target = Gauge>> GaugeGuard<G> {
     /// Increments `g` until the guard is dropped.
-    pub fn new(g: Arc<Gauge>) -> Self {
+    pub fn new(g: G) -> Self {
         g.inc();
         GaugeGuard(g)
     }
 }
 
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-/// [`GaugeGuard`] for a gauge the caller outlives: no reference count is touched.
-#[derive(Debug)]
-pub struct GaugeRef<'a>(&'a Gauge);
-
-impl<'a> GaugeRef<'a> {
-    /// Increments `g` until the guard is dropped.
-    pub fn new(g: &'a Gauge) -> Self {
-        g.inc();
-        GaugeRef(g)
-    }
-}
-
-impl Drop for GaugeRef<'_> {
+impl<G: std::ops::Deref<Target = Gauge>> Drop for GaugeGuard<G> {
     fn drop(&mut self) {
         self.0.dec();
     }

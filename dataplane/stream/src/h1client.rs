@@ -182,27 +182,20 @@ impl Outgoing {
             {
                 continue;
             }
-            p.extend_from_slice(name.as_str().as_bytes());
-            p.extend_from_slice(b": ");
-            p.extend_from_slice(value.as_bytes());
-            p.extend_from_slice(b"\r\n");
+            put_field(&mut p, name.as_str(), value.as_bytes());
         }
         if !h.contains_key(header::HOST) {
             if let Some(a) = parts.uri.authority() {
-                p.extend_from_slice(b"host: ");
-                p.extend_from_slice(a.as_str().as_bytes());
-                p.extend_from_slice(b"\r\n");
+                put_field(&mut p, "host", a.as_str().as_bytes());
             }
         }
         match framing {
-            ReqFraming::Chunked => p.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            ReqFraming::Chunked => put_field(&mut p, "transfer-encoding", b"chunked"),
             ReqFraming::Length(n) if declared.is_none() => {
-                p.extend_from_slice(b"content-length: ");
-                p.extend_from_slice(n.to_string().as_bytes());
-                p.extend_from_slice(b"\r\n");
+                put_field(&mut p, "content-length", n.to_string().as_bytes());
             }
             ReqFraming::Empty if method_implies_body(&parts.method) => {
-                p.extend_from_slice(b"content-length: 0\r\n");
+                put_field(&mut p, "content-length", b"0");
             }
             _ => {}
         }
@@ -265,13 +258,15 @@ impl Outgoing {
             if self.data.is_empty() && self.tail.is_empty() {
                 if let Some(body) = self.body.as_mut() {
                     match Pin::new(body).poll_frame(cx) {
-                        Poll::Ready(Some(Ok(frame))) => self.queue(frame, vectored)?,
+                        Poll::Ready(Some(Ok(frame))) => {
+                            self.queue(frame, vectored)?;
+                            self.finish_if_ended();
+                        }
                         Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(H1Error::Body(e))),
                         Poll::Ready(None) => self.finish_body()?,
                         Poll::Pending if self.pending_is_empty() => return Poll::Pending,
                         Poll::Pending => {}
                     }
-                    continue_if_more(self);
                 }
             }
             if self.pending_is_empty() {
@@ -287,7 +282,7 @@ impl Outgoing {
                     Poll::Pending => Poll::Pending,
                 };
             }
-            match self.poll_write_some(cx, io, vectored) {
+            match self.poll_write_some(cx, io) {
                 Poll::Ready(Ok(())) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
                 Poll::Pending => return Poll::Pending,
@@ -303,22 +298,19 @@ impl Outgoing {
         &mut self,
         cx: &mut Context<'_>,
         io: &mut C,
-        vectored: bool,
     ) -> Poll<io::Result<()>> {
         let head = &self.pending[self.pos..];
-        let n = if vectored && !self.data.is_empty() {
+        // `data` and `tail` are only ever queued for an I/O that writes vectored
+        // (`push_data`); anything else has all its bytes in `pending`.
+        let n = if self.data.is_empty() && self.tail.is_empty() {
+            std::task::ready!(Pin::new(&mut *io).poll_write(cx, head))?
+        } else {
             let bufs = [
                 io::IoSlice::new(head),
                 io::IoSlice::new(&self.data),
                 io::IoSlice::new(self.tail),
             ];
             std::task::ready!(Pin::new(&mut *io).poll_write_vectored(cx, &bufs))?
-        } else if !head.is_empty() {
-            std::task::ready!(Pin::new(&mut *io).poll_write(cx, head))?
-        } else if !self.data.is_empty() {
-            std::task::ready!(Pin::new(&mut *io).poll_write(cx, &self.data))?
-        } else {
-            std::task::ready!(Pin::new(&mut *io).poll_write(cx, self.tail))?
         };
         if n == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
@@ -372,10 +364,7 @@ impl Outgoing {
             if self.framing == ReqFraming::Chunked {
                 self.pending.extend_from_slice(b"0\r\n");
                 for (name, value) in &trailers {
-                    self.pending.extend_from_slice(name.as_str().as_bytes());
-                    self.pending.extend_from_slice(b": ");
-                    self.pending.extend_from_slice(value.as_bytes());
-                    self.pending.extend_from_slice(b"\r\n");
+                    put_field(&mut self.pending, name.as_str(), value.as_bytes());
                 }
                 self.pending.extend_from_slice(b"\r\n");
                 self.body = None;
@@ -393,6 +382,16 @@ impl Outgoing {
         } else {
             self.data = data;
             self.tail = tail;
+        }
+    }
+
+    /// A body at its end after a data frame: its last chunk goes in the same write. (A body
+    /// short of its length is reported by the next poll, which sees its end.)
+    fn finish_if_ended(&mut self) {
+        let ended = self.body.as_ref().is_some_and(|b| b.is_end_stream());
+        if ended && matches!(self.framing, ReqFraming::Chunked | ReqFraming::Length(0)) {
+            // Cannot fail for these two framings.
+            let _ = self.finish_body();
         }
     }
 
@@ -414,15 +413,12 @@ impl Outgoing {
     }
 }
 
-/// A body at its end after a data frame: its last chunk goes in the same write.
-fn continue_if_more(out: &mut Outgoing) {
-    if out.body.as_ref().is_some_and(|b| b.is_end_stream()) {
-        // `finish_body` cannot fail for chunked; for a length it reports a short body, which
-        // the next poll would report too: leave that to the poll.
-        if out.framing == ReqFraming::Chunked || out.framing == ReqFraming::Length(0) {
-            let _ = out.finish_body();
-        }
-    }
+/// One `name: value` line of a head or trailer section.
+fn put_field(dst: &mut Vec<u8>, name: &str, value: &[u8]) {
+    dst.extend_from_slice(name.as_bytes());
+    dst.extend_from_slice(b": ");
+    dst.extend_from_slice(value);
+    dst.extend_from_slice(b"\r\n");
 }
 
 /// Methods whose empty body is still announced with `Content-Length: 0`.

@@ -198,7 +198,8 @@ impl SendError {
     }
 }
 
-/// An upstream connection's observer, told of the close when the connection is dropped.
+/// An upstream connection's observer, told of the close when the guard (kept with the
+/// connection) is dropped.
 pub(crate) struct CloseGuard(Rc<dyn ConnObserver>);
 
 impl Drop for CloseGuard {
@@ -211,10 +212,9 @@ impl Drop for CloseGuard {
 type H1Upstream<C> = H1Conn<UpstreamIo<C>, CloseGuard>;
 
 struct H1Idle<C> {
+    /// The connection; its guard holds the host's observer (a reconnect reports to it too).
     conn: H1Upstream<C>,
     used: u32,
-    /// Observer of this host's connections (a reconnect to the same host is counted too).
-    obs: Rc<dyn ConnObserver>,
     /// The pools' sweep generation when it was made or last pooled: a sweep since then may
     /// have dropped its upstream (checked when it comes back, not on every request).
     epoch: u64,
@@ -380,7 +380,10 @@ where
         obs: Rc<dyn ConnObserver>,
     ) -> Result<Counted<T::Conn>, SendError> {
         let conn = self.connect_tcp(addr, settings, &obs).await?;
-        Ok(Counted { conn, obs })
+        Ok(Counted {
+            conn,
+            _closed: CloseGuard(obs),
+        })
     }
 
     /// A connection to `addr` speaking `proto`: a pooled one when one is ready, else a new
@@ -400,9 +403,7 @@ where
         // Each protocol's path is boxed: the caller's request future then holds a pointer,
         // not the largest of the three state machines.
         match proto {
-            StreamProtocol::Http1 => {
-                Box::pin(self.checkout_h1_or_connect(addr, settings, obs)).await
-            }
+            StreamProtocol::Http1 => Box::pin(self.connect_h1_upstream(addr, settings, obs)).await,
             StreamProtocol::Http2 => {
                 let max = settings.max_request_per_conn.max(1);
                 Ok(Upstream(Up::H2(
@@ -440,13 +441,7 @@ where
                         }
                     }
                 };
-                Some(Upstream(Up::H1 {
-                    pools: self.clone(),
-                    key,
-                    idle,
-                    max: settings.max_request_per_conn.max(1),
-                    settings: settings.clone(),
-                }))
+                Some(self.h1_upstream(key, idle, settings))
             }
             StreamProtocol::Http2 => {
                 let max = settings.max_request_per_conn.max(1);
@@ -483,22 +478,30 @@ where
             .ready_multiplex(&PoolKey::new(addr, settings), family, &settings.rpc)
     }
 
-    async fn checkout_h1_or_connect(
+    /// A new HTTP/1 connection (`ready` found no idle one).
+    async fn connect_h1_upstream(
         self: &Rc<Self>,
         addr: SocketAddr,
         settings: &UpstreamSettings,
         obs: impl FnOnce() -> Rc<dyn ConnObserver>,
     ) -> Result<Upstream<T>, SendError> {
-        // `ready` found no idle connection: a new one.
-        let key = PoolKey::new(addr, settings);
         let idle = self.connect_h1(addr, settings, &obs()).await?;
-        Ok(Upstream(Up::H1 {
+        Ok(self.h1_upstream(PoolKey::new(addr, settings), idle, settings))
+    }
+
+    fn h1_upstream(
+        self: &Rc<Self>,
+        key: PoolKey,
+        idle: H1Idle<T::Conn>,
+        settings: &UpstreamSettings,
+    ) -> Upstream<T> {
+        Upstream(Up::H1 {
             pools: self.clone(),
             key,
             idle,
             max: settings.max_request_per_conn.max(1),
             settings: settings.clone(),
-        }))
+        })
     }
 
     async fn checkout_rpc(
@@ -550,7 +553,6 @@ where
         Ok(H1Idle {
             conn: H1Conn::new(io, CloseGuard(obs.clone())),
             used: 0,
-            obs: obs.clone(),
             epoch: self.swept.get(),
         })
     }
@@ -925,7 +927,6 @@ where
     let H1Idle {
         mut conn,
         mut used,
-        obs,
         epoch,
     } = idle;
     let head = match h1client::exchange(&mut conn, &mut out, head_request).await {
@@ -939,6 +940,7 @@ where
             tracing::debug!(addr = %key.addr, "pooled connection was closed by the upstream; reconnecting");
             // Boxed: inline, the connect (TCP and TLS) would make every request's send
             // future several KiB larger, all of it moved into the box `Upstream::send` makes.
+            let obs = conn.guard.0.clone();
             conn = Box::pin(pools.connect_h1(key.addr, &settings, &obs))
                 .await?
                 .conn;
@@ -959,7 +961,6 @@ where
         pools: Rc::downgrade(&pools),
         key,
         used,
-        obs,
         epoch,
     });
     let out = (!out.is_done()).then_some(out);
@@ -1017,7 +1018,6 @@ struct Back<T: Transport> {
     pools: std::rc::Weak<Pools<T>>,
     key: PoolKey,
     used: u32,
-    obs: Rc<dyn ConnObserver>,
     epoch: u64,
 }
 
@@ -1036,7 +1036,6 @@ where
                 H1Idle {
                     conn,
                     used: self.used,
-                    obs: self.obs,
                     epoch: self.epoch,
                 },
             );
@@ -1124,13 +1123,7 @@ impl Drop for ConnectSlot<'_> {
 pub struct Counted<C> {
     /// The connection.
     pub conn: C,
-    obs: Rc<dyn ConnObserver>,
-}
-
-impl<C> Drop for Counted<C> {
-    fn drop(&mut self) {
-        self.obs.on_closed();
-    }
+    _closed: CloseGuard,
 }
 
 fn is_upgrade(req: &Request<Body>) -> bool {

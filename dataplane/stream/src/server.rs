@@ -11,11 +11,13 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::watch;
+use tokio_util::io::poll_write_buf;
 
 use crate::{Body, LocalExec, StreamProtocol};
 
@@ -164,9 +166,8 @@ where
 /// pass), on shutdown, or at once past [`Coalesce::LIMIT`].
 pub(crate) struct Coalesce<C> {
     io: C,
-    out: Vec<u8>,
-    /// `out[..pos]` is written.
-    pos: usize,
+    /// Bytes held back (written ones are advanced past).
+    out: BytesMut,
     /// A flush was put off in this pass (and the task woken for the next one).
     deferred: bool,
 }
@@ -178,28 +179,23 @@ impl<C: AsyncRead + AsyncWrite + Unpin> Coalesce<C> {
     pub(crate) fn new(io: C) -> Self {
         Coalesce {
             io,
-            out: Vec::new(),
-            pos: 0,
+            out: BytesMut::new(),
             deferred: false,
         }
     }
 
     fn held(&self) -> usize {
-        self.out.len() - self.pos
+        self.out.len()
     }
 
     /// Writes what is held back.
     fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.pos < self.out.len() {
-            let n =
-                std::task::ready!(Pin::new(&mut self.io).poll_write(cx, &self.out[self.pos..]))?;
+        while !self.out.is_empty() {
+            let n = std::task::ready!(poll_write_buf(Pin::new(&mut self.io), cx, &mut self.out))?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            self.pos += n;
         }
-        self.out.clear();
-        self.pos = 0;
         Poll::Ready(Ok(()))
     }
 }

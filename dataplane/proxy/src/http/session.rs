@@ -327,6 +327,8 @@ where
         resp
     }
 
+    /// Runs the request filters of `phase`. Callers enter it only when the chain has that
+    /// phase (`has_phase`), so that a listener without filters does not even build its future.
     async fn run_filters(
         &self,
         phase: Phase,
@@ -341,9 +343,6 @@ where
             host,
         } = at;
         let chain = &self.spec.filters;
-        if !chain.has_phase(phase) {
-            return Ok(());
-        }
         let overrides = route.and_then(|h| self.spec.route_overrides(h));
         let mut from = 0;
         loop {
@@ -431,7 +430,7 @@ where
         }
 
         let overrides = self.spec.route_overrides(&hit);
-        if self.spec.filters.inspects_request_body(overrides) {
+        if filters.inspects_request_body(overrides) {
             let spec = self.spec.clone();
             let key = hit.route().key();
             let view = copy_head(head);
@@ -685,8 +684,8 @@ where
             host.stats.rq_total.inc();
             cluster.stats.rq_total.inc();
             let _active = (
-                mosn_metrics::GaugeRef::new(&host.stats.rq_active),
-                mosn_metrics::GaugeRef::new(&cluster.stats.rq_active),
+                mosn_metrics::GaugeGuard::new(&*host.stats.rq_active),
+                mosn_metrics::GaugeGuard::new(&*cluster.stats.rq_active),
             );
             let sent_at = Instant::now();
             r.log.request_received_duration = Some(sent_at - r.started);
