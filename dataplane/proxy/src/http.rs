@@ -196,9 +196,9 @@ pub async fn serve<T: Transport, C>(
     }
     if let Err(e) = server::serve(io, proto, &spec.limits, session, drain).await {
         tracing::debug!(listener = %spec.listener, %peer, protocol = proto.name(), error = %e, "downstream connection ended with an error");
-        if let Some(status) = codec_rejection(&e) {
-            // The codec answered a request it could not parse (hyper writes 400 / 431
-            // itself): no handler ran, so count and log it here.
+        if let Some(status) = e.refused_with().map(|s| s.as_u16()) {
+            // The codec answered a request it could not parse (400, 431) itself: no handler
+            // ran, so count and log it here.
             spec.stats.total.inc();
             spec.stats.failed.inc();
             spec.stats.count_status(status);
@@ -214,18 +214,6 @@ pub async fn serve<T: Transport, C>(
                 al.log(&log);
             }
         }
-    }
-}
-
-/// The status the HTTP/1 codec answered a request it refused with: 431 for a head over the
-/// limits, 400 for anything malformed; `None` when the connection ended otherwise.
-fn codec_rejection(e: &hyper::Error) -> Option<u16> {
-    if e.is_parse_too_large() {
-        Some(431)
-    } else if e.is_parse() {
-        Some(400)
-    } else {
-        None
     }
 }
 

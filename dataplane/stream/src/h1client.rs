@@ -414,7 +414,7 @@ impl Outgoing {
 }
 
 /// One `name: value` line of a head or trailer section.
-fn put_field(dst: &mut Vec<u8>, name: &str, value: &[u8]) {
+pub(crate) fn put_field(dst: &mut Vec<u8>, name: &str, value: &[u8]) {
     dst.extend_from_slice(name.as_bytes());
     dst.extend_from_slice(b": ");
     dst.extend_from_slice(value);
@@ -428,7 +428,7 @@ fn method_implies_body(m: &Method) -> bool {
 
 /// The one length all `Content-Length` fields (and comma-separated values) agree on;
 /// `Ok(None)` without any; an error for a value that is not digits or values that differ.
-fn single_length(h: &HeaderMap) -> Result<Option<u64>, H1Error> {
+pub(crate) fn single_length(h: &HeaderMap) -> Result<Option<u64>, H1Error> {
     let mut len = None;
     for v in h.get_all(header::CONTENT_LENGTH) {
         for part in v.as_bytes().split(|&b| b == b',') {
@@ -563,7 +563,7 @@ fn framing(
             .map(<[u8]>::trim_ascii)
             .rfind(|c| !c.is_empty());
         if version == Version::HTTP_11 && last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) {
-            return Ok((Decoder::Chunked(Chunk::Size { n: 0, digits: 0 }), false));
+            return Ok((Decoder::chunked(), false));
         }
         return Ok((Decoder::Eof, true));
     }
@@ -574,7 +574,7 @@ fn framing(
     }
 }
 
-fn wants_keep_alive(h: &HeaderMap, version: Version) -> bool {
+pub(crate) fn wants_keep_alive(h: &HeaderMap, version: Version) -> bool {
     let has = |token: &[u8]| {
         h.get_all(header::CONNECTION).iter().any(|v| {
             v.as_bytes()
@@ -639,6 +639,11 @@ pub(crate) enum Step {
 }
 
 impl Decoder {
+    /// A chunked body, before its first chunk.
+    pub(crate) const fn chunked() -> Decoder {
+        Decoder::Chunked(Chunk::Size { n: 0, digits: 0 })
+    }
+
     /// Decodes from `buf` (consuming what it uses).
     pub(crate) fn step(&mut self, buf: &mut BytesMut) -> Result<Step, H1Error> {
         match self {
@@ -894,15 +899,11 @@ mod tests {
         }
     }
 
-    fn chunked() -> Decoder {
-        Decoder::Chunked(Chunk::Size { n: 0, digits: 0 })
-    }
-
     #[test]
     fn chunked_bodies_decode_whatever_the_read_boundaries() {
         let wire = b"5;ext=1\r\nhello\r\n6 \r\n world\r\n0\r\ngrpc-status: 0\r\nx-a: b\r\n\r\nNEXT";
         for split in 1..=wire.len() {
-            let (body, trailers, rest) = decode_all(chunked(), wire, split).unwrap();
+            let (body, trailers, rest) = decode_all(Decoder::chunked(), wire, split).unwrap();
             assert_eq!(body, b"hello world", "split {split}");
             let t = trailers.expect("trailers");
             assert_eq!(t["grpc-status"], "0");
@@ -910,7 +911,8 @@ mod tests {
             // Bytes after the body stay in the buffer (the caller refuses to reuse then).
             assert!(b"NEXT".starts_with(&rest), "split {split}: {rest:?}");
         }
-        let (body, trailers, _) = decode_all(chunked(), b"3\r\nabc\r\n0\r\n\r\n", 1).unwrap();
+        let (body, trailers, _) =
+            decode_all(Decoder::chunked(), b"3\r\nabc\r\n0\r\n\r\n", 1).unwrap();
         assert_eq!(body, b"abc");
         assert!(trailers.is_none());
     }
@@ -928,7 +930,7 @@ mod tests {
             b"5;a\x01b\r\nhello\r\n0\r\n\r\n", // a control byte in the extension
             b"0\r\nbad trailer\r\n\r\n",       // a trailer line without a colon
         ] {
-            let e = decode_all(chunked(), wire, 64).unwrap_err();
+            let e = decode_all(Decoder::chunked(), wire, 64).unwrap_err();
             assert!(e.is_protocol(), "{wire:?}: {e}");
         }
     }

@@ -3,6 +3,7 @@
 //! ```text
 //!  detect.rs   protocol detection on new connections (Auto, comma lists) + byte replay
 //!  server.rs   server stream connections: HTTP/1 and HTTP/2 codecs -> Handler per request
+//!  h1server.rs the HTTP/1 server codec, one task per connection running its handlers in place
 //!  pool.rs     client stream connections and per-worker upstream pools (ping-pong, multiplex)
 //!  h1client.rs the HTTP/1 client codec, driven by the proxied request's own task
 //!  body.rs     the streamed body type shared by every protocol
@@ -13,14 +14,15 @@
 //! Messages between layers are `http::Request<Body>` / `http::Response<Body>`: the common
 //! message model (head, streamed body, trailers; protocol-specific fields ride in extensions),
 //! so N protocols need N codecs to and from it, not N x (N-1) converters. The codecs
-//! themselves are hyper's (HTTP/1 server, HTTP/2, upgrades), httparse's under `h1client`
-//! (HTTP/1 upstream) and mosn-wire's (Bolt, Dubbo); this crate owns
+//! themselves are hyper's (HTTP/2, upstream upgrades), httparse's under `h1server` and
+//! `h1client` (HTTP/1 both ways) and mosn-wire's (Bolt, Dubbo); this crate owns
 //! connections, pooling and detection. Nothing is `Send`: everything lives on one worker's event loop.
 #![forbid(unsafe_code)]
 
 pub mod body;
 pub mod detect;
 pub mod h1client;
+mod h1server;
 pub mod pool;
 pub mod server;
 pub mod xprotocol;

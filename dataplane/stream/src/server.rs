@@ -1,24 +1,27 @@
-//! Server stream connections: one downstream connection decoded by the HTTP/1 or HTTP/2 codec
-//! (hyper), each request handed to a [`Handler`] as a `Request<Body>` and its answer encoded
-//! back. Keep-alive, pipelining, chunked framing, `Upgrade`/`CONNECT`, HTTP/2 flow control and
-//! GOAWAY are the codec's; limits come from [`ServerLimits`].
+//! Server stream connections: one downstream connection decoded by the HTTP/1 codec
+//! (`h1server`) or the HTTP/2 one (hyper), each request handed to a [`Handler`] as a
+//! `Request<Body>` and its answer encoded back. Keep-alive, pipelining, chunked framing,
+//! `Upgrade`/`CONNECT`, HTTP/2 flow control and GOAWAY are the codecs'; limits come from
+//! [`ServerLimits`].
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use http::{Request, Response};
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::io::poll_write_buf;
 
+use crate::detect::Rewind;
 use crate::{Body, LocalExec, StreamProtocol};
 
 /// Codec limits and timeouts for downstream connections.
@@ -42,14 +45,11 @@ pub struct ServerLimits {
     pub idle_timeout: Duration,
 }
 
-/// hyper's built-in HTTP/1 header count limit.
-const HYPER_MAX_HEADERS: usize = 100;
-
 impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
             max_header_bytes: 8 * 1024,
-            max_headers: HYPER_MAX_HEADERS,
+            max_headers: 100,
             h2_max_header_list: 16 * 1024,
             h2_max_concurrent_streams: 1000,
             h2_stream_window: 1 << 20,
@@ -73,8 +73,13 @@ impl<H: Handler> hyper::service::Service<Request<Incoming>> for Svc<H> {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>>>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let h = self.0.clone();
+        if req.method() == Method::CONNECT {
+            if let Some(u) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() {
+                req.extensions_mut().insert(OnUpgrade::http2(u));
+            }
+        }
         // A request without a body (most) gets the empty body, which boxes nothing.
         let req = req.map(|b| {
             if http_body::Body::is_end_stream(&b) {
@@ -87,8 +92,146 @@ impl<H: Handler> hyper::service::Service<Request<Incoming>> for Svc<H> {
     }
 }
 
-/// The connection must be `Send` because the HTTP/1 codec hands upgraded (`Upgrade`,
-/// `CONNECT`) connections over as `Send` objects; kernel sockets are.
+/// Why a downstream connection ended with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The HTTP/1 codec refused a request (malformed, or over the head limits) and answered
+    /// it with `status` itself; no handler saw it.
+    #[error("request refused with {status}: {reason}")]
+    Refused {
+        status: StatusCode,
+        reason: &'static str,
+    },
+    /// Reading or writing the connection failed.
+    #[error("connection error: {0}")]
+    Io(#[from] io::Error),
+    /// The HTTP/2 codec failed.
+    #[error("HTTP/2: {0}")]
+    Http2(#[from] hyper::Error),
+}
+
+impl ServeError {
+    /// The status the codec answered a refused request with.
+    pub fn refused_with(&self) -> Option<StatusCode> {
+        match self {
+            ServeError::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A downstream connection's switch of protocols, in the extensions of a request that may
+/// switch (HTTP/1 `Upgrade` or `CONNECT`, HTTP/2 `CONNECT`): resolves to the connection's
+/// byte stream once the handler's answer (101, or a 2xx to `CONNECT`) went out, or fails when
+/// the answer did not switch.
+///
+/// Request extensions must be `Clone + Send + Sync`: clones share the one switch, and the
+/// first to poll it takes the connection.
+#[derive(Clone)]
+pub struct OnUpgrade(Arc<Mutex<Option<Switch>>>);
+
+enum Switch {
+    Http1(oneshot::Receiver<Upgraded>),
+    Http2(hyper::upgrade::OnUpgrade),
+}
+
+impl OnUpgrade {
+    pub(crate) fn http1(rx: oneshot::Receiver<Upgraded>) -> Self {
+        OnUpgrade(Arc::new(Mutex::new(Some(Switch::Http1(rx)))))
+    }
+
+    fn http2(u: hyper::upgrade::OnUpgrade) -> Self {
+        OnUpgrade(Arc::new(Mutex::new(Some(Switch::Http2(u)))))
+    }
+}
+
+impl std::fmt::Debug for OnUpgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnUpgrade")
+    }
+}
+
+impl Future for OnUpgrade {
+    type Output = io::Result<Upgraded>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let r = match slot.as_mut() {
+            None => Err(io::Error::other("the protocol switch was taken already")),
+            Some(Switch::Http1(rx)) => std::task::ready!(Pin::new(rx).poll(cx))
+                .map_err(|_| io::Error::other("the connection did not switch protocols")),
+            Some(Switch::Http2(u)) => std::task::ready!(Pin::new(u).poll(cx))
+                .map(|u| Upgraded(Switched::Http2(TokioIo::new(u))))
+                .map_err(io::Error::other),
+        };
+        *slot = None;
+        Poll::Ready(r)
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A downstream connection after a protocol switch (bytes the client sent after its request
+/// come first).
+pub struct Upgraded(Switched);
+
+enum Switched {
+    Http1(Rewind<Box<dyn Io>>),
+    Http2(TokioIo<hyper::upgrade::Upgraded>),
+}
+
+impl Upgraded {
+    pub(crate) fn http1<C: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+        io: C,
+        read: Bytes,
+    ) -> Self {
+        Upgraded(Switched::Http1(Rewind::new(read, Box::new(io))))
+    }
+}
+
+impl AsyncRead for Upgraded {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Switched::Http1(c) => Pin::new(c).poll_read(cx, buf),
+            Switched::Http2(c) => Pin::new(c).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Upgraded {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().0 {
+            Switched::Http1(c) => Pin::new(c).poll_write(cx, data),
+            Switched::Http2(c) => Pin::new(c).poll_write(cx, data),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Switched::Http1(c) => Pin::new(c).poll_flush(cx),
+            Switched::Http2(c) => Pin::new(c).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Switched::Http1(c) => Pin::new(c).poll_shutdown(cx),
+            Switched::Http2(c) => Pin::new(c).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The connection must be `Send` because the HTTP/2 codec hands `CONNECT` streams over as
+/// `Send` objects; kernel sockets are.
 ///
 /// Serves `io` with `proto` until the client closes, an error ends it, or `drain` turns true
 /// (then: HTTP/1 finishes the request in flight and closes; HTTP/2 sends GOAWAY and finishes
@@ -99,43 +242,30 @@ pub async fn serve<C, H>(
     limits: &ServerLimits,
     handler: Rc<H>,
     mut drain: watch::Receiver<bool>,
-) -> Result<(), hyper::Error>
+) -> Result<(), ServeError>
 where
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Handler,
 {
-    let svc = Svc(handler);
     macro_rules! drive {
         ($conn:expr) => {{
             let conn = $conn;
             tokio::pin!(conn);
             if *drain.borrow() {
                 conn.as_mut().graceful_shutdown();
-                return conn.await;
+                return conn.await.map_err(Into::into);
             }
             tokio::select! {
-                r = conn.as_mut() => r,
+                r = conn.as_mut() => r.map_err(Into::into),
                 _ = drain.changed() => {
                     conn.as_mut().graceful_shutdown();
-                    conn.await
+                    conn.await.map_err(Into::into)
                 }
             }
         }};
     }
     match proto {
-        StreamProtocol::Http1 => {
-            let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(limits.idle_timeout)
-                .max_buf_size(limits.max_header_bytes.max(8192))
-                .keep_alive(true);
-            // Setting the count at all moves hyper's header array to the heap (one allocation
-            // per request): only do it when it differs from hyper's own 100.
-            if limits.max_headers != HYPER_MAX_HEADERS {
-                b.max_headers(limits.max_headers);
-            }
-            drive!(b.serve_connection(TokioIo::new(io), svc).with_upgrades())
-        }
+        StreamProtocol::Http1 => crate::h1server::serve(io, limits, handler, drain).await,
         StreamProtocol::Http2 => {
             let mut b = hyper::server::conn::http2::Builder::new(LocalExec);
             b.timer(TokioTimer::new())
@@ -145,6 +275,7 @@ where
                 .initial_connection_window_size(limits.h2_conn_window)
                 .keep_alive_interval(Some(limits.idle_timeout / 3))
                 .keep_alive_timeout(Duration::from_secs(20));
+            let svc = Svc(handler);
             drive!(b.serve_connection(TokioIo::new(Coalesce::new(io)), svc))
         }
         other => {

@@ -540,7 +540,7 @@ where
             up_proto = StreamProtocol::Http1;
         }
         let on_upgrade = if upgrade || connect {
-            head.extensions.remove::<hyper::upgrade::OnUpgrade>()
+            head.extensions.remove::<mosn_stream::server::OnUpgrade>()
         } else {
             None
         };
@@ -864,7 +864,7 @@ where
         addr: SocketAddr,
         settings: &UpstreamSettings,
         obs: Rc<dyn ConnObserver>,
-        on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+        on_upgrade: Option<mosn_stream::server::OnUpgrade>,
         r: &mut Req,
     ) -> Result<Response<Body>, LocalReply> {
         let Some(down) = on_upgrade else {
