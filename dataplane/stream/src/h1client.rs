@@ -81,6 +81,8 @@ pub(crate) struct H1Conn<C, G> {
     pub(crate) io: C,
     pub(crate) buf: BytesMut,
     pub(crate) guard: G,
+    /// Scratch for [`parse_response`], kept so that no parse zeroes or allocates one.
+    spans: Vec<[u32; 4]>,
 }
 
 impl<C: AsyncRead + AsyncWrite + Unpin, G> H1Conn<C, G> {
@@ -89,6 +91,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin, G> H1Conn<C, G> {
             io,
             buf: BytesMut::new(),
             guard,
+            spans: Vec::new(),
         }
     }
 
@@ -454,11 +457,29 @@ pub(crate) struct ResponseHead {
     pub(crate) keep_alive: bool,
 }
 
+/// Where each field's name and value sit in `buf` (offsets: the head is at most a few
+/// hundred KiB long), so that they can share the head's bytes once it is split off.
+pub(crate) fn field_spans(buf: &[u8], fields: &[httparse::Header<'_>], spans: &mut Vec<[u32; 4]>) {
+    let base = buf.as_ptr() as usize;
+    spans.clear();
+    spans.extend(fields.iter().map(|f| {
+        let name = f.name.as_ptr() as usize - base;
+        let value = f.value.as_ptr() as usize - base;
+        [
+            name as u32,
+            (name + f.name.len()) as u32,
+            value as u32,
+            (value + f.value.len()) as u32,
+        ]
+    }));
+}
+
 /// Parses the next final response head from `buf` (skipping `1xx` interim responses);
 /// `Ok(None)`: more bytes are needed.
 pub(crate) fn parse_response(
     buf: &mut BytesMut,
     head_request: bool,
+    spans: &mut Vec<[u32; 4]>,
 ) -> Result<Option<ResponseHead>, H1Error> {
     loop {
         // Slots the parser fills (left uninitialised: zeroing 100 of them cost more than the
@@ -503,22 +524,11 @@ pub(crate) fn parse_response(
         };
         // Where each field sits in the head, so that values can share the head's bytes once
         // it is split off (offsets fit: the head is at most MAX_HEAD long).
-        let base = buf.as_ptr() as usize;
         let count = resp.headers.len();
-        let mut at = [[0u32; 4]; MAX_HEADERS];
-        for (slot, f) in at.iter_mut().zip(resp.headers.iter()) {
-            let name = f.name.as_ptr() as usize - base;
-            let value = f.value.as_ptr() as usize - base;
-            *slot = [
-                name as u32,
-                (name + f.name.len()) as u32,
-                value as u32,
-                (value + f.value.len()) as u32,
-            ];
-        }
+        field_spans(buf, resp.headers, spans);
         let head = buf.split_to(len).freeze();
         let mut headers = HeaderMap::with_capacity(count);
-        for &[n, n_end, v, v_end] in &at[..count] {
+        for &[n, n_end, v, v_end] in spans.iter() {
             let name = HeaderName::from_bytes(&head[n as usize..n_end as usize])
                 .map_err(|_| H1Error::Malformed("invalid header name"))?;
             let value = HeaderValue::from_maybe_shared(head.slice(v as usize..v_end as usize))
@@ -812,7 +822,7 @@ pub(crate) async fn exchange<C: AsyncRead + AsyncWrite + Unpin, G>(
                 Poll::Ready(Err(e)) => write_failed = Some(e),
             }
         }
-        if let Some(head) = parse_response(&mut conn.buf, head_request)? {
+        if let Some(head) = parse_response(&mut conn.buf, head_request, &mut conn.spans)? {
             return Poll::Ready(Ok(head));
         }
         match conn.poll_fill(cx) {
@@ -945,7 +955,7 @@ mod tests {
 
     fn head(wire: &[u8], head_request: bool) -> Result<Option<ResponseHead>, H1Error> {
         let mut buf = BytesMut::from(wire);
-        parse_response(&mut buf, head_request)
+        parse_response(&mut buf, head_request, &mut Vec::new())
     }
 
     #[test]

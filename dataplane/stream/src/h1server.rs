@@ -76,6 +76,8 @@ struct Conn<C> {
     read_closed: bool,
     /// The request body broke its framing: the connection carries no further request.
     broken: bool,
+    /// Scratch for [`parse_request`], kept so that no parse zeroes or allocates one.
+    spans: Vec<[u32; 4]>,
 }
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Conn<C> {
@@ -227,7 +229,11 @@ const fn too_large(reason: &'static str) -> Refusal {
 
 /// Parses the request head at the start of `buf` (taking its bytes); `Ok(None)`: more bytes
 /// are needed.
-fn parse_request(buf: &mut BytesMut, limits: &ServerLimits) -> Result<Option<Head>, Refusal> {
+fn parse_request(
+    buf: &mut BytesMut,
+    limits: &ServerLimits,
+    spans: &mut Vec<[u32; 4]>,
+) -> Result<Option<Head>, Refusal> {
     let max_head = limits.max_header_bytes.max(MIN_HEAD);
     let max_fields = limits.max_headers.max(1);
     // Slots the parser fills, left uninitialised (zeroing them costs more than a parse).
@@ -264,32 +270,16 @@ fn parse_request(buf: &mut BytesMut, limits: &ServerLimits) -> Result<Option<Hea
         _ => return Err(bad("unsupported HTTP version")),
     };
     // Where the target and each field sit in the head, so that they can share the head's
-    // bytes once it is split off (offsets fit: the head is at most `max_head` long).
-    let base = buf.as_ptr() as usize;
-    let span = |s: &[u8]| {
-        let at = s.as_ptr() as usize - base;
-        (at, at + s.len())
-    };
-    let target = span(req.path.unwrap_or_default().as_bytes());
+    // bytes once it is split off.
+    let path = req.path.unwrap_or_default();
+    let target = path.as_ptr() as usize - buf.as_ptr() as usize;
+    let target = target..target + path.len();
     let count = req.headers.len();
-    let mut spans = Vec::new();
-    let mut inline_spans = [(0u32, 0u32, 0u32, 0u32); INLINE_FIELDS];
-    let at: &mut [(u32, u32, u32, u32)] = if count <= INLINE_FIELDS {
-        &mut inline_spans[..count]
-    } else {
-        spans.resize(count, (0, 0, 0, 0));
-        &mut spans[..]
-    };
-    for (slot, f) in at.iter_mut().zip(req.headers.iter()) {
-        let (n, n_end) = span(f.name.as_bytes());
-        let (v, v_end) = span(f.value);
-        *slot = (n as u32, n_end as u32, v as u32, v_end as u32);
-    }
+    h1client::field_spans(buf, req.headers, spans);
     let head = buf.split_to(len).freeze();
-    let uri = Uri::from_maybe_shared(head.slice(target.0..target.1))
-        .map_err(|_| bad("invalid target"))?;
+    let uri = Uri::from_maybe_shared(head.slice(target)).map_err(|_| bad("invalid target"))?;
     let mut headers = HeaderMap::with_capacity(count);
-    for &(n, n_end, v, v_end) in at.iter() {
+    for &[n, n_end, v, v_end] in spans.iter() {
         let name = HeaderName::from_bytes(&head[n as usize..n_end as usize])
             .map_err(|_| bad("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(v as usize..v_end as usize))
@@ -753,6 +743,7 @@ where
         continue_at: None,
         read_closed: false,
         broken: false,
+        spans: Vec::new(),
     }));
     let mut out = Out::default();
     let idle = limits.idle_timeout;
@@ -768,7 +759,8 @@ where
                 let mut c = conn.borrow_mut();
                 loop {
                     if !c.buf.is_empty() {
-                        if let Some(head) = parse_request(&mut c.buf, limits)? {
+                        let c = &mut *c;
+                        if let Some(head) = parse_request(&mut c.buf, limits, &mut c.spans)? {
                             return Poll::Ready(Ok(Some(head)));
                         }
                     }
@@ -1019,7 +1011,7 @@ mod tests {
 
     fn parse(raw: &[u8]) -> Result<Option<Head>, Refusal> {
         let mut buf = BytesMut::from(raw);
-        parse_request(&mut buf, &ServerLimits::default())
+        parse_request(&mut buf, &ServerLimits::default(), &mut Vec::new())
     }
 
     #[test]
@@ -1092,7 +1084,9 @@ mod tests {
         let mut buf =
             BytesMut::from(&b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"[..]);
         assert_eq!(
-            parse_request(&mut buf, &limits).err().map(|r| r.status),
+            parse_request(&mut buf, &limits, &mut Vec::new())
+                .err()
+                .map(|r| r.status),
             Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
         );
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
@@ -1218,6 +1212,526 @@ mod tests {
             let mut v = Vec::new();
             put_chunk_size(&mut v, n);
             assert_eq!(v, format!("{hex}\r\n").into_bytes());
+        }
+    }
+
+    /// Connection-level behaviour over real sockets, against a scripted handler.
+    mod conn {
+        use super::super::*;
+        use http::Response;
+        use http_body_util::BodyExt;
+        use std::cell::Cell;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::net::{TcpListener, TcpStream};
+
+        type Reply = Pin<Box<dyn Future<Output = Response<Body>>>>;
+
+        /// Answers with what `f` makes of each request; counts requests and dropped calls.
+        struct Script {
+            f: Box<dyn Fn(Request<Body>) -> Reply>,
+            dropped: Rc<Cell<usize>>,
+        }
+
+        struct DropCount(Rc<Cell<usize>>, bool);
+        impl DropCount {
+            fn disarm(&mut self) {
+                self.1 = true;
+            }
+        }
+        impl Drop for DropCount {
+            fn drop(&mut self) {
+                if !self.1 {
+                    self.0.set(self.0.get() + 1);
+                }
+            }
+        }
+
+        impl Handler for Script {
+            fn handle(
+                self: Rc<Self>,
+                req: Request<Body>,
+            ) -> impl Future<Output = Response<Body>> + 'static {
+                let mut guard = DropCount(self.dropped.clone(), false);
+                let fut = (self.f)(req);
+                async move {
+                    let r = fut.await;
+                    guard.disarm();
+                    r
+                }
+            }
+        }
+
+        fn reply(f: impl Fn(Request<Body>) -> Reply + 'static) -> Rc<Script> {
+            Rc::new(Script {
+                f: Box::new(f),
+                dropped: Rc::new(Cell::new(0)),
+            })
+        }
+
+        /// Echoes the request body back, with the request line in `x-target`.
+        fn echo() -> Rc<Script> {
+            reply(|req| {
+                Box::pin(async move {
+                    let target = req.uri().to_string();
+                    let body = req.into_body().collect().await.map(|c| c.to_bytes());
+                    let (status, body) = match body {
+                        Ok(b) => (200, b),
+                        Err(e) => (400, Bytes::from(e.to_string())),
+                    };
+                    let mut r = Response::new(Body::full(body));
+                    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+                    r.headers_mut()
+                        .insert("x-target", HeaderValue::from_str(&target).unwrap());
+                    r
+                })
+            })
+        }
+
+        /// Serves one connection with `h` and `limits`; returns the client side and the
+        /// drain switch.
+        async fn start(
+            h: Rc<Script>,
+            limits: ServerLimits,
+        ) -> (
+            TcpStream,
+            watch::Sender<bool>,
+            tokio::task::JoinHandle<Result<(), ServeError>>,
+        ) {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (server, _) = l.accept().await.unwrap();
+            let (tx, rx) = watch::channel(false);
+            let task = tokio::task::spawn_local(async move { serve(server, &limits, h, rx).await });
+            (client, tx, task)
+        }
+
+        /// Reads until `n` responses' worth of `\r\n\r\n`-ended heads with their
+        /// content-length bodies arrived, or the connection ends; returns the text.
+        async fn read_responses(c: &mut TcpStream, n: usize) -> String {
+            let mut got = Vec::new();
+            let complete = |got: &[u8]| {
+                let mut at = 0;
+                for _ in 0..n {
+                    let Some(end) = got[at..].windows(4).position(|w| w == b"\r\n\r\n") else {
+                        return false;
+                    };
+                    let head = String::from_utf8_lossy(&got[at..at + end]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                    at += end + 4 + len;
+                    if got.len() < at {
+                        return false;
+                    }
+                }
+                true
+            };
+            let mut b = [0u8; 4096];
+            while !complete(&got) {
+                match tokio::time::timeout(Duration::from_secs(5), c.read(&mut b)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(k)) => got.extend_from_slice(&b[..k]),
+                    Err(_) => panic!("no response: {:?}", String::from_utf8_lossy(&got)),
+                }
+            }
+            String::from_utf8(got).unwrap()
+        }
+
+        /// True when the server closes the connection within `t` (reading what comes).
+        async fn closes_within(c: &mut TcpStream, t: Duration) -> bool {
+            let mut b = [0u8; 1024];
+            let end = tokio::time::Instant::now() + t;
+            loop {
+                match tokio::time::timeout_at(end, c.read(&mut b)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => return true,
+                    Ok(Ok(_)) => {}
+                    Err(_) => return false,
+                }
+            }
+        }
+
+        fn local<F: Future>(f: F) -> F::Output {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            tokio::task::LocalSet::new().block_on(&rt, f)
+        }
+
+        #[test]
+        fn keep_alive_pipelining_and_bodies() {
+            local(async {
+                let (mut c, _tx, _task) = start(echo(), ServerLimits::default()).await;
+                // Three requests in one write: a GET, a Content-Length body, a chunked body
+                // with an extension and trailers.
+                c.write_all(
+                    b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n\
+                      POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+                      POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+                      3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nx-t: 1\r\n\r\n",
+                )
+                .await
+                .unwrap();
+                let text = read_responses(&mut c, 3).await;
+                let parts: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
+                assert_eq!(parts.len(), 3, "{text}");
+                assert!(parts[0].contains("x-target: /a\r\n"), "{text}");
+                assert!(parts[0].contains("content-length: 0\r\n"), "{text}");
+                assert!(parts[1].contains("x-target: /b\r\n") && parts[1].ends_with("hello"));
+                assert!(parts[2].contains("x-target: /c\r\n") && parts[2].ends_with("abcde"));
+                assert!(parts
+                    .iter()
+                    .all(|p| p.starts_with("200 OK\r\n") && p.contains("date: ")));
+                assert!(!closes_within(&mut c, Duration::from_millis(100)).await);
+            })
+        }
+
+        #[test]
+        fn expect_continue_is_sent_only_when_the_body_is_read() {
+            local(async {
+                // Refused without reading: no 100, a final answer, and the connection ends
+                // (the client may never send the body).
+                let refuse = reply(|_req| {
+                    Box::pin(async {
+                        let mut r = Response::new(Body::empty());
+                        *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+                        r
+                    })
+                });
+                let (mut c, _tx, _task) = start(refuse, ServerLimits::default()).await;
+                c.write_all(
+                    b"POST / HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+                )
+                .await
+                .unwrap();
+                let text = read_responses(&mut c, 1).await;
+                assert!(
+                    text.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+                    "{text}"
+                );
+                assert!(
+                    text.contains("connection: close\r\n")
+                        || closes_within(&mut c, Duration::from_secs(2)).await
+                );
+                // Read: 100 first, then the body is sent and echoed.
+                let (mut c, _tx, _task) = start(echo(), ServerLimits::default()).await;
+                c.write_all(
+                    b"POST /e HTTP/1.1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+                )
+                .await
+                .unwrap();
+                let mut b = [0u8; 64];
+                let n = c.read(&mut b).await.unwrap();
+                assert_eq!(&b[..n], b"HTTP/1.1 100 Continue\r\n\r\n");
+                c.write_all(b"abc").await.unwrap();
+                let text = read_responses(&mut c, 1).await;
+                assert!(
+                    text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("abc"),
+                    "{text}"
+                );
+            })
+        }
+
+        #[test]
+        fn an_unread_body_is_drained_or_ends_the_connection() {
+            local(async {
+                let ignore = || {
+                    reply(|req| {
+                        Box::pin(async move {
+                            let mut r = Response::new(Body::full("no"));
+                            r.headers_mut().insert(
+                                "x-target",
+                                HeaderValue::from_str(&req.uri().to_string()).unwrap(),
+                            );
+                            r
+                        })
+                    })
+                };
+                // Small: read and dropped, the next request is served on the connection.
+                let (mut c, _tx, _task) = start(ignore(), ServerLimits::default()).await;
+                c.write_all(b"POST /1 HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789GET /2 HTTP/1.1\r\n\r\n")
+                    .await
+                    .unwrap();
+                let text = read_responses(&mut c, 2).await;
+                assert!(
+                    text.contains("x-target: /1\r\n") && text.contains("x-target: /2\r\n"),
+                    "{text}"
+                );
+                // Large: the connection ends after the answer.
+                let (mut c, _tx, _task) = start(ignore(), ServerLimits::default()).await;
+                let mut req = b"POST /big HTTP/1.1\r\nContent-Length: 1000000\r\n\r\n".to_vec();
+                req.extend_from_slice(&[b'x'; 100_000]);
+                c.write_all(&req).await.unwrap();
+                let text = read_responses(&mut c, 1).await;
+                assert!(text.contains("x-target: /big\r\n"), "{text}");
+                assert!(closes_within(&mut c, Duration::from_secs(3)).await);
+            })
+        }
+
+        #[test]
+        fn idle_timeout_closes_only_idle_connections() {
+            local(async {
+                let limits = ServerLimits {
+                    idle_timeout: Duration::from_millis(300),
+                    ..ServerLimits::default()
+                };
+                let (mut c, _tx, task) = start(echo(), limits).await;
+                // Requests 200 ms apart cross the timer's first deadline: it moves on.
+                for i in 0..4 {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    c.write_all(format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes())
+                        .await
+                        .unwrap();
+                    let text = read_responses(&mut c, 1).await;
+                    assert!(
+                        text.contains(&format!("x-target: /{i}\r\n")),
+                        "request {i}: {text}"
+                    );
+                }
+                let idle_from = tokio::time::Instant::now();
+                assert!(closes_within(&mut c, Duration::from_secs(2)).await);
+                let idle = idle_from.elapsed();
+                assert!(idle >= Duration::from_millis(250), "closed after {idle:?}");
+                assert!(task.await.unwrap().is_ok());
+            })
+        }
+
+        #[test]
+        fn drain_closes_idle_connections_and_ends_busy_ones_after_their_answer() {
+            local(async {
+                let (mut c, tx, task) = start(echo(), ServerLimits::default()).await;
+                c.write_all(b"GET /1 HTTP/1.1\r\n\r\n").await.unwrap();
+                let text = read_responses(&mut c, 1).await;
+                assert!(!text.contains("connection: close"), "{text}");
+                tx.send(true).unwrap();
+                assert!(closes_within(&mut c, Duration::from_secs(2)).await);
+                assert!(task.await.unwrap().is_ok());
+
+                let gate = Rc::new(tokio::sync::Notify::new());
+                let g = gate.clone();
+                let slow = reply(move |_req| {
+                    let g = g.clone();
+                    Box::pin(async move {
+                        g.notified().await;
+                        Response::new(Body::full("late"))
+                    })
+                });
+                let (mut c, tx, _task) = start(slow, ServerLimits::default()).await;
+                c.write_all(b"GET /slow HTTP/1.1\r\n\r\n").await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                tx.send(true).unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                gate.notify_one();
+                let text = read_responses(&mut c, 1).await;
+                assert!(
+                    text.ends_with("late") && text.contains("connection: close\r\n"),
+                    "{text}"
+                );
+                assert!(closes_within(&mut c, Duration::from_secs(2)).await);
+            })
+        }
+
+        #[test]
+        fn a_client_gone_while_waiting_drops_the_call() {
+            local(async {
+                let never = reply(|_req| Box::pin(std::future::pending()));
+                let dropped = never.dropped.clone();
+                let (mut c, _tx, task) = start(never, ServerLimits::default()).await;
+                c.write_all(b"GET /wait HTTP/1.1\r\n\r\n").await.unwrap();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                assert_eq!(dropped.get(), 0);
+                c.shutdown().await.unwrap();
+                assert!(tokio::time::timeout(Duration::from_secs(2), task)
+                    .await
+                    .is_ok());
+                assert_eq!(dropped.get(), 1, "the handler's call was not dropped");
+            })
+        }
+
+        #[test]
+        fn response_framing_on_the_wire() {
+            local(async {
+                // Streamed (no length): chunked to 1.1 with trailers only when asked for,
+                // to the connection's end for 1.0; a body that fails midway ends the
+                // connection without the last chunk.
+                let streamed = reply(|req| {
+                    Box::pin(async move {
+                        let mut t = HeaderMap::new();
+                        t.insert("x-sum", HeaderValue::from_static("42"));
+                        let mut frames = vec![
+                            Frame::data(Bytes::from_static(b"ab")),
+                            Frame::data(Bytes::from(vec![b'z'; 20_000])),
+                        ];
+                        if req.uri().path() == "/fail" {
+                            return Response::new(Body::new(Failing(frames.into())));
+                        }
+                        frames.push(Frame::trailers(t));
+                        Response::new(Body::from_frames(frames))
+                    })
+                });
+                let (mut c, _tx, _task) = start(streamed, ServerLimits::default()).await;
+                c.write_all(b"GET /t HTTP/1.1\r\nTE: trailers\r\n\r\n")
+                    .await
+                    .unwrap();
+                let want = format!(
+                    "2\r\nab\r\n4e20\r\n{}\r\n0\r\nx-sum: 42\r\n\r\n",
+                    "z".repeat(20_000)
+                );
+                let got = read_until(&mut c, want.as_bytes()).await;
+                assert!(got.contains("transfer-encoding: chunked\r\n"), "{got}");
+                c.write_all(b"GET /no-trailers HTTP/1.1\r\n\r\n")
+                    .await
+                    .unwrap();
+                let want = format!("4e20\r\n{}\r\n0\r\n\r\n", "z".repeat(20_000));
+                let got = read_until(&mut c, want.as_bytes()).await;
+                assert!(!got.contains("x-sum"), "{got}");
+                c.write_all(b"GET /fail HTTP/1.1\r\n\r\n").await.unwrap();
+                let mut rest = Vec::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(3), c.read_to_end(&mut rest)).await;
+                let rest = String::from_utf8_lossy(&rest);
+                assert!(
+                    rest.contains("4e20\r\n") && !rest.contains("0\r\n\r\n"),
+                    "{rest}"
+                );
+
+                let (mut c, _tx, _task) = start(
+                    reply(|_req| {
+                        Box::pin(async {
+                            Response::new(Body::from_frames(vec![Frame::data(Bytes::from_static(
+                                b"ten",
+                            ))]))
+                        })
+                    }),
+                    ServerLimits::default(),
+                )
+                .await;
+                c.write_all(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                    .await
+                    .unwrap();
+                let mut all = Vec::new();
+                tokio::time::timeout(Duration::from_secs(3), c.read_to_end(&mut all))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let all = String::from_utf8(all).unwrap();
+                assert!(
+                    all.contains("connection: close\r\n") && all.ends_with("\r\n\r\nten"),
+                    "{all}"
+                );
+            })
+        }
+
+        #[test]
+        fn a_switch_hands_over_the_connection_with_early_bytes() {
+            local(async {
+                let switch = reply(|mut req| {
+                    Box::pin(async move {
+                        let up = req
+                            .extensions_mut()
+                            .remove::<OnUpgrade>()
+                            .expect("switchable");
+                        tokio::task::spawn_local(async move {
+                            let mut io = up.await.unwrap();
+                            let mut b = [0u8; 5];
+                            io.read_exact(&mut b).await.unwrap();
+                            io.write_all(&b).await.unwrap();
+                            io.write_all(b"!").await.unwrap();
+                        });
+                        let mut r = Response::new(Body::empty());
+                        *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                        r.headers_mut()
+                            .insert("upgrade", HeaderValue::from_static("echo"));
+                        r.headers_mut()
+                            .insert("connection", HeaderValue::from_static("upgrade"));
+                        r
+                    })
+                });
+                let (mut c, _tx, task) = start(switch, ServerLimits::default()).await;
+                // "he" arrives with the request, "llo" after the switch.
+                c.write_all(b"GET /ws HTTP/1.1\r\nUpgrade: echo\r\nConnection: upgrade\r\n\r\nhe")
+                    .await
+                    .unwrap();
+                let head = read_until(&mut c, b"\r\n\r\n").await;
+                assert!(
+                    head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+                    "{head}"
+                );
+                assert!(head.contains("connection: upgrade\r\n"), "{head}");
+                assert!(task.await.unwrap().is_ok());
+                c.write_all(b"llo").await.unwrap();
+                let mut b = [0u8; 6];
+                c.read_exact(&mut b).await.unwrap();
+                assert_eq!(&b, b"hello!");
+            })
+        }
+
+        #[test]
+        fn refused_heads_are_answered_and_reported() {
+            local(async {
+                let (mut c, _tx, task) = start(echo(), ServerLimits::default()).await;
+                c.write_all(b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n")
+                    .await
+                    .unwrap();
+                let text = read_responses(&mut c, 1).await;
+                assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{text}");
+                assert!(text.contains("connection: close\r\n"));
+                let e = task.await.unwrap().unwrap_err();
+                assert_eq!(e.refused_with(), Some(StatusCode::BAD_REQUEST));
+                // A head over the limit while the client is still sending it: the 431
+                // arrives intact.
+                let (mut c, _tx, task) = start(echo(), ServerLimits::default()).await;
+                let big = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(200_000));
+                let (mut r, mut w) = c.split();
+                let (_, text) = tokio::join!(w.write_all(big.as_bytes()), async {
+                    let mut got = Vec::new();
+                    let _ = r.read_to_end(&mut got).await;
+                    String::from_utf8_lossy(&got).into_owned()
+                });
+                assert!(
+                    text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+                    "{text}"
+                );
+                assert_eq!(
+                    task.await.unwrap().unwrap_err().refused_with(),
+                    Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+                );
+            })
+        }
+
+        /// Reads until `want` has arrived at the end of what was read; returns it all.
+        async fn read_until(c: &mut TcpStream, want: &[u8]) -> String {
+            let mut got = Vec::new();
+            let mut b = [0u8; 8192];
+            while !got.ends_with(want) {
+                match tokio::time::timeout(Duration::from_secs(5), c.read(&mut b)).await {
+                    Ok(Ok(k)) if k > 0 => got.extend_from_slice(&b[..k]),
+                    _ => panic!(
+                        "{:?} did not end with {:?}",
+                        String::from_utf8_lossy(&got),
+                        String::from_utf8_lossy(want)
+                    ),
+                }
+            }
+            String::from_utf8(got).unwrap()
+        }
+
+        /// Yields its frames, then fails.
+        struct Failing(std::collections::VecDeque<Frame<Bytes>>);
+
+        impl http_body::Body for Failing {
+            type Data = Bytes;
+            type Error = BoxError;
+
+            fn poll_frame(
+                mut self: Pin<&mut Self>,
+                _cx: &mut Context<'_>,
+            ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+                Poll::Ready(Some(
+                    self.0.pop_front().ok_or_else(|| "upstream broke".into()),
+                ))
+            }
         }
     }
 }

@@ -210,7 +210,9 @@ where
 
         let (mut head, body) = req.into_parts();
         let logging = !spec.access_logs.is_empty();
-        let mut r = Req {
+        // Boxed: the record is large, and the request's future and its response body's end
+        // hook would otherwise each hold (and move) a copy of it.
+        let mut r = Box::new(Req {
             started: Instant::now(),
             // The wall clock is read only for an access log's `%start_time%`.
             log: LogRecord::new(if logging {
@@ -220,7 +222,7 @@ where
             }),
             body_state: Rc::new(RequestBodyState::default()),
             logging,
-        };
+        });
         r.log.downstream_remote_address = Some(self.peer);
         r.log.downstream_local_address = Some(self.local);
         r.log.connection_id = Some(self.connection_id);
@@ -263,9 +265,9 @@ where
             ))
         };
 
-        // Not boxed on its own: the codec boxes this future once per request already (hyper's
-        // service future; an RPC request's task), and a second box would move the request
-        // flow's ~2 KiB state once more.
+        // Not boxed on its own: the codecs hold this future in place (the HTTP/1 connection's
+        // own future) or box it once per request already (hyper's HTTP/2 service future, an
+        // RPC request's task), and a box here would move the request flow's state once more.
         let resp = match self.process(&mut head, body, &mut r).await {
             Ok(resp) => resp,
             Err(reply) => {
@@ -895,7 +897,7 @@ where
     fn finish(
         &self,
         head: http::request::Parts,
-        mut r: Req,
+        mut r: Box<Req>,
         resp: Response<Body>,
     ) -> Response<Body> {
         let status = resp.status();
@@ -909,7 +911,7 @@ where
         let (parts, body) = resp.into_parts();
         let body = ResponseBody::new(body, move |end, sent| {
             let took = r.started.elapsed();
-            let mut log = r.log;
+            let log = &mut r.log;
             log.bytes_sent = sent;
             log.bytes_received = r.body_state.received.get();
             log.duration = Some(took);
@@ -929,7 +931,7 @@ where
                 spec.stats.failed.inc();
             }
             for al in spec.access_logs.iter() {
-                al.log(&log);
+                al.log(log);
             }
             spec.filters.run_log(&filter::LogRecord {
                 request: RequestView::from(&head),
