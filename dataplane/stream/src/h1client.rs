@@ -81,8 +81,9 @@ pub(crate) struct H1Conn<C, G> {
     pub(crate) io: C,
     pub(crate) buf: BytesMut,
     pub(crate) guard: G,
-    /// Scratch for [`parse_response`], kept so that no parse zeroes or allocates one.
-    spans: Vec<[u32; 4]>,
+    /// What parsing a response head reuses (boxed: the connection moves in and out of
+    /// the pool with every request).
+    pub(crate) scratch: Box<Scratch>,
 }
 
 impl<C: AsyncRead + AsyncWrite + Unpin, G> H1Conn<C, G> {
@@ -91,7 +92,7 @@ impl<C: AsyncRead + AsyncWrite + Unpin, G> H1Conn<C, G> {
             io,
             buf: BytesMut::new(),
             guard,
-            spans: Vec::new(),
+            scratch: Box::default(),
         }
     }
 
@@ -148,9 +149,11 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
-    /// Encodes `parts` for the wire and takes `body` to stream after it.
-    pub(crate) fn new(parts: &http::request::Parts, body: Body) -> Outgoing {
-        let mut p = Vec::with_capacity(256);
+    /// Encodes `parts` for the wire (into `buf`, emptied) and takes `body` to stream after it.
+    pub(crate) fn new(parts: &http::request::Parts, body: Body, mut buf: Vec<u8>) -> Outgoing {
+        buf.clear();
+        buf.reserve(256);
+        let mut p = buf;
         p.extend_from_slice(parts.method.as_str().as_bytes());
         p.push(b' ');
         let target = if parts.method == Method::CONNECT {
@@ -161,14 +164,12 @@ impl Outgoing {
         p.extend_from_slice(target.filter(|t| !t.is_empty()).unwrap_or("/").as_bytes());
         p.extend_from_slice(b" HTTP/1.1\r\n");
         let h = &parts.headers;
-        let chunked_asked = h
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
-        let declared = if chunked_asked {
+        let notes = Notes::of(h);
+        let chunked_asked = notes.te && notes.chunked_last;
+        let declared = if chunked_asked || notes.bad_length {
             None
         } else {
-            single_length(h).ok().flatten()
+            notes.length
         };
         let framing = match declared {
             Some(n) => ReqFraming::Length(n),
@@ -187,7 +188,7 @@ impl Outgoing {
             }
             put_field(&mut p, name.as_str(), value.as_bytes());
         }
-        if !h.contains_key(header::HOST) {
+        if !notes.host {
             if let Some(a) = parts.uri.authority() {
                 put_field(&mut p, "host", a.as_str().as_bytes());
             }
@@ -195,7 +196,11 @@ impl Outgoing {
         match framing {
             ReqFraming::Chunked => put_field(&mut p, "transfer-encoding", b"chunked"),
             ReqFraming::Length(n) if declared.is_none() => {
-                put_field(&mut p, "content-length", n.to_string().as_bytes());
+                put_field(
+                    &mut p,
+                    "content-length",
+                    itoa::Buffer::new().format(n).as_bytes(),
+                );
             }
             ReqFraming::Empty if method_implies_body(&parts.method) => {
                 put_field(&mut p, "content-length", b"0");
@@ -216,6 +221,11 @@ impl Outgoing {
             done: false,
             wrote: false,
         }
+    }
+
+    /// The encoding buffer, for the next request on the connection.
+    pub(crate) fn into_buf(self) -> Vec<u8> {
+        self.pending
     }
 
     /// Whether the request has no body bytes (its encoded head is all of it).
@@ -429,24 +439,111 @@ fn method_implies_body(m: &Method) -> bool {
     *m == Method::POST || *m == Method::PUT || m.as_str() == "PATCH"
 }
 
-/// The one length all `Content-Length` fields (and comma-separated values) agree on;
-/// `Ok(None)` without any; an error for a value that is not digits or values that differ.
-pub(crate) fn single_length(h: &HeaderMap) -> Result<Option<u64>, H1Error> {
-    let mut len = None;
-    for v in h.get_all(header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|&b| b == b',') {
+/// What a head's fields say about its framing and its connection, noted while the fields are
+/// read (so that no map lookup asks again). Names are matched by length first, then
+/// case-insensitively.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Notes {
+    /// The one `Content-Length` every value agrees on.
+    pub(crate) length: Option<u64>,
+    /// A `Content-Length` value was not digits, or values differ.
+    pub(crate) bad_length: bool,
+    /// `Transfer-Encoding` is present.
+    pub(crate) te: bool,
+    /// Transfer codings listed, and whether the last is `chunked`.
+    pub(crate) codings: u32,
+    pub(crate) chunked_last: bool,
+    /// `Connection` tokens.
+    pub(crate) close: bool,
+    pub(crate) keep_alive: bool,
+    /// `Upgrade` is present.
+    pub(crate) upgrade: bool,
+    /// `Expect: 100-continue`.
+    pub(crate) expect_continue: bool,
+    /// `TE` lists `trailers`.
+    pub(crate) te_trailers: bool,
+    /// `Host` is present.
+    pub(crate) host: bool,
+}
+
+impl Notes {
+    /// Notes one field.
+    pub(crate) fn note(&mut self, name: &[u8], value: &[u8]) {
+        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+        match name.len() {
+            14 if is(b"content-length") => self.note_length(value),
+            17 if is(b"transfer-encoding") => {
+                self.te = true;
+                for t in tokens(value) {
+                    self.codings += 1;
+                    self.chunked_last = t.eq_ignore_ascii_case(b"chunked");
+                }
+            }
+            10 if is(b"connection") => {
+                for t in tokens(value) {
+                    self.close |= t.eq_ignore_ascii_case(b"close");
+                    self.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+            7 if is(b"upgrade") => self.upgrade = true,
+            6 if is(b"expect") => {
+                self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
+            }
+            4 if is(b"host") => self.host = true,
+            2 if is(b"te") => {
+                self.te_trailers |= tokens(value).any(|t| t.eq_ignore_ascii_case(b"trailers"))
+            }
+            _ => {}
+        }
+    }
+
+    fn note_length(&mut self, value: &[u8]) {
+        for part in value.split(|&b| b == b',') {
             let part = part.trim_ascii();
             if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
-                return Err(H1Error::Malformed("invalid content-length"));
+                self.bad_length = true;
+                return;
             }
             let n = part.iter().fold(0u64, |n, &d| n * 10 + u64::from(d - b'0'));
-            match len {
-                Some(m) if m != n => return Err(H1Error::Malformed("conflicting content-length")),
-                _ => len = Some(n),
+            match self.length {
+                Some(m) if m != n => self.bad_length = true,
+                _ => self.length = Some(n),
             }
         }
     }
-    Ok(len)
+
+    /// Notes every field of `h`.
+    pub(crate) fn of(h: &HeaderMap) -> Notes {
+        let mut n = Notes::default();
+        for (name, value) in h {
+            n.note(name.as_str().as_bytes(), value.as_bytes());
+        }
+        n
+    }
+
+    /// The connection stays open after this message (by its version and `Connection`).
+    pub(crate) fn keeps_alive(&self, version: Version) -> bool {
+        if version == Version::HTTP_11 {
+            !self.close
+        } else {
+            self.keep_alive && !self.close
+        }
+    }
+}
+
+/// A `Content-Length` value's length; `None` when it is invalid or contradicts itself.
+pub(crate) fn content_length(value: &[u8]) -> Option<u64> {
+    let mut n = Notes::default();
+    n.note_length(value);
+    n.length.filter(|_| !n.bad_length)
+}
+
+/// The non-empty comma-separated tokens of a field value.
+pub(crate) fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
 }
 
 /// A parsed response head and how its body is framed.
@@ -457,21 +554,73 @@ pub(crate) struct ResponseHead {
     pub(crate) keep_alive: bool,
 }
 
-/// Where each field's name and value sit in `buf` (offsets: the head is at most a few
-/// hundred KiB long), so that they can share the head's bytes once it is split off.
-pub(crate) fn field_spans(buf: &[u8], fields: &[httparse::Header<'_>], spans: &mut Vec<[u32; 4]>) {
-    let base = buf.as_ptr() as usize;
-    spans.clear();
-    spans.extend(fields.iter().map(|f| {
-        let name = f.name.as_ptr() as usize - base;
-        let value = f.value.as_ptr() as usize - base;
-        [
-            name as u32,
-            (name + f.name.len()) as u32,
-            value as u32,
-            (value + f.value.len()) as u32,
-        ]
-    }));
+/// What parsing a head reuses from the heads before it on the same connection, so that a
+/// parse neither zeroes nor allocates: the field offsets, and a header map given back by a
+/// message that is done with it (maps travel: a request's goes to its upstream connection for
+/// the response, the response's to the downstream connection for the next request), and on
+/// client connections the last request's encoding buffer.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    spans: Vec<[u32; 4]>,
+    headers: Option<HeaderMap>,
+    /// The last request's encoding buffer.
+    out: Vec<u8>,
+}
+
+impl Scratch {
+    /// Maps that grew larger than this are not kept.
+    const KEEP: usize = 64;
+    /// Nor encoding buffers larger than this.
+    const KEEP_OUT: usize = 16 * 1024;
+
+    /// Where each field's name and value sit in `buf` (offsets: a head is at most a few
+    /// hundred KiB long), so that they can share the head's bytes once it is split off.
+    pub(crate) fn locate(&mut self, buf: &[u8], fields: &[httparse::Header<'_>]) {
+        let base = buf.as_ptr() as usize;
+        self.spans.clear();
+        self.spans.extend(fields.iter().map(|f| {
+            let name = f.name.as_ptr() as usize - base;
+            let value = f.value.as_ptr() as usize - base;
+            [
+                name as u32,
+                (name + f.name.len()) as u32,
+                value as u32,
+                (value + f.value.len()) as u32,
+            ]
+        }));
+    }
+
+    /// The offsets [`Scratch::locate`] found: name start and end, value start and end.
+    pub(crate) fn located(&self) -> &[[u32; 4]] {
+        &self.spans
+    }
+
+    /// An empty map for a head of `n` fields.
+    pub(crate) fn headers(&mut self, n: usize) -> HeaderMap {
+        self.headers
+            .take()
+            .unwrap_or_else(|| HeaderMap::with_capacity(n))
+    }
+
+    /// A buffer to encode the next request into.
+    pub(crate) fn take_out(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Keeps `buf` to encode the next request into.
+    pub(crate) fn keep_out(&mut self, buf: Vec<u8>) {
+        if buf.capacity() <= Self::KEEP_OUT {
+            self.out = buf;
+        }
+    }
+
+    /// Keeps `h`, emptied, for the next head.
+    pub(crate) fn recycle(&mut self, mut h: HeaderMap) {
+        if h.capacity() <= Self::KEEP {
+            h.clear();
+            self.headers = Some(h);
+        }
+    }
 }
 
 /// Parses the next final response head from `buf` (skipping `1xx` interim responses);
@@ -479,7 +628,7 @@ pub(crate) fn field_spans(buf: &[u8], fields: &[httparse::Header<'_>], spans: &m
 pub(crate) fn parse_response(
     buf: &mut BytesMut,
     head_request: bool,
-    spans: &mut Vec<[u32; 4]>,
+    scratch: &mut Scratch,
 ) -> Result<Option<ResponseHead>, H1Error> {
     loop {
         // Slots the parser fills (left uninitialised: zeroing 100 of them cost more than the
@@ -525,18 +674,21 @@ pub(crate) fn parse_response(
         // Where each field sits in the head, so that values can share the head's bytes once
         // it is split off (offsets fit: the head is at most MAX_HEAD long).
         let count = resp.headers.len();
-        field_spans(buf, resp.headers, spans);
+        scratch.locate(buf, resp.headers);
         let head = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
-        for &[n, n_end, v, v_end] in spans.iter() {
-            let name = HeaderName::from_bytes(&head[n as usize..n_end as usize])
+        let mut headers = scratch.headers(count);
+        let mut notes = Notes::default();
+        for &[n, n_end, v, v_end] in scratch.located() {
+            let (n, v) = (n as usize..n_end as usize, v as usize..v_end as usize);
+            notes.note(&head[n.clone()], &head[v.clone()]);
+            let name = HeaderName::from_bytes(&head[n])
                 .map_err(|_| H1Error::Malformed("invalid header name"))?;
-            let value = HeaderValue::from_maybe_shared(head.slice(v as usize..v_end as usize))
+            let value = HeaderValue::from_maybe_shared(head.slice(v))
                 .map_err(|_| H1Error::Malformed("invalid header value"))?;
             headers.append(name, value);
         }
-        let (decoder, close_delimited) = framing(&headers, status, head_request, version)?;
-        let keep_alive = !close_delimited && wants_keep_alive(&headers, version);
+        let (decoder, close_delimited) = framing(&notes, status, head_request, version)?;
+        let keep_alive = !close_delimited && notes.keeps_alive(version);
         let mut r = http::Response::new(());
         *r.status_mut() = status;
         *r.version_mut() = version;
@@ -552,7 +704,7 @@ pub(crate) fn parse_response(
 /// RFC 9112 §6.3: how the body of this response is delimited (and whether only the
 /// connection's end delimits it).
 fn framing(
-    h: &HeaderMap,
+    notes: &Notes,
     status: StatusCode,
     head_request: bool,
     version: Version,
@@ -560,42 +712,24 @@ fn framing(
     if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((Decoder::Done, false));
     }
-    if h.contains_key(header::TRANSFER_ENCODING) {
-        if h.contains_key(header::CONTENT_LENGTH) {
+    if notes.te {
+        if notes.length.is_some() || notes.bad_length {
             return Err(H1Error::Malformed(
                 "both transfer-encoding and content-length",
             ));
         }
-        let last = h
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .rfind(|c| !c.is_empty());
-        if version == Version::HTTP_11 && last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")) {
+        if version == Version::HTTP_11 && notes.chunked_last {
             return Ok((Decoder::chunked(), false));
         }
         return Ok((Decoder::Eof, true));
     }
-    match single_length(h)? {
+    if notes.bad_length {
+        return Err(H1Error::Malformed("invalid or conflicting content-length"));
+    }
+    match notes.length {
         Some(0) => Ok((Decoder::Done, false)),
         Some(n) => Ok((Decoder::Length(n), false)),
         None => Ok((Decoder::Eof, true)),
-    }
-}
-
-pub(crate) fn wants_keep_alive(h: &HeaderMap, version: Version) -> bool {
-    let has = |token: &[u8]| {
-        h.get_all(header::CONNECTION).iter().any(|v| {
-            v.as_bytes()
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
-        })
-    };
-    if version == Version::HTTP_11 {
-        !has(b"close")
-    } else {
-        has(b"keep-alive")
     }
 }
 
@@ -822,7 +956,7 @@ pub(crate) async fn exchange<C: AsyncRead + AsyncWrite + Unpin, G>(
                 Poll::Ready(Err(e)) => write_failed = Some(e),
             }
         }
-        if let Some(head) = parse_response(&mut conn.buf, head_request, &mut conn.spans)? {
+        if let Some(head) = parse_response(&mut conn.buf, head_request, &mut conn.scratch)? {
             return Poll::Ready(Ok(head));
         }
         match conn.poll_fill(cx) {
@@ -955,7 +1089,7 @@ mod tests {
 
     fn head(wire: &[u8], head_request: bool) -> Result<Option<ResponseHead>, H1Error> {
         let mut buf = BytesMut::from(wire);
-        parse_response(&mut buf, head_request, &mut Vec::new())
+        parse_response(&mut buf, head_request, &mut Scratch::default())
     }
 
     #[test]
@@ -1070,7 +1204,7 @@ mod tests {
 
     fn encode(req: http::Request<Body>) -> Vec<u8> {
         let (parts, body) = req.into_parts();
-        let out = Outgoing::new(&parts, body);
+        let out = Outgoing::new(&parts, body, Vec::new());
         out.pending[..out.head_len].to_vec()
     }
 
@@ -1128,7 +1262,7 @@ mod tests {
             .body(body)
             .unwrap();
         let (parts, body) = req.into_parts();
-        let wire = written(Outgoing::new(&parts, body)).unwrap();
+        let wire = written(Outgoing::new(&parts, body, Vec::new())).unwrap();
         let mut want =
             b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n".to_vec();
         want.extend_from_slice(format!("{:x}\r\n", COPY_DATA + 1).as_bytes());
@@ -1142,7 +1276,7 @@ mod tests {
             .unwrap()
             .into_parts();
         assert_eq!(
-            written(Outgoing::new(&parts, body)).unwrap(),
+            written(Outgoing::new(&parts, body, Vec::new())).unwrap(),
             b"POST / HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc"
         );
         for declared in ["5", "2"] {
@@ -1153,7 +1287,7 @@ mod tests {
                 .into_parts();
             assert!(
                 matches!(
-                    written(Outgoing::new(&parts, body)),
+                    written(Outgoing::new(&parts, body, Vec::new())),
                     Err(H1Error::BodyLength)
                 ),
                 "content-length {declared}"

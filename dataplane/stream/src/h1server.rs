@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
 use crate::body::BoxError;
-use crate::h1client::{self, put_field, Decoder, H1Error, Step};
+use crate::h1client::{content_length, put_field, tokens, Decoder, H1Error, Notes, Scratch, Step};
 use crate::server::{Handler, OnUpgrade, ServeError, ServerLimits, Upgraded};
 use crate::Body;
 
@@ -76,8 +76,8 @@ struct Conn<C> {
     read_closed: bool,
     /// The request body broke its framing: the connection carries no further request.
     broken: bool,
-    /// Scratch for [`parse_request`], kept so that no parse zeroes or allocates one.
-    spans: Vec<[u32; 4]>,
+    /// What parsing a request head reuses.
+    scratch: Scratch,
 }
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Conn<C> {
@@ -232,7 +232,7 @@ const fn too_large(reason: &'static str) -> Refusal {
 fn parse_request(
     buf: &mut BytesMut,
     limits: &ServerLimits,
-    spans: &mut Vec<[u32; 4]>,
+    scratch: &mut Scratch,
 ) -> Result<Option<Head>, Refusal> {
     let max_head = limits.max_header_bytes.max(MIN_HEAD);
     let max_fields = limits.max_headers.max(1);
@@ -275,47 +275,49 @@ fn parse_request(
     let target = path.as_ptr() as usize - buf.as_ptr() as usize;
     let target = target..target + path.len();
     let count = req.headers.len();
-    h1client::field_spans(buf, req.headers, spans);
+    scratch.locate(buf, req.headers);
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(target)).map_err(|_| bad("invalid target"))?;
-    let mut headers = HeaderMap::with_capacity(count);
-    for &[n, n_end, v, v_end] in spans.iter() {
-        let name = HeaderName::from_bytes(&head[n as usize..n_end as usize])
-            .map_err(|_| bad("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(v as usize..v_end as usize))
+    let mut headers = scratch.headers(count);
+    let mut notes = Notes::default();
+    for &[n, n_end, v, v_end] in scratch.located() {
+        let (n, v) = (n as usize..n_end as usize, v as usize..v_end as usize);
+        notes.note(&head[n.clone()], &head[v.clone()]);
+        let name = HeaderName::from_bytes(&head[n]).map_err(|_| bad("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(v))
             .map_err(|_| bad("invalid header value"))?;
         headers.append(name, value);
     }
 
     let mut close_after = false;
-    let body = if headers.contains_key(header::TRANSFER_ENCODING) {
+    let body = if notes.te {
         if version == Version::HTTP_10 {
             return Err(bad("transfer-encoding in an HTTP/1.0 request"));
         }
-        if !only_chunked(&headers) {
+        // Exactly one `chunked`: the only coding this proxy decodes (another one would reach
+        // the upstream undeclared once the hop-by-hop field is gone).
+        if notes.codings != 1 || !notes.chunked_last {
             return Err(bad("unsupported transfer-encoding"));
         }
         // Both framings: chunked wins, the length goes, and the connection ends after the
         // answer (RFC 9112 §6.3), so that nothing after this body is read as a request.
-        if headers.remove(header::CONTENT_LENGTH).is_some() {
+        if notes.length.is_some() || notes.bad_length {
+            headers.remove(header::CONTENT_LENGTH);
             close_after = true;
         }
         Decoder::chunked()
+    } else if notes.bad_length {
+        return Err(bad("invalid content-length"));
     } else {
-        match h1client::single_length(&headers) {
-            Ok(Some(n)) if n > 0 => Decoder::Length(n),
-            Ok(_) => Decoder::Done,
-            Err(_) => return Err(bad("invalid content-length")),
+        match notes.length {
+            Some(n) if n > 0 => Decoder::Length(n),
+            _ => Decoder::Done,
         }
     };
-    let keep_alive = !close_after && h1client::wants_keep_alive(&headers, version);
-    let expect_continue = version == Version::HTTP_11
-        && !body.is_done()
-        && headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let upgrade = method == Method::CONNECT || headers.contains_key(header::UPGRADE);
-    let trailers = has_token(&headers, &header::TE, b"trailers");
+    let keep_alive = !close_after && notes.keeps_alive(version);
+    let expect_continue = version == Version::HTTP_11 && !body.is_done() && notes.expect_continue;
+    let upgrade = method == Method::CONNECT || notes.upgrade;
+    let trailers = notes.te_trailers;
     let mut r = Request::new(());
     *r.method_mut() = method;
     *r.uri_mut() = uri;
@@ -329,29 +331,6 @@ fn parse_request(
         upgrade,
         trailers,
     }))
-}
-
-/// The comma-separated tokens of every `name` field.
-fn tokens<'a>(h: &'a HeaderMap, name: &header::HeaderName) -> impl Iterator<Item = &'a [u8]> {
-    h.get_all(name)
-        .into_iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-}
-
-fn has_token(h: &HeaderMap, name: &header::HeaderName, token: &[u8]) -> bool {
-    tokens(h, name).any(|t| t.eq_ignore_ascii_case(token))
-}
-
-/// `Transfer-Encoding` is exactly one `chunked`: the only coding this proxy decodes (another
-/// one would reach the upstream undeclared once the hop-by-hop field is gone).
-fn only_chunked(h: &HeaderMap) -> bool {
-    let mut codings = tokens(h, &header::TRANSFER_ENCODING);
-    codings
-        .next()
-        .is_some_and(|c| c.eq_ignore_ascii_case(b"chunked"))
-        && codings.next().is_none()
 }
 
 /// What the response's encoding needs to know of its request.
@@ -393,13 +372,30 @@ fn encode_head(
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-    if !switching && has_token(h, &header::CONNECTION, b"close") {
-        *keep_alive = false;
+    // One pass: the fields go out, except those about framing and the connection, which are
+    // noted and written by the rules below.
+    let mut declared = None;
+    let mut dated = false;
+    for (name, value) in h {
+        if *name == header::CONTENT_LENGTH {
+            declared = declared.or(content_length(value.as_bytes()));
+            continue;
+        }
+        if *name == header::CONNECTION && !switching {
+            if tokens(value.as_bytes()).any(|t| t.eq_ignore_ascii_case(b"close")) {
+                *keep_alive = false;
+            }
+            continue;
+        }
+        if *name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        dated |= *name == header::DATE;
+        put_field(out, name.as_str(), value.as_bytes());
     }
     let bodiless_status = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || (asked.connect && status.is_success());
-    let declared = h1client::single_length(h).ok().flatten();
     let framing = if asked.head || bodiless_status || status == StatusCode::NOT_MODIFIED {
         Framing::None
     } else if let Some(n) = declared.or(hint.exact()) {
@@ -412,15 +408,6 @@ fn encode_head(
         *keep_alive = false;
         Framing::Close
     };
-    for (name, value) in h {
-        if name == header::TRANSFER_ENCODING
-            || name == header::CONTENT_LENGTH
-            || (name == header::CONNECTION && !switching)
-        {
-            continue;
-        }
-        put_field(out, name.as_str(), value.as_bytes());
-    }
     match framing {
         Framing::Length(n) => {
             put_field(
@@ -442,7 +429,7 @@ fn encode_head(
         }
         Framing::None | Framing::Close => {}
     }
-    if !h.contains_key(header::DATE) {
+    if !dated {
         put_date(out);
     }
     if !switching {
@@ -743,7 +730,7 @@ where
         continue_at: None,
         read_closed: false,
         broken: false,
-        spans: Vec::new(),
+        scratch: Scratch::default(),
     }));
     let mut out = Out::default();
     let idle = limits.idle_timeout;
@@ -760,7 +747,7 @@ where
                 loop {
                     if !c.buf.is_empty() {
                         let c = &mut *c;
-                        if let Some(head) = parse_request(&mut c.buf, limits, &mut c.spans)? {
+                        if let Some(head) = parse_request(&mut c.buf, limits, &mut c.scratch)? {
                             return Poll::Ready(Ok(Some(head)));
                         }
                     }
@@ -868,11 +855,14 @@ where
         let (rparts, rbody) = resp.into_parts();
         let mut keep = keep_alive && !draining(&watcher);
         let framing = encode_head(&mut out.own, &rparts, &rbody.size_hint(), asked, &mut keep);
+        let status = rparts.status;
+        // The response's map, encoded, takes the next request's fields.
+        conn.borrow_mut().scratch.recycle(rparts.headers);
         if let Some(tx) = switch {
             let switched = if asked.connect {
-                rparts.status.is_success()
+                status.is_success()
             } else {
-                rparts.status == StatusCode::SWITCHING_PROTOCOLS
+                status == StatusCode::SWITCHING_PROTOCOLS
             };
             if switched {
                 drop(rbody);
@@ -1011,7 +1001,7 @@ mod tests {
 
     fn parse(raw: &[u8]) -> Result<Option<Head>, Refusal> {
         let mut buf = BytesMut::from(raw);
-        parse_request(&mut buf, &ServerLimits::default(), &mut Vec::new())
+        parse_request(&mut buf, &ServerLimits::default(), &mut Scratch::default())
     }
 
     #[test]
@@ -1084,7 +1074,7 @@ mod tests {
         let mut buf =
             BytesMut::from(&b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"[..]);
         assert_eq!(
-            parse_request(&mut buf, &limits, &mut Vec::new())
+            parse_request(&mut buf, &limits, &mut Scratch::default())
                 .err()
                 .map(|r| r.status),
             Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)

@@ -896,8 +896,10 @@ where
     let (parts, body) = req.into_parts();
     let head_request = parts.method == http::Method::HEAD;
     let idempotent = parts.method.is_idempotent();
-    let out = Outgoing::new(&parts, body);
-    drop(parts);
+    let mut idle = idle;
+    let out = Outgoing::new(&parts, body, idle.conn.scratch.take_out());
+    // The request's map, encoded, takes the response's fields.
+    idle.conn.scratch.recycle(parts.headers);
     Box::pin(exchange_h1(
         pools,
         key,
@@ -963,7 +965,12 @@ where
         used,
         epoch,
     });
-    let out = (!out.is_done()).then_some(out);
+    let out = if out.is_done() {
+        conn.scratch.keep_out(out.into_buf());
+        None
+    } else {
+        Some(out)
+    };
     if decoder.is_done() {
         // Nothing left to read (`Content-Length: 0`, 204, 304, HEAD): reusable now. The
         // downstream codec never polls a body that is already at its end, so the body

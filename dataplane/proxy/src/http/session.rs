@@ -63,7 +63,8 @@ pub struct Session<T: Transport> {
 struct Req {
     started: Instant,
     log: LogRecord,
-    body_state: Rc<RequestBodyState>,
+    /// The request body's counters and verdicts; none for a request without a body.
+    body_state: Option<Rc<RequestBodyState>>,
     /// The listener has access logs: fill the record's names and headers.
     logging: bool,
 }
@@ -220,7 +221,7 @@ where
             } else {
                 SystemTime::UNIX_EPOCH
             }),
-            body_state: Rc::new(RequestBodyState::default()),
+            body_state: None,
             logging,
         });
         r.log.downstream_remote_address = Some(self.peer);
@@ -258,11 +259,9 @@ where
         let body = if body.is_end_stream() {
             body
         } else {
-            Body::new(RequestBody::new(
-                body,
-                r.body_state.clone(),
-                spec.max_request_body,
-            ))
+            let st = Rc::new(RequestBodyState::default());
+            r.body_state = Some(st.clone());
+            Body::new(RequestBody::new(body, st, spec.max_request_body))
         };
 
         // Not boxed on its own: the codecs hold this future in place (the HTTP/1 connection's
@@ -432,11 +431,16 @@ where
         }
 
         let overrides = self.spec.route_overrides(&hit);
-        if filters.inspects_request_body(overrides) {
+        // (A request without a body has no data for them to see.)
+        let inspected = r
+            .body_state
+            .as_ref()
+            .filter(|_| filters.inspects_request_body(overrides));
+        if let Some(st) = inspected {
             let spec = self.spec.clone();
             let key = hit.route().key();
             let view = copy_head(head);
-            r.body_state.hook.replace(Some(Box::new(move |so_far, len| {
+            st.hook.replace(Some(Box::new(move |so_far, len| {
                 let overrides = spec.overrides.get(&key);
                 match spec
                     .filters
@@ -721,11 +725,11 @@ where
                 Ok(Err(e)) => {
                     // The request body stopped on our side (limit, filter, or a downstream
                     // read error such as broken chunk framing): not the upstream's fault.
-                    let st = &r.body_state;
-                    if st.too_large.get()
-                        || st.failed.get().is_some()
-                        || st.rejected.borrow().is_some()
-                    {
+                    if r.body_state.as_ref().is_some_and(|st| {
+                        st.too_large.get()
+                            || st.failed.get().is_some()
+                            || st.rejected.borrow().is_some()
+                    }) {
                         return Err(self.body_failure(r));
                     }
                     tracing::debug!(listener = %self.spec.listener, upstream = %addr, attempt, error = %e, "upstream request failed");
@@ -770,17 +774,18 @@ where
 
     /// The reply for a request body that could not be read in full.
     fn body_failure(&self, r: &Req) -> LocalReply {
-        if let Some(reply) = r.body_state.rejected.take() {
+        let st = r.body_state.as_deref();
+        if let Some(reply) = st.and_then(|st| st.rejected.take()) {
             return reply;
         }
-        if r.body_state.too_large.get() {
+        if st.is_some_and(|st| st.too_large.get()) {
             return local_reply(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request body too large\n",
                 ResponseFlags::PAYLOAD_TOO_LARGE,
             );
         }
-        match r.body_state.failed.get() {
+        match st.and_then(|st| st.failed.get()) {
             Some(BodyFailure::Gone) => local_reply(
                 CLIENT_CLOSED_REQUEST,
                 "client closed request\n",
@@ -913,7 +918,7 @@ where
             let took = r.started.elapsed();
             let log = &mut r.log;
             log.bytes_sent = sent;
-            log.bytes_received = r.body_state.received.get();
+            log.bytes_received = r.body_state.as_ref().map_or(0, |st| st.received.get());
             log.duration = Some(took);
             log.request_finished_duration = Some(took);
             match end {
