@@ -631,6 +631,9 @@ pub(crate) fn parse_response(
     scratch: &mut Scratch,
 ) -> Result<Option<ResponseHead>, H1Error> {
     loop {
+        if buf.is_empty() {
+            return Ok(None);
+        }
         // Slots the parser fills (left uninitialised: zeroing 100 of them cost more than the
         // parse of a typical head).
         let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
