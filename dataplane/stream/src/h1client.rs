@@ -439,6 +439,36 @@ fn method_implies_body(m: &Method) -> bool {
     *m == Method::POST || *m == Method::PUT || m.as_str() == "PATCH"
 }
 
+/// The fields [`Notes`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Upgrade,
+    Expect,
+    Host,
+    Te,
+    Other,
+}
+
+impl Field {
+    /// Which one `name` is (any case): by length first, then compared.
+    pub(crate) fn of(name: &[u8]) -> Field {
+        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+        match name.len() {
+            14 if is(b"content-length") => Field::ContentLength,
+            17 if is(b"transfer-encoding") => Field::TransferEncoding,
+            10 if is(b"connection") => Field::Connection,
+            7 if is(b"upgrade") => Field::Upgrade,
+            6 if is(b"expect") => Field::Expect,
+            4 if is(b"host") => Field::Host,
+            2 if is(b"te") => Field::Te,
+            _ => Field::Other,
+        }
+    }
+}
+
 /// What a head's fields say about its framing and its connection, noted while the fields are
 /// read (so that no map lookup asks again). Names are matched by length first, then
 /// case-insensitively.
@@ -469,31 +499,35 @@ pub(crate) struct Notes {
 impl Notes {
     /// Notes one field.
     pub(crate) fn note(&mut self, name: &[u8], value: &[u8]) {
-        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
-        match name.len() {
-            14 if is(b"content-length") => self.note_length(value),
-            17 if is(b"transfer-encoding") => {
+        self.note_field(Field::of(name), value);
+    }
+
+    /// Notes one field whose name is known to be `field`.
+    pub(crate) fn note_field(&mut self, field: Field, value: &[u8]) {
+        match field {
+            Field::ContentLength => self.note_length(value),
+            Field::TransferEncoding => {
                 self.te = true;
                 for t in tokens(value) {
                     self.codings += 1;
                     self.chunked_last = t.eq_ignore_ascii_case(b"chunked");
                 }
             }
-            10 if is(b"connection") => {
+            Field::Connection => {
                 for t in tokens(value) {
                     self.close |= t.eq_ignore_ascii_case(b"close");
                     self.keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
-            7 if is(b"upgrade") => self.upgrade = true,
-            6 if is(b"expect") => {
+            Field::Upgrade => self.upgrade = true,
+            Field::Expect => {
                 self.expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
             }
-            4 if is(b"host") => self.host = true,
-            2 if is(b"te") => {
+            Field::Host => self.host = true,
+            Field::Te => {
                 self.te_trailers |= tokens(value).any(|t| t.eq_ignore_ascii_case(b"trailers"))
             }
-            _ => {}
+            Field::Other => {}
         }
     }
 
@@ -562,12 +596,23 @@ pub(crate) struct ResponseHead {
 #[derive(Default)]
 pub(crate) struct Scratch {
     spans: Vec<[u32; 4]>,
+    /// The last heads' field names, by position, as sent and parsed.
+    names: Vec<Known>,
     headers: Option<HeaderMap>,
     /// The last request's encoding buffer.
     out: Vec<u8>,
 }
 
+/// A field name as sent, parsed.
+struct Known {
+    raw: Vec<u8>,
+    name: HeaderName,
+    field: Field,
+}
+
 impl Scratch {
+    /// Most field names remembered.
+    const NAMES: usize = 32;
     /// Maps that grew larger than this are not kept.
     const KEEP: usize = 64;
     /// Nor encoding buffers larger than this.
@@ -593,6 +638,36 @@ impl Scratch {
     /// The offsets [`Scratch::locate`] found: name start and end, value start and end.
     pub(crate) fn located(&self) -> &[[u32; 4]] {
         &self.spans
+    }
+
+    /// The name of a head's field number `i`, sent as `raw`: taken from the heads before
+    /// when they had the same name there (a peer sends the same fields in the same order
+    /// head after head), else parsed and remembered.
+    pub(crate) fn name(
+        &mut self,
+        i: usize,
+        raw: &[u8],
+    ) -> Result<(HeaderName, Field), http::header::InvalidHeaderName> {
+        if let Some(k) = self.names.get(i) {
+            if k.raw == raw {
+                return Ok((k.name.clone(), k.field));
+            }
+        }
+        let name = HeaderName::from_bytes(raw)?;
+        let field = Field::of(raw);
+        if let Some(k) = self.names.get_mut(i) {
+            k.raw.clear();
+            k.raw.extend_from_slice(raw);
+            k.name = name.clone();
+            k.field = field;
+        } else if i == self.names.len() && i < Self::NAMES {
+            self.names.push(Known {
+                raw: raw.to_vec(),
+                name: name.clone(),
+                field,
+            });
+        }
+        Ok((name, field))
     }
 
     /// An empty map for a head of `n` fields.
@@ -681,11 +756,13 @@ pub(crate) fn parse_response(
         let head = buf.split_to(len).freeze();
         let mut headers = scratch.headers(count);
         let mut notes = Notes::default();
-        for &[n, n_end, v, v_end] in scratch.located() {
+        for i in 0..count {
+            let [n, n_end, v, v_end] = scratch.located()[i];
             let (n, v) = (n as usize..n_end as usize, v as usize..v_end as usize);
-            notes.note(&head[n.clone()], &head[v.clone()]);
-            let name = HeaderName::from_bytes(&head[n])
+            let (name, field) = scratch
+                .name(i, &head[n])
                 .map_err(|_| H1Error::Malformed("invalid header name"))?;
+            notes.note_field(field, &head[v.clone()]);
             let value = HeaderValue::from_maybe_shared(head.slice(v))
                 .map_err(|_| H1Error::Malformed("invalid header value"))?;
             headers.append(name, value);
@@ -1044,6 +1121,76 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn remembered_names_follow_each_head() {
+        // One connection's scratch across heads whose fields change place and case.
+        let mut scratch = Scratch::default();
+        let mut parse = |raw: &[u8]| {
+            let mut buf = BytesMut::from(raw);
+            parse_response(&mut buf, false, &mut scratch)
+                .unwrap()
+                .unwrap()
+        };
+        let h = parse(b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(h.decoder, Decoder::Length(3));
+        assert_eq!(h.parts.headers["x-a"], "1");
+        let h = parse(b"HTTP/1.1 200 OK\r\nX-A: 2\r\ncontent-length: 4\r\n\r\n");
+        assert_eq!(h.decoder, Decoder::Length(4));
+        assert_eq!(h.parts.headers["x-a"], "2");
+        let h = parse(b"HTTP/1.1 200 OK\r\nX-B: 3\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert_eq!(h.decoder, Decoder::chunked());
+        assert!(h.parts.headers.get("x-a").is_none());
+        assert_eq!(h.parts.headers["x-b"], "3");
+        let h =
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-B: 4\r\nConnection: close\r\n\r\n");
+        assert_eq!(h.decoder, Decoder::Done);
+        assert!(!h.keep_alive);
+        assert_eq!(h.parts.headers.len(), 3);
+    }
+
+    #[test]
+    fn notes_read_framing_and_connection_fields() {
+        let notes = |fields: &[(&str, &str)]| {
+            let mut n = Notes::default();
+            for (k, v) in fields {
+                n.note(k.as_bytes(), v.as_bytes());
+            }
+            n
+        };
+        let n = notes(&[("Content-Length", "5"), ("content-length", "5, 5")]);
+        assert_eq!((n.length, n.bad_length), (Some(5), false));
+        for bad in ["5, 6", "+5", "", "5 5", "99999999999999999999"] {
+            assert!(notes(&[("Content-Length", bad)]).bad_length, "{bad:?}");
+        }
+        let n = notes(&[
+            ("Transfer-Encoding", "gzip"),
+            ("transfer-encoding", " Chunked "),
+        ]);
+        assert!(n.te && n.chunked_last);
+        assert_eq!(n.codings, 2);
+        let n = notes(&[("Transfer-Encoding", "chunked, identity")]);
+        assert!(n.te && !n.chunked_last);
+        let n = notes(&[
+            ("Connection", "Keep-Alive, x-foo"),
+            ("Expect", "100-Continue"),
+        ]);
+        assert!(n.keep_alive && !n.close && n.expect_continue);
+        assert!(n.keeps_alive(Version::HTTP_10) && n.keeps_alive(Version::HTTP_11));
+        let n = notes(&[
+            ("connection", "close"),
+            ("TE", "trailers, deflate"),
+            ("Host", "x"),
+        ]);
+        assert!(n.close && n.te_trailers && n.host);
+        assert!(!n.keeps_alive(Version::HTTP_11) && !n.keeps_alive(Version::HTTP_10));
+        // Look-alike names of the same length are not taken for them.
+        let n = notes(&[("content-lengtx", "5"), ("upgradx", "h2c"), ("hosx", "y")]);
+        assert_eq!(n, Notes::default());
+        assert!(!Notes::default().keeps_alive(Version::HTTP_10));
+        assert_eq!(content_length(b"12"), Some(12));
+        assert_eq!(content_length(b"1,2"), None);
     }
 
     #[test]

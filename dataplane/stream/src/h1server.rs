@@ -26,7 +26,7 @@ use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -280,10 +280,13 @@ fn parse_request(
     let uri = Uri::from_maybe_shared(head.slice(target)).map_err(|_| bad("invalid target"))?;
     let mut headers = scratch.headers(count);
     let mut notes = Notes::default();
-    for &[n, n_end, v, v_end] in scratch.located() {
+    for i in 0..count {
+        let [n, n_end, v, v_end] = scratch.located()[i];
         let (n, v) = (n as usize..n_end as usize, v as usize..v_end as usize);
-        notes.note(&head[n.clone()], &head[v.clone()]);
-        let name = HeaderName::from_bytes(&head[n]).map_err(|_| bad("invalid header name"))?;
+        let (name, field) = scratch
+            .name(i, &head[n])
+            .map_err(|_| bad("invalid header name"))?;
+        notes.note_field(field, &head[v.clone()]);
         let value = HeaderValue::from_maybe_shared(head.slice(v))
             .map_err(|_| bad("invalid header value"))?;
         headers.append(name, value);
@@ -998,6 +1001,7 @@ async fn finish<C: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HeaderName;
 
     fn parse(raw: &[u8]) -> Result<Option<Head>, Refusal> {
         let mut buf = BytesMut::from(raw);

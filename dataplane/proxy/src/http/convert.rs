@@ -29,18 +29,24 @@ pub fn authority<'a>(uri: &'a Uri, headers: &'a HeaderMap) -> Option<&'a str> {
 }
 
 /// Removes hop-by-hop fields, and those the `Connection` field names. With `keep_upgrade`
-/// (a protocol switch passing through), `Connection: upgrade` and `Upgrade` stay.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// (a protocol switch passing through), `Connection: upgrade` and `Upgrade` stay. True when
+/// `TE: trailers` stayed.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) -> bool {
     // Most messages carry none: one pass over the names, no hashing, no allocation; the
     // pass also notes which are there, so that only those are removed (a removal hashes).
     let mut present = 0u8;
     for k in headers.keys() {
+        // Names are compared only when their length is one of HOP_BY_HOP's (most fields'
+        // is not; `hop_by_hop_lengths` checks the list).
+        if !matches!(k.as_str().len(), 2 | 7 | 10 | 16 | 17) {
+            continue;
+        }
         if let Some(i) = HOP_BY_HOP.iter().position(|h| h == k) {
             present |= 1 << i;
         }
     }
     if present == 0 {
-        return;
+        return false;
     }
     let has = |i: usize| present & (1 << i) != 0;
     let te_trailers = has(3)
@@ -92,6 +98,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             headers.insert(header::UPGRADE, u);
         }
     }
+    te_trailers
 }
 
 /// True when the request asks for a protocol switch (`Upgrade`) on HTTP/1.
@@ -166,8 +173,10 @@ pub fn response_for_downstream(parts: &mut http::response::Parts, to: StreamProt
         rpc::render_http(&parts.extensions, &mut parts.headers);
     }
     let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    strip_hop_by_hop(&mut parts.headers, switching);
-    parts.headers.remove(header::TE);
+    // `TE` is a request field; none of it goes down.
+    if strip_hop_by_hop(&mut parts.headers, switching) {
+        parts.headers.remove(header::TE);
+    }
     parts.version = Version::default();
 }
 
@@ -181,6 +190,16 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn hop_by_hop_lengths() {
+        for h in &HOP_BY_HOP {
+            assert!(
+                matches!(h.as_str().len(), 2 | 7 | 10 | 16 | 17),
+                "{h} is skipped by strip_hop_by_hop's length check"
+            );
+        }
     }
 
     #[test]
