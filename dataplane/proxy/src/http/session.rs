@@ -699,10 +699,11 @@ where
             match within(sent, expiry.as_mut()).await {
                 Ok(Ok(mut resp)) => {
                     let status = resp.status();
+                    let now = Instant::now();
                     cluster
                         .stats
                         .requests
-                        .finish(status.as_u16(), sent_at.elapsed());
+                        .finish(status.as_u16(), now - sent_at);
                     let retry_status = retry.as_ref().is_some_and(|p| p.retries_status(status));
                     if retries_left && retry_status && replayable.is_some() {
                         last = Some(local_reply(status, "", ResponseFlags::NONE));
@@ -713,7 +714,7 @@ where
                         // says the retries ran out (Envoy's URX on an upstream 5xx).
                         r.flag(ResponseFlags::RETRY_LIMIT_EXCEEDED);
                     }
-                    r.log.response_received_duration = Some(r.started.elapsed());
+                    r.log.response_received_duration = Some(now - r.started);
                     if let Some(down) = on_upgrade {
                         if status == StatusCode::SWITCHING_PROTOCOLS {
                             let up = resp.extensions_mut().remove::<hyper::upgrade::OnUpgrade>();
@@ -913,6 +914,8 @@ where
             }
         }
         let spec = self.spec.clone();
+        // Only stream filters read the request at the end.
+        let head = (!spec.filters.is_empty()).then_some(head);
         let (parts, body) = resp.into_parts();
         let body = ResponseBody::new(body, move |end, sent| {
             let took = r.started.elapsed();
@@ -938,13 +941,15 @@ where
             for al in spec.access_logs.iter() {
                 al.log(log);
             }
-            spec.filters.run_log(&filter::LogRecord {
-                request: RequestView::from(&head),
-                status: Some(status),
-                flags: log.response_flags,
-                duration: took,
-                route_overrides: None,
-            });
+            if let Some(head) = &head {
+                spec.filters.run_log(&filter::LogRecord {
+                    request: RequestView::from(head),
+                    status: Some(status),
+                    flags: log.response_flags,
+                    duration: took,
+                    route_overrides: None,
+                });
+            }
         });
         Response::from_parts(parts, Body::new(body))
     }
