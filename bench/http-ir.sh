@@ -46,8 +46,13 @@ if ((BUILD)); then
 fi
 [[ -x "$MOSN_BIN" ]] || die "mosn binary not found at $MOSN_BIN"
 
-BASE=$((10000 + ($$ % 1100) * 20 + 12)) # above bench/http.sh's 12 ports of the same base
+# 4 ports from the pid-derived base the other harnesses use, in slots http.sh leaves free (the
+# ones tls.sh and rpc.sh take too: run one benchmark at a time)
+BASE=$((10000 + ($$ % 1100) * 20 + 12))
 P_UP=$BASE P_MOSN=$((BASE + 1)) P_ADMIN=$((BASE + 2)) P_NGINX=$((BASE + 3))
+for port in "$P_UP" "$P_MOSN" "$P_ADMIN" "$P_NGINX"; do
+    if ss -Htln "sport = :$port" | grep -q .; then die "port $port is already in use; rerun"; fi
+done
 TMP="$(mktemp -d /tmp/mosn-http-ir.XXXXXX)"
 PIDS=()
 trap cleanup EXIT
