@@ -619,7 +619,8 @@ impl Scratch {
     const KEEP_OUT: usize = 16 * 1024;
 
     /// Where each field's name and value sit in `buf` (offsets: a head is at most a few
-    /// hundred KiB long), so that they can share the head's bytes once it is split off.
+    /// hundred KiB long), so that they can share the head's bytes once it is split off
+    /// ([`Scratch::fields`]).
     pub(crate) fn locate(&mut self, buf: &[u8], fields: &[httparse::Header<'_>]) {
         let base = buf.as_ptr() as usize;
         self.spans.clear();
@@ -633,11 +634,6 @@ impl Scratch {
                 (value + f.value.len()) as u32,
             ]
         }));
-    }
-
-    /// The offsets [`Scratch::locate`] found: name start and end, value start and end.
-    pub(crate) fn located(&self) -> &[[u32; 4]] {
-        &self.spans
     }
 
     /// The name of a head's field number `i`, sent as `raw`: taken from the heads before
@@ -668,6 +664,27 @@ impl Scratch {
             });
         }
         Ok((name, field))
+    }
+
+    /// The header map of a head of `count` fields that [`Scratch::locate`] found, `head`
+    /// being its bytes (split off: the values share them), and what its fields say.
+    pub(crate) fn fields(
+        &mut self,
+        head: &Bytes,
+        count: usize,
+    ) -> Result<(HeaderMap, Notes), &'static str> {
+        let mut headers = self.headers(count);
+        let mut notes = Notes::default();
+        for i in 0..count {
+            let [n, n_end, v, v_end] = self.spans[i];
+            let (n, v) = (n as usize..n_end as usize, v as usize..v_end as usize);
+            let (name, field) = self.name(i, &head[n]).map_err(|_| "invalid header name")?;
+            notes.note_field(field, &head[v.clone()]);
+            let value = HeaderValue::from_maybe_shared(head.slice(v))
+                .map_err(|_| "invalid header value")?;
+            headers.append(name, value);
+        }
+        Ok((headers, notes))
     }
 
     /// An empty map for a head of `n` fields.
@@ -754,19 +771,7 @@ pub(crate) fn parse_response(
         let count = resp.headers.len();
         scratch.locate(buf, resp.headers);
         let head = buf.split_to(len).freeze();
-        let mut headers = scratch.headers(count);
-        let mut notes = Notes::default();
-        for i in 0..count {
-            let [n, n_end, v, v_end] = scratch.located()[i];
-            let (n, v) = (n as usize..n_end as usize, v as usize..v_end as usize);
-            let (name, field) = scratch
-                .name(i, &head[n])
-                .map_err(|_| H1Error::Malformed("invalid header name"))?;
-            notes.note_field(field, &head[v.clone()]);
-            let value = HeaderValue::from_maybe_shared(head.slice(v))
-                .map_err(|_| H1Error::Malformed("invalid header value"))?;
-            headers.append(name, value);
-        }
+        let (headers, notes) = scratch.fields(&head, count).map_err(H1Error::Malformed)?;
         let (decoder, close_delimited) = framing(&notes, status, head_request, version)?;
         let keep_alive = !close_delimited && notes.keeps_alive(version);
         let mut r = http::Response::new(());

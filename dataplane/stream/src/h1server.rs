@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use tokio_util::io::poll_read_buf;
 
 use crate::body::BoxError;
-use crate::h1client::{content_length, put_field, tokens, Decoder, H1Error, Notes, Scratch, Step};
+use crate::h1client::{content_length, put_field, tokens, Decoder, H1Error, Scratch, Step};
 use crate::server::{Handler, OnUpgrade, ServeError, ServerLimits, Upgraded};
 use crate::Body;
 
@@ -278,19 +278,7 @@ fn parse_request(
     scratch.locate(buf, req.headers);
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(target)).map_err(|_| bad("invalid target"))?;
-    let mut headers = scratch.headers(count);
-    let mut notes = Notes::default();
-    for i in 0..count {
-        let [n, n_end, v, v_end] = scratch.located()[i];
-        let (n, v) = (n as usize..n_end as usize, v as usize..v_end as usize);
-        let (name, field) = scratch
-            .name(i, &head[n])
-            .map_err(|_| bad("invalid header name"))?;
-        notes.note_field(field, &head[v.clone()]);
-        let value = HeaderValue::from_maybe_shared(head.slice(v))
-            .map_err(|_| bad("invalid header value"))?;
-        headers.append(name, value);
-    }
+    let (mut headers, notes) = scratch.fields(&head, count).map_err(bad)?;
 
     let mut close_after = false;
     let body = if notes.te {
