@@ -882,7 +882,7 @@ impl<T: Transport> Upstream<T> {
 fn send_h1<T: Transport>(
     pools: Rc<Pools<T>>,
     key: PoolKey,
-    idle: H1Idle<T::Conn>,
+    mut idle: H1Idle<T::Conn>,
     max: u32,
     settings: UpstreamSettings,
     req: Request<Body>,
@@ -896,7 +896,6 @@ where
     let (parts, body) = req.into_parts();
     let head_request = parts.method == http::Method::HEAD;
     let idempotent = parts.method.is_idempotent();
-    let mut idle = idle;
     let out = Outgoing::new(&parts, body, idle.conn.scratch.take_out());
     // The request's map, encoded, takes the response's fields.
     idle.conn.scratch.recycle(parts.headers);
