@@ -113,11 +113,37 @@ impl<C: AsyncRead + AsyncWrite + Unpin, G> H1Conn<C, G> {
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < READ_ROOM / 2 {
-            self.buf.reserve(READ_ROOM);
-        }
-        poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+        poll_fill(&mut self.io, &mut self.buf, cx)
     }
+}
+
+/// Reads what `io` has into `buf`, making room first; `Ok(0)`: the connection's end.
+pub(crate) fn poll_fill<C: AsyncRead + Unpin>(
+    io: &mut C,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < READ_ROOM / 2 {
+        buf.reserve(READ_ROOM);
+    }
+    poll_read_buf(Pin::new(io), cx, buf)
+}
+
+/// Writes a chunk's size line (hex digits, CRLF).
+pub(crate) fn put_chunk_size(out: &mut Vec<u8>, n: usize) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        digits[i] = b"0123456789abcdef"[v & 0xf];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// How a request body is framed on the wire.
@@ -362,8 +388,7 @@ impl Outgoing {
                         self.push_data(data, b"", vectored);
                     }
                     ReqFraming::Chunked => {
-                        self.pending
-                            .extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                        put_chunk_size(&mut self.pending, data.len());
                         self.push_data(data, b"\r\n", vectored);
                     }
                     ReqFraming::Empty => {}
@@ -1125,6 +1150,21 @@ mod tests {
                     fed += n;
                 }
             }
+        }
+    }
+
+    #[test]
+    fn chunk_sizes_in_hex() {
+        for (n, hex) in [
+            (0, "0"),
+            (1, "1"),
+            (255, "ff"),
+            (4096, "1000"),
+            (usize::MAX, "ffffffffffffffff"),
+        ] {
+            let mut v = Vec::new();
+            put_chunk_size(&mut v, n);
+            assert_eq!(v, format!("{hex}\r\n").into_bytes());
         }
     }
 

@@ -32,15 +32,14 @@ use http_body::{Body as _, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
-use tokio_util::io::poll_read_buf;
 
 use crate::body::BoxError;
-use crate::h1client::{content_length, put_field, tokens, Decoder, H1Error, Scratch, Step};
+use crate::h1client::{
+    self, content_length, put_chunk_size, put_field, tokens, Decoder, H1Error, Scratch, Step,
+};
 use crate::server::{Handler, OnUpgrade, ServeError, ServerLimits, Upgraded};
 use crate::Body;
 
-/// Room made in the read buffer before a read.
-const READ_ROOM: usize = 8 * 1024;
 /// Response data up to this size is copied next to its head or framing (one write); larger
 /// goes as its own slice of a vectored write.
 const COPY_DATA: usize = 8 * 1024;
@@ -82,10 +81,7 @@ struct Conn<C> {
 
 impl<C: AsyncRead + AsyncWrite + Unpin> Conn<C> {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < READ_ROOM / 2 {
-            self.buf.reserve(READ_ROOM);
-        }
-        poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+        h1client::poll_fill(&mut self.io, &mut self.buf, cx)
     }
 
     fn poll_continue(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -560,23 +556,6 @@ impl Out {
             self.own = Vec::new();
         }
     }
-}
-
-/// Writes the chunked framing's hex size line.
-fn put_chunk_size(out: &mut Vec<u8>, n: usize) {
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    let mut v = n;
-    loop {
-        i -= 1;
-        digits[i] = b"0123456789abcdef"[v & 0xf];
-        v >>= 4;
-        if v == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Ends the body's framing; false when the body fell short of its declared length.
@@ -1180,21 +1159,6 @@ mod tests {
         );
         assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\ndate: "), "{text}");
         assert_eq!(f, Framing::None);
-    }
-
-    #[test]
-    fn chunk_sizes_in_hex() {
-        for (n, hex) in [
-            (0, "0"),
-            (1, "1"),
-            (255, "ff"),
-            (4096, "1000"),
-            (usize::MAX, "ffffffffffffffff"),
-        ] {
-            let mut v = Vec::new();
-            put_chunk_size(&mut v, n);
-            assert_eq!(v, format!("{hex}\r\n").into_bytes());
-        }
     }
 
     /// Connection-level behaviour over real sockets, against a scripted handler.
