@@ -846,7 +846,7 @@ where
                 // keeps it from switching.
                 if let Ok(c) = Rc::try_unwrap(conn) {
                     let c = c.into_inner();
-                    let _ = tx.send(Upgraded::http1(c.io, c.buf.freeze()));
+                    let _ = tx.send(Upgraded::new(c.io, c.buf.freeze()));
                 }
                 return Ok(());
             }

@@ -161,7 +161,7 @@ impl Future for OnUpgrade {
             Some(Switch::Http1(rx)) => std::task::ready!(Pin::new(rx).poll(cx))
                 .map_err(|_| io::Error::other("the connection did not switch protocols")),
             Some(Switch::Http2(u)) => std::task::ready!(Pin::new(u).poll(cx))
-                .map(|u| Upgraded(Switched::Http2(TokioIo::new(u))))
+                .map(|u| Upgraded::new(TokioIo::new(u), Bytes::new()))
                 .map_err(io::Error::other),
         };
         *slot = None;
@@ -174,19 +174,14 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// A downstream connection after a protocol switch (bytes the client sent after its request
 /// come first).
-pub struct Upgraded(Switched);
-
-enum Switched {
-    Http1(Rewind<Box<dyn Io>>),
-    Http2(TokioIo<hyper::upgrade::Upgraded>),
-}
+pub struct Upgraded(Rewind<Box<dyn Io>>);
 
 impl Upgraded {
-    pub(crate) fn http1<C: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    pub(crate) fn new<C: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         io: C,
         read: Bytes,
     ) -> Self {
-        Upgraded(Switched::Http1(Rewind::new(read, Box::new(io))))
+        Upgraded(Rewind::new(read, Box::new(io)))
     }
 }
 
@@ -196,10 +191,7 @@ impl AsyncRead for Upgraded {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().0 {
-            Switched::Http1(c) => Pin::new(c).poll_read(cx, buf),
-            Switched::Http2(c) => Pin::new(c).poll_read(cx, buf),
-        }
+        Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
     }
 }
 
@@ -209,24 +201,15 @@ impl AsyncWrite for Upgraded {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match &mut self.get_mut().0 {
-            Switched::Http1(c) => Pin::new(c).poll_write(cx, data),
-            Switched::Http2(c) => Pin::new(c).poll_write(cx, data),
-        }
+        Pin::new(&mut self.get_mut().0).poll_write(cx, data)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().0 {
-            Switched::Http1(c) => Pin::new(c).poll_flush(cx),
-            Switched::Http2(c) => Pin::new(c).poll_flush(cx),
-        }
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match &mut self.get_mut().0 {
-            Switched::Http1(c) => Pin::new(c).poll_shutdown(cx),
-            Switched::Http2(c) => Pin::new(c).poll_shutdown(cx),
-        }
+        Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }
 
